@@ -1,0 +1,35 @@
+# Two commands a newcomer needs: `make run` (demo on SQLite) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint schema clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Load the demo school into ./coursepulse.db and serve it on http://127.0.0.1:8000/graphql
+run: install
+	$(BIN)/coursepulse demo
+	$(BIN)/coursepulse serve
+
+## Lint, check the exported schema against the public contract, run the test suite.
+test: install lint
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## Re-export graphql/schema.graphql after changing the schema.
+schema: install
+	$(BIN)/coursepulse export-schema --output graphql/schema.graphql
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache coursepulse.db coursepulse.db-*

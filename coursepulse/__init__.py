@@ -1,0 +1,3 @@
+"""coursepulse: the GraphQL gateway over the course-progress domain of an online school."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,52 @@
+"""The aiohttp application factory: everything is wired here, nothing at import time."""
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from aiohttp import web
+
+from coursepulse.models.db import Database
+from coursepulse.schema import build_schema
+from coursepulse.settings import Settings
+from coursepulse.web.credentials import CredentialCache
+from coursepulse.web.graphql_view import CoursepulseGraphQLView
+from coursepulse.web.health import healthz, readyz
+from coursepulse.web.keys import CREDENTIALS, DATABASE, SETTINGS
+from coursepulse.web.middlewares import authenticate, cors, request_context
+
+MAX_REQUEST_BYTES = 1024 * 1024
+
+
+def create_app(
+    settings: Settings | None = None, *, database: Database | None = None
+) -> web.Application:
+    """A ready-to-run application; pass `database` to share an engine (tests, CLI)."""
+    settings = settings or Settings()
+    app = web.Application(
+        middlewares=[request_context, cors, authenticate],
+        client_max_size=MAX_REQUEST_BYTES,
+    )
+    app[SETTINGS] = settings
+    app[CREDENTIALS] = CredentialCache(settings.auth_cache_seconds)
+
+    async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+        owned = database is None
+        app[DATABASE] = database or Database.from_url(settings.database_url, echo=settings.sql_echo)
+        yield
+        if owned:
+            await app[DATABASE].dispose()
+
+    app.cleanup_ctx.append(database_ctx)
+
+    view = CoursepulseGraphQLView(
+        schema=build_schema(),
+        graphql_ide="graphiql" if settings.graphiql else None,
+        allowed_origins=settings.allowed_origins,
+        connection_init_wait_timeout=timedelta(seconds=10),
+        keep_alive=True,
+        keep_alive_interval=15,
+    )
+    app.router.add_route("*", "/graphql", view)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

@@ -1,0 +1,194 @@
+"""The `coursepulse` command: migrate, serve, manage users and tokens, demo data, schema export."""
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from coursepulse.app import create_app
+from coursepulse.logging_setup import configure_logging
+from coursepulse.models import Role
+from coursepulse.models.db import Database
+from coursepulse.models.migrate import migrate
+from coursepulse.resolvers import users
+from coursepulse.resolvers.errors import DomainError
+from coursepulse.settings import Settings
+
+log = logging.getLogger("coursepulse")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("database_url", "host", "port", "public_url"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return Settings(**overrides)
+
+
+async def _with_database(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> Any:
+    db = Database.from_url(settings.database_url)
+    try:
+        await migrate(db.engine)
+        return await work(db)
+    finally:
+        await db.dispose()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def run() -> None:
+        db = Database.from_url(settings.database_url)
+        try:
+            await migrate(db.engine)
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+    print(f"database is up to date: {settings.database_url}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    asyncio.run(_with_database(settings, lambda _db: asyncio.sleep(0)))
+    log.info("serving on http://%s:%s/graphql", settings.host, settings.port)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=10,
+    )
+    return 0
+
+
+def cmd_user_create(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def work(db: Database) -> str:
+        async with db.write() as session:
+            user = await users.create_user(
+                session,
+                username=args.username,
+                password=args.password,
+                display_name=args.display_name,
+                email=args.email,
+                role=Role(args.role),
+            )
+            return f"created {user.role} {user.username} (id {user.id})"
+
+    print(asyncio.run(_with_database(settings, work)))
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def work(db: Database) -> str:
+        async with db.write() as session:
+            return await users.create_token(session, args.username, args.name)
+
+    token = asyncio.run(_with_database(settings, work))
+    print(token)
+    print("Keep it safe: it is shown only this once.", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from coursepulse.demo import load_demo
+
+    settings = _settings(args)
+    logins = asyncio.run(_with_database(settings, load_demo))
+    print(f"demo data ready in {settings.database_url}. Logins:")
+    for login in logins:
+        print(f"  {login.role.value:<10} {login.username:<12} password: {login.password}")
+    return 0
+
+
+def cmd_export_schema(args: argparse.Namespace) -> int:
+    from coursepulse.schema import schema_sdl
+
+    sdl = schema_sdl()
+    if args.output == "-":
+        sys.stdout.write(sdl)
+    else:
+        Path(args.output).write_text(sdl)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _database_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database-url", help="SQLAlchemy URL (env COURSEPULSE_DATABASE_URL)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="coursepulse", description="Course-progress GraphQL service."
+    )
+    parser.add_argument(
+        "--log-level", default=None, help="DEBUG, INFO, WARNING (env COURSEPULSE_LOG_LEVEL)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    migrate_cmd = commands.add_parser("migrate", help="bring the database schema up to date")
+    _database_options(migrate_cmd)
+    migrate_cmd.set_defaults(func=cmd_migrate)
+
+    serve = commands.add_parser("serve", help="migrate, then serve /graphql, /healthz, /readyz")
+    _database_options(serve)
+    serve.add_argument("--host", help="interface to bind (env COURSEPULSE_HOST)")
+    serve.add_argument("--port", type=int, help="port to bind (env COURSEPULSE_PORT)")
+    serve.add_argument("--public-url", help="base URL clients use (env COURSEPULSE_PUBLIC_URL)")
+    serve.set_defaults(func=cmd_serve)
+
+    user = commands.add_parser("user", help="manage users").add_subparsers(
+        dest="user_command", required=True
+    )
+    user_create = user.add_parser("create", help="create a user")
+    _database_options(user_create)
+    user_create.add_argument("username")
+    user_create.add_argument("--password", required=True)
+    user_create.add_argument("--role", choices=[role.value for role in Role], default="student")
+    user_create.add_argument("--display-name")
+    user_create.add_argument("--email")
+    user_create.set_defaults(func=cmd_user_create)
+
+    token = commands.add_parser("token", help="manage API tokens").add_subparsers(
+        dest="token_command", required=True
+    )
+    token_create = token.add_parser("create", help="create an API token and print it once")
+    _database_options(token_create)
+    token_create.add_argument("username")
+    token_create.add_argument("--name", default="cli", help="what the token is for")
+    token_create.set_defaults(func=cmd_token_create)
+
+    demo = commands.add_parser("demo", help="load the demo catalogue and users (idempotent)")
+    _database_options(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    export = commands.add_parser("export-schema", help="write the GraphQL SDL")
+    export.add_argument("--output", default="graphql/schema.graphql", help="file, or - for stdout")
+    export.set_defaults(func=cmd_export_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level or Settings().log_level)
+    try:
+        return int(args.func(args))
+    except DomainError as error:
+        print(f"error ({error.code}): {error.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Tables, column types and database helpers. No GraphQL or HTTP here."""
+
+from coursepulse.models.enums import (
+    ENROLLED_STATUSES,
+    CourseStatus,
+    EnrollmentStatus,
+    ProgressEventKind,
+    Role,
+)
+from coursepulse.models.tables import (
+    ApiToken,
+    Course,
+    CourseInstructor,
+    Enrollment,
+    Lesson,
+    LessonCompletion,
+    ProgressEvent,
+    User,
+)
+from coursepulse.models.types import utcnow
+
+__all__ = [
+    "ENROLLED_STATUSES",
+    "ApiToken",
+    "Course",
+    "CourseInstructor",
+    "CourseStatus",
+    "Enrollment",
+    "EnrollmentStatus",
+    "Lesson",
+    "LessonCompletion",
+    "ProgressEvent",
+    "ProgressEventKind",
+    "Role",
+    "User",
+    "utcnow",
+]

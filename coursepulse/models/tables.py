@@ -1,0 +1,145 @@
+"""The SQLModel tables of the course-progress domain.
+
+Counters that lists sort or page by (`courses.total_lessons`,
+`enrollments.completed_lessons`) are stored and kept current by the resolvers in
+the same transaction as the rows they count.
+"""
+
+from datetime import datetime
+
+from sqlalchemy import Column, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from coursepulse.models.enums import CourseStatus, EnrollmentStatus, Role
+from coursepulse.models.types import BigId, UTCDateTime, utcnow
+
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _timestamp(*, nullable: bool = False) -> Column:  # type: ignore[type-arg]
+    return Column(UTCDateTime(), nullable=nullable)
+
+
+def _fk(target: str, *, index: bool = False) -> Column:  # type: ignore[type-arg]
+    return Column(BigId, ForeignKey(target, ondelete="CASCADE"), nullable=False, index=index)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    username: str = Field(sa_column=Column(String(60), nullable=False, unique=True))
+    display_name: str = Field(sa_column=Column(String(120), nullable=False))
+    email: str | None = Field(default=None, sa_column=Column(String(254), nullable=True))
+    avatar: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
+    role: str = Field(default=Role.STUDENT, sa_column=Column(String(16), nullable=False))
+    password_hash: str = Field(sa_column=Column(String(255), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class ApiToken(SQLModel, table=True):
+    """An API token; only the SHA-256 digest of the secret is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    user_id: int = Field(sa_column=_fk("users.id", index=True))
+    name: str = Field(sa_column=Column(String(100), nullable=False))
+    token_digest: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class Course(SQLModel, table=True):
+    __tablename__ = "courses"
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    slug: str = Field(sa_column=Column(String(120), nullable=False, unique=True))
+    title: str = Field(sa_column=Column(String(200), nullable=False))
+    description: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    status: str = Field(default=CourseStatus.DRAFT, sa_column=Column(String(16), nullable=False))
+    total_lessons: int = Field(default=0, nullable=False)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class CourseInstructor(SQLModel, table=True):
+    __tablename__ = "course_instructors"
+
+    course_id: int = Field(
+        sa_column=Column(BigId, ForeignKey("courses.id", ondelete="CASCADE"), primary_key=True)
+    )
+    user_id: int = Field(
+        sa_column=Column(
+            BigId, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+        )
+    )
+
+
+class Lesson(SQLModel, table=True):
+    __tablename__ = "lessons"
+    __table_args__ = (Index("ix_lessons_course_id_position", "course_id", "position"),)
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    course_id: int = Field(sa_column=_fk("courses.id"))
+    title: str = Field(sa_column=Column(String(200), nullable=False))
+    #: 1-based position in the course; positions of a course are 1..total_lessons.
+    position: int = Field(nullable=False)
+
+
+class Enrollment(SQLModel, table=True):
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        UniqueConstraint("user_id", "course_id"),
+        # Roster orderings: each one is an index walk within the course.
+        Index("ix_enrollments_course_progress", "course_id", "status", "completed_lessons", "id"),
+        Index("ix_enrollments_course_enrolled_at", "course_id", "status", "enrolled_at", "id"),
+        Index("ix_enrollments_course_last_accessed", "course_id", "status", "last_accessed_at"),
+    )
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    user_id: int = Field(sa_column=_fk("users.id"))
+    course_id: int = Field(sa_column=_fk("courses.id"))
+    status: str = Field(
+        default=EnrollmentStatus.ACTIVE, sa_column=Column(String(16), nullable=False)
+    )
+    enrolled_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    completed_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    last_accessed_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    time_spent_seconds: int = Field(default=0, nullable=False)
+    completed_lessons: int = Field(default=0, nullable=False)
+
+
+class LessonCompletion(SQLModel, table=True):
+    __tablename__ = "lesson_completions"
+    __table_args__ = (UniqueConstraint("enrollment_id", "lesson_id"),)
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    enrollment_id: int = Field(sa_column=_fk("enrollments.id"))
+    lesson_id: int = Field(sa_column=_fk("lessons.id", index=True))
+    completed_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class ProgressEvent(SQLModel, table=True):
+    """The event log (outbox): one row per change to a student's progress."""
+
+    __tablename__ = "progress_events"
+    __table_args__ = (
+        Index("ix_progress_events_course_id_id", "course_id", "id"),
+        Index("ix_progress_events_user_id_course_id_id", "user_id", "course_id", "id"),
+    )
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    kind: str = Field(sa_column=Column(String(32), nullable=False))
+    occurred_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    course_id: int = Field(sa_column=_fk("courses.id"))
+    user_id: int = Field(sa_column=_fk("users.id"))
+    lesson_id: int | None = Field(default=None, sa_type=BigId, nullable=True)
+    progress_percentage: int = Field(nullable=False)
+    completed_lessons: int = Field(nullable=False)
+    total_lessons: int = Field(nullable=False)

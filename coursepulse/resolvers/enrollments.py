@@ -1,0 +1,294 @@
+"""What students do: enrol, leave, complete lessons, study, and read their progress."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from coursepulse.models import (
+    ENROLLED_STATUSES,
+    Course,
+    CourseStatus,
+    Enrollment,
+    EnrollmentStatus,
+    Lesson,
+    LessonCompletion,
+    ProgressEventKind,
+    utcnow,
+)
+from coursepulse.resolvers.access import get_course, is_course_staff, visible_course
+from coursepulse.resolvers.errors import AlreadyEnrolled, Forbidden, NotEnrolled, NotFound
+from coursepulse.resolvers.events import append_event
+from coursepulse.resolvers.progress import ProgressRecord, settle_status
+from coursepulse.resolvers.validation import check_range
+from coursepulse.resolvers.viewer import Viewer, require_viewer
+
+MAX_ACTIVITY_SECONDS = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class LessonChange:
+    """The outcome of completeLesson / incompleteLesson."""
+
+    message: str
+    lesson_id: int
+    completed_at: datetime | None
+    already_completed: bool
+    progress: ProgressRecord
+
+
+async def _enrollment(
+    session: AsyncSession, user_id: int, course_id: int, *, lock: bool = False
+) -> Enrollment | None:
+    query = (
+        select(Enrollment)
+        .where(Enrollment.user_id == user_id, Enrollment.course_id == course_id)
+        .execution_options(populate_existing=True)
+    )
+    if lock:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def _learning(
+    session: AsyncSession, viewer: Viewer | None, course_id: int
+) -> tuple[Viewer, Course, Enrollment]:
+    """Viewer, course and locked active enrolment for a learner action.
+
+    A course the viewer cannot see is `not_found`; no active enrolment is `not_enrolled`.
+    The course is share-locked so lesson-set changes wait for the action to finish.
+    """
+    viewer = require_viewer(viewer)
+    course = await get_course(session, course_id, lock=True, share=True)
+    if course is None:
+        raise NotFound(f"Course {course_id} not found")
+    enrollment = await _enrollment(session, viewer.user_id, course_id, lock=True)
+    if enrollment is None or enrollment.status not in ENROLLED_STATUSES:
+        await visible_course(session, viewer, course_id)
+        raise NotEnrolled()
+    return viewer, course, enrollment
+
+
+async def _lesson_of(session: AsyncSession, course_id: int, lesson_id: int) -> Lesson:
+    lesson = await session.get(Lesson, lesson_id)
+    if lesson is None or lesson.course_id != course_id:
+        raise NotFound(f"Lesson {lesson_id} not found in course {course_id}")
+    return lesson
+
+
+async def enroll(session: AsyncSession, viewer: Viewer | None, course_id: int) -> ProgressRecord:
+    """Enrol the viewer in a published course; re-enrolling restores kept progress."""
+    viewer = require_viewer(viewer)
+    course = await visible_course(session, viewer, course_id, lock=True, share=True)
+    if course.status != CourseStatus.PUBLISHED:
+        raise Forbidden("Enrolment is open only in published courses")
+    now = utcnow()
+    enrollment = await _enrollment(session, viewer.user_id, course_id, lock=True)
+    if enrollment is not None and enrollment.status in ENROLLED_STATUSES:
+        raise AlreadyEnrolled()
+    if enrollment is None:
+        enrollment = Enrollment(user_id=viewer.user_id, course_id=course_id, enrolled_at=now)
+        session.add(enrollment)
+    enrollment.status = EnrollmentStatus.ACTIVE
+    enrollment.last_accessed_at = now
+    settle_status(enrollment, course.total_lessons, now)
+    if enrollment.status == EnrollmentStatus.COMPLETED:
+        # Restored with every lesson done: it was completed when its last lesson was.
+        enrollment.completed_at = await session.scalar(
+            select(func.max(LessonCompletion.completed_at)).where(
+                LessonCompletion.enrollment_id == enrollment.id
+            )
+        )
+    try:
+        await session.flush()
+    except IntegrityError as error:
+        # A concurrent request (a double click) enrolled the same student first.
+        raise AlreadyEnrolled() from error
+    append_event(
+        session,
+        kind=ProgressEventKind.ENROLLED,
+        enrollment=enrollment,
+        total_lessons=course.total_lessons,
+        occurred_at=now,
+    )
+    await session.flush()
+    return ProgressRecord(enrollment, course)
+
+
+async def unenroll(session: AsyncSession, viewer: Viewer | None, course_id: int) -> int:
+    """Leave a course, keeping the progress; returns the course id."""
+    _viewer, course, enrollment = await _learning(session, viewer, course_id)
+    now = utcnow()
+    enrollment.status = EnrollmentStatus.UNENROLLED
+    enrollment.completed_at = None
+    enrollment.last_accessed_at = now
+    append_event(
+        session,
+        kind=ProgressEventKind.UNENROLLED,
+        enrollment=enrollment,
+        total_lessons=course.total_lessons,
+        occurred_at=now,
+    )
+    await session.flush()
+    return course_id
+
+
+async def complete_lesson(
+    session: AsyncSession, viewer: Viewer | None, course_id: int, lesson_id: int
+) -> LessonChange:
+    """Mark a lesson complete, exactly once; a second call changes nothing."""
+    _viewer, course, enrollment = await _learning(session, viewer, course_id)
+    await _lesson_of(session, course_id, lesson_id)
+    existing = await session.scalar(
+        select(LessonCompletion).where(
+            LessonCompletion.enrollment_id == enrollment.id,
+            LessonCompletion.lesson_id == lesson_id,
+        )
+    )
+    if existing is not None:
+        return LessonChange(
+            message="Lesson already marked as complete",
+            lesson_id=lesson_id,
+            completed_at=existing.completed_at,
+            already_completed=True,
+            progress=ProgressRecord(enrollment, course),
+        )
+    now = utcnow()
+    session.add(
+        LessonCompletion(enrollment_id=enrollment.id, lesson_id=lesson_id, completed_at=now)
+    )
+    enrollment.completed_lessons += 1
+    enrollment.last_accessed_at = now
+    course_completed = settle_status(enrollment, course.total_lessons, now)
+    total = course.total_lessons
+    append_event(
+        session,
+        kind=ProgressEventKind.LESSON_COMPLETED,
+        enrollment=enrollment,
+        total_lessons=total,
+        occurred_at=now,
+        lesson_id=lesson_id,
+    )
+    if course_completed:
+        append_event(
+            session,
+            kind=ProgressEventKind.COURSE_COMPLETED,
+            enrollment=enrollment,
+            total_lessons=total,
+            occurred_at=now,
+        )
+    await session.flush()
+    return LessonChange(
+        message="Lesson marked as complete",
+        lesson_id=lesson_id,
+        completed_at=now,
+        already_completed=False,
+        progress=ProgressRecord(enrollment, course),
+    )
+
+
+async def incomplete_lesson(
+    session: AsyncSession, viewer: Viewer | None, course_id: int, lesson_id: int
+) -> LessonChange:
+    """Undo a completion; a lesson that is not complete is left as it is."""
+    _viewer, course, enrollment = await _learning(session, viewer, course_id)
+    await _lesson_of(session, course_id, lesson_id)
+    existing = await session.scalar(
+        select(LessonCompletion).where(
+            LessonCompletion.enrollment_id == enrollment.id,
+            LessonCompletion.lesson_id == lesson_id,
+        )
+    )
+    if existing is None:
+        return LessonChange(
+            message="Lesson is not marked as complete",
+            lesson_id=lesson_id,
+            completed_at=None,
+            already_completed=False,
+            progress=ProgressRecord(enrollment, course),
+        )
+    now = utcnow()
+    await session.delete(existing)
+    enrollment.completed_lessons = max(0, enrollment.completed_lessons - 1)
+    enrollment.last_accessed_at = now
+    settle_status(enrollment, course.total_lessons, now)
+    append_event(
+        session,
+        kind=ProgressEventKind.LESSON_INCOMPLETED,
+        enrollment=enrollment,
+        total_lessons=course.total_lessons,
+        occurred_at=now,
+        lesson_id=lesson_id,
+    )
+    await session.flush()
+    return LessonChange(
+        message="Lesson marked as incomplete",
+        lesson_id=lesson_id,
+        completed_at=None,
+        already_completed=False,
+        progress=ProgressRecord(enrollment, course),
+    )
+
+
+async def record_activity(
+    session: AsyncSession,
+    viewer: Viewer | None,
+    course_id: int,
+    seconds: int,
+    lesson_id: int | None = None,
+) -> ProgressRecord:
+    """Add study time (1..3600 seconds per call) and mark the course as accessed now."""
+    check_range(seconds, field="seconds", low=1, high=MAX_ACTIVITY_SECONDS)
+    _viewer, course, enrollment = await _learning(session, viewer, course_id)
+    if lesson_id is not None:
+        await _lesson_of(session, course_id, lesson_id)
+    now = utcnow()
+    enrollment.time_spent_seconds += seconds
+    enrollment.last_accessed_at = now
+    append_event(
+        session,
+        kind=ProgressEventKind.ACTIVITY,
+        enrollment=enrollment,
+        total_lessons=course.total_lessons,
+        occurred_at=now,
+        lesson_id=lesson_id,
+    )
+    await session.flush()
+    return ProgressRecord(enrollment, course)
+
+
+async def course_progress(
+    session: AsyncSession, viewer: Viewer | None, course_id: int, user_id: int | None = None
+) -> ProgressRecord:
+    """The viewer's progress, or another student's for the course's staff."""
+    viewer = require_viewer(viewer)
+    course = await visible_course(session, viewer, course_id)
+    target = viewer.user_id if user_id is None else user_id
+    if target != viewer.user_id and not await is_course_staff(session, viewer, course_id):
+        raise Forbidden("Only the course's instructors and admins may see other students' progress")
+    enrollment = await _enrollment(session, target, course_id)
+    if enrollment is None or enrollment.status not in ENROLLED_STATUSES:
+        if target == viewer.user_id:
+            raise NotEnrolled()
+        raise NotEnrolled("This student is not enrolled in this course")
+    return ProgressRecord(enrollment, course)
+
+
+async def my_courses(
+    session: AsyncSession, viewer: Viewer | None, status: EnrollmentStatus | None = None
+) -> list[ProgressRecord]:
+    """The viewer's enrolments with their courses, most recently enrolled first."""
+    viewer = require_viewer(viewer)
+    statuses = ENROLLED_STATUSES if status is None else (status,)
+    rows = await session.execute(
+        select(Enrollment, Course)
+        .join(Course, Course.id == Enrollment.course_id)
+        .where(
+            Enrollment.user_id == viewer.user_id,
+            Enrollment.status.in_(statuses),  # type: ignore[attr-defined]
+        )
+        .order_by(Enrollment.enrolled_at.desc(), Enrollment.id.desc())  # type: ignore[attr-defined]
+    )
+    return [ProgressRecord(enrollment, course) for enrollment, course in rows.tuples()]

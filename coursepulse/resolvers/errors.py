@@ -1,0 +1,72 @@
+"""The domain's error taxonomy, shared by every front door (GraphQL, REST).
+
+Each error has a stable `code`, the HTTP `status` the REST facade answers, a
+human message, and optional context fields (e.g. `progress_percentage`).
+"""
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """An expected failure a client can act on."""
+
+    code: str = "invalid_input"
+    status: int = 400
+    default_message: str = "Invalid input"
+
+    def __init__(self, message: str | None = None, **extra: Any) -> None:
+        self.message = message or self.default_message
+        self.extra = extra
+        super().__init__(self.message)
+
+
+class Unauthenticated(DomainError):
+    code, status, default_message = "unauthenticated", 401, "Authentication required"
+
+
+class InvalidCredentials(DomainError):
+    code, status, default_message = "invalid_credentials", 401, "Invalid username or password"
+
+
+class Forbidden(DomainError):
+    code, status, default_message = "forbidden", 403, "You are not allowed to do this"
+
+
+class NotFound(DomainError):
+    code, status, default_message = "not_found", 404, "Not found"
+
+
+class InvalidInput(DomainError):
+    """Bad input; `field` names the argument at fault."""
+
+    code, status, default_message = "invalid_input", 400, "Invalid input"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        if field is None:
+            super().__init__(message)
+        else:
+            super().__init__(message, field=field)
+
+
+class NotEnrolled(DomainError):
+    code, status, default_message = "not_enrolled", 403, "You must be enrolled in this course"
+
+
+class AlreadyEnrolled(DomainError):
+    code, status = "already_enrolled", 400
+    default_message = "You are already enrolled in this course"
+
+
+class CourseNotComplete(DomainError):
+    code, status = "course_not_complete", 400
+    default_message = "You must complete all lessons to get a certificate"
+
+
+class RateLimited(DomainError):
+    code, status, default_message = "rate_limited", 429, "Too many requests"
+
+
+class NotAvailableYet(DomainError):
+    """A contract field whose capability this release does not provide yet."""
+
+    code, status, default_message = "not_implemented", 501, "Not available yet"

@@ -1,0 +1,68 @@
+"""Progress arithmetic: percentages, time spent, and the enrolment status rule."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from coursepulse.models import Course, Enrollment, EnrollmentStatus, Lesson
+
+
+def progress_percentage(completed: int, total: int) -> int:
+    """floor(100 * completed / total); 0 for a course without lessons."""
+    if total <= 0:
+        return 0
+    return min(100, (100 * completed) // total)
+
+
+def _plural(count: int, unit: str) -> str:
+    return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
+
+
+def format_time_spent(seconds: int) -> str:
+    """Whole minutes, rounded down: '3 hours 25 minutes', '1 hour', '1 minute', '0 minutes'."""
+    minutes_total = max(0, seconds) // 60
+    hours, minutes = divmod(minutes_total, 60)
+    if hours and minutes:
+        return f"{_plural(hours, 'hour')} {_plural(minutes, 'minute')}"
+    if hours:
+        return _plural(hours, "hour")
+    return _plural(minutes, "minute")
+
+
+def settle_status(enrollment: Enrollment, total_lessons: int, now: datetime) -> bool:
+    """Set status and completedAt from the counters; True when the course just got completed.
+
+    COMPLETED exactly when every lesson of a non-empty course is complete;
+    completedAt is null whenever the status is not COMPLETED.
+    """
+    if enrollment.status == EnrollmentStatus.UNENROLLED:
+        enrollment.completed_at = None
+        return False
+    done = total_lessons > 0 and enrollment.completed_lessons >= total_lessons
+    if done and enrollment.status != EnrollmentStatus.COMPLETED:
+        enrollment.status = EnrollmentStatus.COMPLETED
+        enrollment.completed_at = now
+        return True
+    if not done and enrollment.status == EnrollmentStatus.COMPLETED:
+        enrollment.status = EnrollmentStatus.ACTIVE
+        enrollment.completed_at = None
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressRecord:
+    """A student's enrolment together with its course: what a Progress is built from."""
+
+    enrollment: Enrollment
+    course: Course
+
+    @property
+    def percentage(self) -> int:
+        return progress_percentage(self.enrollment.completed_lessons, self.course.total_lessons)
+
+
+def next_lesson(lessons: list[Lesson], completed_lesson_ids: set[int]) -> Lesson | None:
+    """The first lesson in course order not yet completed; None when all are."""
+    for lesson in sorted(lessons, key=lambda item: item.position):
+        if lesson.id not in completed_lesson_ids:
+            return lesson
+    return None

@@ -1,0 +1,40 @@
+"""Parsing and checking of client input, shared by both front doors."""
+
+import re
+
+from coursepulse.resolvers.errors import InvalidInput, NotFound
+
+_ID_RE = re.compile(r"[0-9]{1,20}")
+_MAX_ID = 2**63 - 1
+
+
+def parse_id(value: str | int, *, field: str = "id") -> int:
+    """The integer behind an ID argument.
+
+    A value that is not a decimal number is `invalid_input`; a number that no row
+    can have (0, or beyond 64 bits) is `not_found`, as any absent id would be.
+    """
+    text = str(value).strip()
+    if not _ID_RE.fullmatch(text):
+        raise InvalidInput(f"{field} must be a numeric id, got {value!r}", field=field)
+    number = int(text)
+    if number < 1 or number > _MAX_ID:
+        raise NotFound(f"No object with {field} {text}")
+    return number
+
+
+def clean_text(value: str, *, field: str, max_length: int, required: bool = True) -> str:
+    """The value without surrounding blanks; `invalid_input` if empty or too long."""
+    cleaned = value.strip()
+    if required and not cleaned:
+        raise InvalidInput(f"{field} must not be empty", field=field)
+    if len(cleaned) > max_length:
+        raise InvalidInput(f"{field} must be at most {max_length} characters", field=field)
+    return cleaned
+
+
+def check_range(value: int, *, field: str, low: int, high: int) -> int:
+    """The value if low <= value <= high, else `invalid_input`."""
+    if not low <= value <= high:
+        raise InvalidInput(f"{field} must be between {low} and {high}, got {value}", field=field)
+    return value

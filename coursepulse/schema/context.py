@@ -1,0 +1,25 @@
+"""The typed context every resolver receives as `info.context`."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from coursepulse.models.db import Database
+from coursepulse.resolvers.viewer import Viewer
+from coursepulse.schema.loaders import Loaders
+from coursepulse.settings import Settings
+
+
+@dataclass
+class Context:
+    db: Database
+    settings: Settings
+    viewer: Viewer | None
+    request_id: str
+    loaders: Loaders
+    request: Any = None
+    response: Any = None
+    connection_params: dict[str, Any] | None = field(default=None)
+
+    def reset_loaders(self) -> None:
+        """Forget batched reads: called after a mutation so its payload shows fresh rows."""
+        self.loaders = Loaders(self.db, self.viewer.user_id if self.viewer else None)

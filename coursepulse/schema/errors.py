@@ -1,0 +1,80 @@
+"""Turning failures into the contract's error shape: `extensions.code` and `extensions.status`.
+
+Domain errors keep their message and gain their code; request errors (syntax,
+validation, variables) become `invalid_input`; anything else is masked as
+`internal_error` and logged with the request id, so no stack trace or SQL leaks.
+"""
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from strawberry.extensions import SchemaExtension
+
+from coursepulse.resolvers.errors import DomainError
+from graphql import GraphQLError
+
+log = logging.getLogger("coursepulse.errors")
+
+INTERNAL_MESSAGE = "Internal server error"
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def error_extensions(error: DomainError) -> dict[str, Any]:
+    """The GraphQL extensions of a domain error: code, status and its context fields."""
+    extensions: dict[str, Any] = {"code": error.code, "status": error.status}
+    extensions.update({_camel(key): value for key, value in error.extra.items()})
+    return extensions
+
+
+def _rebuild(error: GraphQLError, message: str, extensions: dict[str, Any]) -> GraphQLError:
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions=extensions,
+    )
+
+
+class DomainErrors(SchemaExtension):
+    """Gives every error of a result the contract's extensions; masks unexpected ones."""
+
+    def _request_id(self) -> str | None:
+        context = self.execution_context.context
+        return getattr(context, "request_id", None)
+
+    def convert(self, error: GraphQLError) -> GraphQLError:
+        original = error.original_error
+        if isinstance(original, DomainError):
+            return _rebuild(error, original.message, error_extensions(original))
+        if error.path is None:
+            # Raised before execution: syntax, validation, limits or variable coercion.
+            return _rebuild(error, error.message, {"code": "invalid_input", "status": 400})
+        request_id = self._request_id()
+        log.error(
+            "unexpected error in %s (request %s)",
+            ".".join(str(part) for part in error.path or ()) or "operation",
+            request_id,
+            exc_info=original or error,
+        )
+        return _rebuild(
+            error,
+            INTERNAL_MESSAGE,
+            {"code": "internal_error", "status": 500, "requestId": request_id},
+        )
+
+    def _process(self, result: Any) -> None:
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = [self.convert(error) for error in errors]
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        self._process(self.execution_context.result)

@@ -1,0 +1,123 @@
+"""The Query root: each field parses its arguments and hands the work to a resolver."""
+
+import strawberry
+
+from coursepulse import models
+from coursepulse.resolvers import courses, enrollments, roster
+from coursepulse.resolvers.errors import NotAvailableYet
+from coursepulse.resolvers.validation import parse_id
+from coursepulse.schema.context import Context
+from coursepulse.schema.enums import EnrollmentStatus, SortOrder, StudentOrderField
+from coursepulse.schema.types import (
+    Certificate,
+    CertificateVerification,
+    Course,
+    CourseStats,
+    Progress,
+    StudentPage,
+    User,
+)
+
+Info = strawberry.Info[Context]
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The authenticated user; null for anonymous requests.")
+    async def me(self, info: Info) -> User | None:
+        viewer = info.context.viewer
+        if viewer is None:
+            return None
+        user = await info.context.loaders.users.load(viewer.user_id)
+        return User.from_model(user) if user is not None else None
+
+    @strawberry.field(
+        description="Published courses (instructors and admins also see their drafts)."
+    )
+    async def courses(self, info: Info) -> list[Course]:
+        async with info.context.db.read() as session:
+            rows = await courses.list_courses(session, info.context.viewer)
+        return [Course.from_model(row) for row in rows]
+
+    @strawberry.field
+    async def course(self, info: Info, id: strawberry.ID) -> Course | None:
+        async with info.context.db.read() as session:
+            row = await courses.find_course(session, info.context.viewer, parse_id(id))
+        return Course.from_model(row) if row is not None else None
+
+    @strawberry.field(
+        description="The viewer's courses with progress; no status means ACTIVE and COMPLETED."
+    )
+    async def my_courses(
+        self, info: Info, status: EnrollmentStatus | None = None
+    ) -> list[Progress]:
+        async with info.context.db.read() as session:
+            records = await enrollments.my_courses(
+                session, info.context.viewer, models.EnrollmentStatus(status) if status else None
+            )
+        return [Progress.from_record(record) for record in records]
+
+    @strawberry.field(
+        description=(
+            "The viewer's progress, or userId's for the course's instructors and admins."
+            " Fails with not_enrolled."
+        )
+    )
+    async def course_progress(
+        self, info: Info, courseId: strawberry.ID, userId: strawberry.ID | None = None
+    ) -> Progress:
+        course_id = parse_id(courseId, field="courseId")
+        user_id = parse_id(userId, field="userId") if userId is not None else None
+        async with info.context.db.read() as session:
+            record = await enrollments.course_progress(
+                session, info.context.viewer, course_id, user_id
+            )
+        return Progress.from_record(record)
+
+    @strawberry.field(
+        description=(
+            "The course roster, for the course's instructors and admins. perPage is capped at 100."
+        )
+    )
+    async def course_students(
+        self,
+        info: Info,
+        courseId: strawberry.ID,
+        page: int = 1,
+        perPage: int = 20,
+        orderBy: StudentOrderField = StudentOrderField.ENROLLED_AT,
+        order: SortOrder = SortOrder.DESC,
+        search: str | None = None,
+    ) -> StudentPage:
+        async with info.context.db.read() as session:
+            result = await roster.course_students(
+                session,
+                info.context.viewer,
+                parse_id(courseId, field="courseId"),
+                page=page,
+                per_page=perPage,
+                order_by=orderBy,
+                descending=order == SortOrder.DESC,
+                search=search,
+            )
+        return StudentPage.from_page(result)
+
+    @strawberry.field
+    async def course_stats(self, info: Info, courseId: strawberry.ID) -> CourseStats:
+        async with info.context.db.read() as session:
+            stats = await roster.course_stats(
+                session, info.context.viewer, parse_id(courseId, field="courseId")
+            )
+        return CourseStats.from_record(stats)
+
+    @strawberry.field(
+        description=(
+            "Get or issue the viewer's certificate (idempotent). Fails with course_not_complete."
+        )
+    )
+    async def certificate(self, info: Info, courseId: strawberry.ID) -> Certificate:
+        raise NotAvailableYet("Certificates are not available in this release yet")
+
+    @strawberry.field(description="Public: anyone may check a certificate number.")
+    async def verify_certificate(self, info: Info, certificateId: str) -> CertificateVerification:
+        raise NotAvailableYet("Certificate verification is not available in this release yet")

@@ -1,0 +1,403 @@
+"""GraphQL object types of the contract, built from domain rows (`from_model`)."""
+
+from datetime import datetime
+
+import strawberry
+
+from coursepulse import models
+from coursepulse.resolvers.progress import (
+    ProgressRecord,
+    format_time_spent,
+    next_lesson,
+)
+from coursepulse.resolvers.roster import CourseStats as CourseStatsRecord
+from coursepulse.resolvers.roster import RosterPage
+from coursepulse.schema.context import Context
+from coursepulse.schema.enums import (
+    CourseStatus,
+    EnrollmentStatus,
+    ProgressEventKind,
+    Role,
+)
+
+
+def gid(value: int | None) -> strawberry.ID:
+    """The contract's ID form of a database integer."""
+    return strawberry.ID(str(value))
+
+
+@strawberry.type
+class User:
+    id: strawberry.ID
+    username: str
+    display_name: str
+    avatar: str | None
+    role: Role
+
+    @classmethod
+    def from_model(cls, user: models.User) -> "User":
+        return cls(
+            id=gid(user.id),
+            username=user.username,
+            display_name=user.display_name,
+            avatar=user.avatar,
+            role=models.Role(user.role),
+        )
+
+
+@strawberry.type
+class Lesson:
+    id: strawberry.ID
+    course_id: strawberry.ID
+    title: str
+    order: int = strawberry.field(description="1-based position in the course.")
+
+    @classmethod
+    def from_model(cls, lesson: models.Lesson) -> "Lesson":
+        return cls(
+            id=gid(lesson.id),
+            course_id=gid(lesson.course_id),
+            title=lesson.title,
+            order=lesson.position,
+        )
+
+
+@strawberry.type
+class Course:
+    id: strawberry.ID
+    slug: str
+    title: str
+    description: str | None
+    status: CourseStatus
+    total_lessons: int
+    _row: strawberry.Private[models.Course]
+
+    @classmethod
+    def from_model(cls, course: models.Course) -> "Course":
+        return cls(
+            id=gid(course.id),
+            slug=course.slug,
+            title=course.title,
+            description=course.description,
+            status=models.CourseStatus(course.status),
+            total_lessons=course.total_lessons,
+            _row=course,
+        )
+
+    @strawberry.field
+    async def lessons(self, info: strawberry.Info[Context]) -> list[Lesson]:
+        rows = await info.context.loaders.lessons.load(self._row.id)  # type: ignore[arg-type]
+        return [Lesson.from_model(row) for row in rows]
+
+    @strawberry.field
+    async def instructors(self, info: strawberry.Info[Context]) -> list[User]:
+        rows = await info.context.loaders.instructors.load(self._row.id)  # type: ignore[arg-type]
+        return [User.from_model(row) for row in rows]
+
+    @strawberry.field(
+        description="The viewer's own progress; null when the viewer is anonymous or not enrolled."
+    )
+    async def my_progress(self, info: strawberry.Info[Context]) -> "Progress | None":
+        if info.context.viewer is None:
+            return None
+        enrollment = await info.context.loaders.my_enrollments.load(self._row.id)  # type: ignore[arg-type]
+        if enrollment is None or enrollment.status not in models.ENROLLED_STATUSES:
+            return None
+        return Progress.from_record(ProgressRecord(enrollment, self._row))
+
+
+@strawberry.type
+class LessonProgress:
+    lesson: Lesson
+    completed: bool
+    completed_at: datetime | None
+
+
+@strawberry.type(
+    description="A student's progress through one course (the seed's progress object)."
+)
+class Progress:
+    course_id: strawberry.ID
+    user_id: strawberry.ID
+    status: EnrollmentStatus
+    progress_percentage: int = strawberry.field(
+        description="floor(100 * completedLessons / totalLessons); 0 for a course without lessons."
+    )
+    completed_lessons: int
+    total_lessons: int
+    time_spent: str = strawberry.field(
+        description="Human form, e.g. '3 hours 25 minutes', '1 hour', '0 minutes'."
+    )
+    time_spent_seconds: int
+    last_accessed: datetime | None
+    started_at: datetime
+    completed_at: datetime | None
+    certificate_url: str | None
+    _record: strawberry.Private[ProgressRecord]
+
+    @classmethod
+    def from_record(cls, record: ProgressRecord) -> "Progress":
+        enrollment = record.enrollment
+        return cls(
+            course_id=gid(enrollment.course_id),
+            user_id=gid(enrollment.user_id),
+            status=models.EnrollmentStatus(enrollment.status),
+            progress_percentage=record.percentage,
+            completed_lessons=enrollment.completed_lessons,
+            total_lessons=record.course.total_lessons,
+            time_spent=format_time_spent(enrollment.time_spent_seconds),
+            time_spent_seconds=enrollment.time_spent_seconds,
+            last_accessed=enrollment.last_accessed_at,
+            started_at=enrollment.enrolled_at,
+            completed_at=enrollment.completed_at,
+            certificate_url=None,
+            _record=record,
+        )
+
+    async def _lessons_and_done(
+        self, info: strawberry.Info[Context]
+    ) -> tuple[list[models.Lesson], dict[int, models.LessonCompletion]]:
+        loaders = info.context.loaders
+        lessons = await loaders.lessons.load(self._record.course.id)  # type: ignore[arg-type]
+        completions = await loaders.completions.load(self._record.enrollment.id)  # type: ignore[arg-type]
+        return lessons, {completion.lesson_id: completion for completion in completions}
+
+    async def find_next_lesson(self, info: strawberry.Info[Context]) -> Lesson | None:
+        """The first incomplete lesson, for this type and the completion payload."""
+        lessons, done = await self._lessons_and_done(info)
+        lesson = next_lesson(lessons, set(done))
+        return Lesson.from_model(lesson) if lesson is not None else None
+
+    @strawberry.field(
+        description="First lesson in course order not yet completed; null when all are complete."
+    )
+    async def next_lesson(self, info: strawberry.Info[Context]) -> Lesson | None:
+        return await self.find_next_lesson(info)
+
+    @strawberry.field
+    async def lessons(self, info: strawberry.Info[Context]) -> list[LessonProgress]:
+        lessons, done = await self._lessons_and_done(info)
+        return [
+            LessonProgress(
+                lesson=Lesson.from_model(lesson),
+                completed=lesson.id in done,
+                completed_at=done[lesson.id].completed_at if lesson.id in done else None,  # type: ignore[index]
+            )
+            for lesson in lessons
+        ]
+
+    @strawberry.field
+    def course(self) -> Course:
+        return Course.from_model(self._record.course)
+
+    @strawberry.field
+    async def student(self, info: strawberry.Info[Context]) -> "Student":
+        user = await info.context.loaders.users.load(self._record.enrollment.user_id)
+        assert user is not None  # an enrolment's user exists (foreign key)
+        return Student.from_rows(self._record, user)
+
+
+@strawberry.type(description="A user as enrolled in one course: a row of the course roster.")
+class Student:
+    user_id: strawberry.ID
+    username: str
+    display_name: str
+    avatar: str | None
+    status: EnrollmentStatus
+    progress_percentage: int
+    completed_lessons: int
+    enrolled_at: datetime
+    last_accessed: datetime | None
+    completed_at: datetime | None
+    _record: strawberry.Private[ProgressRecord]
+
+    @classmethod
+    def from_rows(cls, record: ProgressRecord, user: models.User) -> "Student":
+        enrollment = record.enrollment
+        return cls(
+            user_id=gid(user.id),
+            username=user.username,
+            display_name=user.display_name,
+            avatar=user.avatar,
+            status=models.EnrollmentStatus(enrollment.status),
+            progress_percentage=record.percentage,
+            completed_lessons=enrollment.completed_lessons,
+            enrolled_at=enrollment.enrolled_at,
+            last_accessed=enrollment.last_accessed_at,
+            completed_at=enrollment.completed_at,
+            _record=record,
+        )
+
+    @strawberry.field
+    def progress(self) -> Progress:
+        return Progress.from_record(self._record)
+
+
+@strawberry.type
+class StudentPage:
+    nodes: list[Student]
+    total: int
+    per_page: int
+    current_page: int
+    total_pages: int
+
+    @classmethod
+    def from_page(cls, page: RosterPage) -> "StudentPage":
+        return cls(
+            nodes=[
+                Student.from_rows(ProgressRecord(row.enrollment, page.course), row.user)
+                for row in page.rows
+            ],
+            total=page.total,
+            per_page=page.per_page,
+            current_page=page.page,
+            total_pages=page.total_pages,
+        )
+
+
+@strawberry.type
+class Certificate:
+    certificate_id: str = strawberry.field(
+        description="Human-readable number, e.g. CERT-2025-001; unique."
+    )
+    certificate_url: str = strawberry.field(description="Where the PDF is served by this service.")
+    issued_at: datetime
+    course_id: strawberry.ID
+    user_id: strawberry.ID
+    course_title: str
+    student_name: str
+    revoked_at: datetime | None = strawberry.field(
+        description=(
+            "Set when an admin revoked the certificate; a revoked certificate verifies as invalid."
+        )
+    )
+
+
+@strawberry.type
+class CertificateVerification:
+    valid: bool
+    certificate: Certificate | None
+
+
+@strawberry.type
+class LessonStats:
+    lesson: Lesson
+    completed_count: int
+    completion_rate: float = strawberry.field(
+        description="Share of enrolled students who completed this lesson, 0..1."
+    )
+
+
+@strawberry.type
+class CourseStats:
+    course_id: strawberry.ID
+    enrolled_count: int
+    active_count: int
+    completed_count: int
+    average_progress: float = strawberry.field(
+        description="Mean progressPercentage of enrolled students, 0..100."
+    )
+    completion_rate: float = strawberry.field(description="completedCount / enrolledCount, 0..1.")
+    lessons: list[LessonStats]
+
+    @classmethod
+    def from_record(cls, stats: CourseStatsRecord) -> "CourseStats":
+        return cls(
+            course_id=gid(stats.course_id),
+            enrolled_count=stats.enrolled_count,
+            active_count=stats.active_count,
+            completed_count=stats.completed_count,
+            average_progress=stats.average_progress,
+            completion_rate=stats.completion_rate,
+            lessons=[
+                LessonStats(
+                    lesson=Lesson.from_model(item.lesson),
+                    completed_count=item.completed_count,
+                    completion_rate=item.completion_rate,
+                )
+                for item in stats.lessons
+            ],
+        )
+
+
+@strawberry.type
+class Enrollment:
+    enrollment_id: strawberry.ID
+    course_id: strawberry.ID
+    user_id: strawberry.ID
+    enrolled_at: datetime
+
+    @classmethod
+    def from_model(cls, enrollment: models.Enrollment) -> "Enrollment":
+        return cls(
+            enrollment_id=gid(enrollment.id),
+            course_id=gid(enrollment.course_id),
+            user_id=gid(enrollment.user_id),
+            enrolled_at=enrollment.enrolled_at,
+        )
+
+
+@strawberry.type
+class EnrollPayload:
+    message: str
+    enrollment: Enrollment
+    progress: Progress
+
+
+@strawberry.type
+class UnenrollPayload:
+    message: str
+    course_id: strawberry.ID
+
+
+@strawberry.type
+class LessonCompletionPayload:
+    message: str
+    lesson_id: strawberry.ID
+    completed_at: datetime | None = strawberry.field(
+        description="When the lesson was completed; null after incompleteLesson."
+    )
+    already_completed: bool = strawberry.field(
+        description="True when completeLesson found the lesson already complete (nothing changed)."
+    )
+    progress_percentage: int
+    progress: Progress
+
+    @strawberry.field
+    async def next_lesson(self, info: strawberry.Info[Context]) -> Lesson | None:
+        return await self.progress.find_next_lesson(info)
+
+
+@strawberry.type(
+    description=(
+        "One change to a student's progress, as pushed to subscribers and kept in the event log."
+    )
+)
+class ProgressEvent:
+    id: strawberry.ID = strawberry.field(
+        description="Increasing; pass it back as `after` to resume without losing events."
+    )
+    kind: ProgressEventKind
+    occurred_at: datetime
+    course_id: strawberry.ID
+    user_id: strawberry.ID
+    lesson_id: strawberry.ID | None
+    progress_percentage: int = strawberry.field(
+        description="Snapshot taken when the event happened."
+    )
+    completed_lessons: int
+    total_lessons: int
+
+    @classmethod
+    def from_model(cls, event: models.ProgressEvent) -> "ProgressEvent":
+        return cls(
+            id=gid(event.id),
+            kind=models.ProgressEventKind(event.kind),
+            occurred_at=event.occurred_at,
+            course_id=gid(event.course_id),
+            user_id=gid(event.user_id),
+            lesson_id=gid(event.lesson_id) if event.lesson_id is not None else None,
+            progress_percentage=event.progress_percentage,
+            completed_lessons=event.completed_lessons,
+            total_lessons=event.total_lessons,
+        )

@@ -1,0 +1,44 @@
+"""Service settings, from `COURSEPULSE_*` environment variables or CLI flags."""
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./coursepulse.db"
+
+
+class Settings(BaseSettings):
+    """Everything configurable about one coursepulse process."""
+
+    model_config = SettingsConfigDict(env_prefix="COURSEPULSE_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    #: Base URL clients reach this service at; links (certificates) are built on it.
+    public_url: str = ""
+    #: Browser origins (SPAs) allowed by CORS and for websocket handshakes; comma-separated.
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: How long a verified credential is trusted without hashing the password again.
+    auth_cache_seconds: float = Field(default=30.0, ge=0)
+    log_level: str = "INFO"
+    #: Serve the GraphiQL explorer to browsers on GET /graphql.
+    graphiql: bool = True
+    #: Log every SQL statement (development only).
+    sql_echo: bool = False
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        return value
+
+    @property
+    def base_url(self) -> str:
+        """The public URL, or one made from host and port when it is not set."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"

@@ -1,0 +1,1 @@
+"""The HTTP front door: aiohttp app factory, middlewares, GraphQL view, health checks."""

@@ -1,0 +1,15 @@
+"""Typed keys for what the aiohttp application and requests hold."""
+
+from aiohttp import web
+
+from coursepulse.models.db import Database
+from coursepulse.resolvers.viewer import Viewer
+from coursepulse.settings import Settings
+from coursepulse.web.credentials import CredentialCache
+
+SETTINGS = web.AppKey("settings", Settings)
+DATABASE = web.AppKey("database", Database)
+CREDENTIALS = web.AppKey("credentials", CredentialCache)
+
+VIEWER = web.RequestKey("viewer", Viewer | None)  # type: ignore[arg-type]
+REQUEST_ID = web.RequestKey("request_id", str)

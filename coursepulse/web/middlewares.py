@@ -1,0 +1,99 @@
+"""Request id and access log, CORS, authentication, and a JSON answer for every failure."""
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from coursepulse.resolvers.errors import DomainError, InvalidCredentials
+from coursepulse.web.credentials import viewer_from_authorization
+from coursepulse.web.keys import CREDENTIALS, DATABASE, REQUEST_ID, SETTINGS, VIEWER
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+access_log = logging.getLogger("coursepulse.access")
+log = logging.getLogger("coursepulse.web")
+
+CORS_METHODS = "GET, POST, OPTIONS"
+CORS_HEADERS = "Authorization, Content-Type, X-Request-ID"
+
+
+def error_body(code: str, status: int, message: str, **extra: Any) -> dict[str, Any]:
+    """The GraphQL-shaped error document for failures outside GraphQL execution."""
+    return {
+        "errors": [{"message": message, "extensions": {"code": code, "status": status, **extra}}]
+    }
+
+
+def error_response(code: str, status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response(error_body(code, status, message, **extra), status=status)
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Gives every request an id (kept from X-Request-ID when sane) and logs it once."""
+    given = request.headers.get("X-Request-ID", "")
+    request_id = given if 0 < len(given) <= 64 and given.isprintable() else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except web.HTTPException as http_error:
+        if http_error.status < 400:
+            raise
+        code = "not_found" if http_error.status == 404 else "invalid_input"
+        response = error_response(code, http_error.status, http_error.reason)
+    except Exception:
+        log.exception("unhandled error (request %s)", request_id)
+        response = error_response(
+            "internal_error", 500, "Internal server error", requestId=request_id
+        )
+    if not response.prepared:
+        response.headers["X-Request-ID"] = request_id
+    access_log.info(
+        "%s %s %s %.1fms request=%s",
+        request.method,
+        request.path,
+        response.status,
+        (time.perf_counter() - started) * 1000,
+        request_id,
+    )
+    return response
+
+
+@web.middleware
+async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """CORS for the single-page apps listed in COURSEPULSE_ALLOWED_ORIGINS."""
+    origin = request.headers.get("Origin")
+    allowed = origin is not None and origin.rstrip("/") in request.app[SETTINGS].allowed_origins
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        response: web.StreamResponse = web.Response(status=204 if allowed else 403)
+    else:
+        response = await handler(request)
+    if allowed and not response.prepared:
+        response.headers["Access-Control-Allow-Origin"] = origin  # type: ignore[assignment]
+        response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
+        response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+        response.headers["Access-Control-Max-Age"] = "600"
+        response.headers["Vary"] = "Origin"
+    return response
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Sets the request's viewer from its Authorization header; bad credentials answer 401."""
+    try:
+        request[VIEWER] = await viewer_from_authorization(
+            request.headers.get("Authorization"),
+            request.app[DATABASE],
+            request.app[CREDENTIALS],
+        )
+    except InvalidCredentials as error:
+        response = error_response(error.code, error.status, error.message)
+        response.headers["WWW-Authenticate"] = 'Basic realm="coursepulse", charset="UTF-8"'
+        return response
+    except DomainError as error:  # pragma: no cover  (other domain errors do not occur here)
+        return error_response(error.code, error.status, error.message)
+    return await handler(request)
