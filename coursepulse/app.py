@@ -8,6 +8,7 @@ from aiohttp import web
 from coursepulse.models.db import Database
 from coursepulse.schema import build_schema
 from coursepulse.settings import Settings
+from coursepulse.web import certificates as certificate_routes
 from coursepulse.web.credentials import CredentialCache
 from coursepulse.web.graphql_view import CoursepulseGraphQLView
 from coursepulse.web.health import healthz, readyz
@@ -49,4 +50,5 @@ def create_app(
     app.router.add_route("*", "/graphql", view)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    certificate_routes.add_routes(app)
     return app

@@ -9,6 +9,8 @@ from coursepulse.models.enums import (
 )
 from coursepulse.models.tables import (
     ApiToken,
+    Certificate,
+    CertificateCounter,
     Course,
     CourseInstructor,
     Enrollment,
@@ -22,6 +24,8 @@ from coursepulse.models.types import utcnow
 __all__ = [
     "ENROLLED_STATUSES",
     "ApiToken",
+    "Certificate",
+    "CertificateCounter",
     "Course",
     "CourseInstructor",
     "CourseStatus",

@@ -143,3 +143,42 @@ class ProgressEvent(SQLModel, table=True):
     progress_percentage: int = Field(nullable=False)
     completed_lessons: int = Field(nullable=False)
     total_lessons: int = Field(nullable=False)
+
+
+class Certificate(SQLModel, table=True):
+    """A certificate of completion: one per enrolment, kept on record when revoked.
+
+    Course title and student name are snapshots taken at issue time.
+    """
+
+    __tablename__ = "certificates"
+    __table_args__ = (UniqueConstraint("year", "sequence"),)
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    #: Human-readable number, e.g. CERT-2025-001.
+    number: str = Field(sa_column=Column(String(32), nullable=False, unique=True))
+    #: Unguessable id used in the PDF's URL.
+    token: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    enrollment_id: int = Field(
+        sa_column=Column(
+            BigId, ForeignKey("enrollments.id", ondelete="CASCADE"), nullable=False, unique=True
+        )
+    )
+    course_id: int = Field(sa_column=_fk("courses.id", index=True))
+    user_id: int = Field(sa_column=_fk("users.id", index=True))
+    year: int = Field(nullable=False)
+    sequence: int = Field(nullable=False)
+    issued_at: datetime = Field(sa_column=_timestamp())
+    course_title: str = Field(sa_column=Column(String(200), nullable=False))
+    student_name: str = Field(sa_column=Column(String(120), nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    revoked_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class CertificateCounter(SQLModel, table=True):
+    """The last certificate sequence number handed out in a year (a row lock serializes issuers)."""
+
+    __tablename__ = "certificate_counters"
+
+    year: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    last_sequence: int = Field(default=0, nullable=False)

@@ -52,7 +52,7 @@ async def _enrollment(
     return await session.scalar(query)
 
 
-async def _learning(
+async def learning_enrollment(
     session: AsyncSession, viewer: Viewer | None, course_id: int
 ) -> tuple[Viewer, Course, Enrollment]:
     """Viewer, course and locked active enrolment for a learner action.
@@ -119,7 +119,7 @@ async def enroll(session: AsyncSession, viewer: Viewer | None, course_id: int) -
 
 async def unenroll(session: AsyncSession, viewer: Viewer | None, course_id: int) -> int:
     """Leave a course, keeping the progress; returns the course id."""
-    _viewer, course, enrollment = await _learning(session, viewer, course_id)
+    _viewer, course, enrollment = await learning_enrollment(session, viewer, course_id)
     now = utcnow()
     enrollment.status = EnrollmentStatus.UNENROLLED
     enrollment.completed_at = None
@@ -139,7 +139,7 @@ async def complete_lesson(
     session: AsyncSession, viewer: Viewer | None, course_id: int, lesson_id: int
 ) -> LessonChange:
     """Mark a lesson complete, exactly once; a second call changes nothing."""
-    _viewer, course, enrollment = await _learning(session, viewer, course_id)
+    _viewer, course, enrollment = await learning_enrollment(session, viewer, course_id)
     await _lesson_of(session, course_id, lesson_id)
     existing = await session.scalar(
         select(LessonCompletion).where(
@@ -193,7 +193,7 @@ async def incomplete_lesson(
     session: AsyncSession, viewer: Viewer | None, course_id: int, lesson_id: int
 ) -> LessonChange:
     """Undo a completion; a lesson that is not complete is left as it is."""
-    _viewer, course, enrollment = await _learning(session, viewer, course_id)
+    _viewer, course, enrollment = await learning_enrollment(session, viewer, course_id)
     await _lesson_of(session, course_id, lesson_id)
     existing = await session.scalar(
         select(LessonCompletion).where(
@@ -241,7 +241,7 @@ async def record_activity(
 ) -> ProgressRecord:
     """Add study time (1..3600 seconds per call) and mark the course as accessed now."""
     check_range(seconds, field="seconds", low=1, high=MAX_ACTIVITY_SECONDS)
-    _viewer, course, enrollment = await _learning(session, viewer, course_id)
+    _viewer, course, enrollment = await learning_enrollment(session, viewer, course_id)
     if lesson_id is not None:
         await _lesson_of(session, course_id, lesson_id)
     now = utcnow()

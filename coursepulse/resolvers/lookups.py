@@ -6,7 +6,15 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from coursepulse.models import Course, CourseInstructor, Enrollment, Lesson, LessonCompletion, User
+from coursepulse.models import (
+    Certificate,
+    Course,
+    CourseInstructor,
+    Enrollment,
+    Lesson,
+    LessonCompletion,
+    User,
+)
 
 
 async def users_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int, User]:
@@ -74,3 +82,14 @@ async def enrollments_of_user(
         )
     )
     return {enrollment.course_id: enrollment for enrollment in rows}
+
+
+async def certificates_by_enrollment(
+    session: AsyncSession, enrollment_ids: Sequence[int]
+) -> dict[int, Certificate]:
+    rows = await session.scalars(
+        select(Certificate).where(
+            Certificate.enrollment_id.in_(enrollment_ids)  # type: ignore[attr-defined]
+        )
+    )
+    return {certificate.enrollment_id: certificate for certificate in rows}

@@ -7,7 +7,7 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
-from coursepulse.models import Course, Enrollment, Lesson, LessonCompletion, User
+from coursepulse.models import Certificate, Course, Enrollment, Lesson, LessonCompletion, User
 from coursepulse.models.db import Database
 from coursepulse.resolvers import lookups
 
@@ -37,6 +37,7 @@ class Loaders:
     lessons: DataLoader[int, list[Lesson]] = field(init=False)
     completions: DataLoader[int, list[LessonCompletion]] = field(init=False)
     instructors: DataLoader[int, list[User]] = field(init=False)
+    certificates: DataLoader[int, Certificate | None] = field(init=False)
     #: The viewer's own enrolment in a course, by course id.
     my_enrollments: DataLoader[int, Enrollment | None] = field(init=False)
 
@@ -46,6 +47,7 @@ class Loaders:
         self.lessons = _loader(self.db, lookups.lessons_by_course, list)
         self.completions = _loader(self.db, lookups.completions_by_enrollment, list)
         self.instructors = _loader(self.db, lookups.instructors_by_course, list)
+        self.certificates = _loader(self.db, lookups.certificates_by_enrollment)
         viewer_id = self.viewer_id
 
         async def mine(session: AsyncSession, course_ids: Sequence[int]) -> dict[int, Enrollment]:

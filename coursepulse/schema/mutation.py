@@ -7,10 +7,9 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coursepulse import models
-from coursepulse.resolvers import courses, enrollments, users
+from coursepulse.resolvers import certificates, courses, enrollments, users
 from coursepulse.resolvers.courses import CourseChanges
 from coursepulse.resolvers.enrollments import LessonChange
-from coursepulse.resolvers.errors import NotAvailableYet
 from coursepulse.resolvers.validation import parse_id
 from coursepulse.schema.context import Context
 from coursepulse.schema.inputs import CourseInput, CourseUpdateInput, LessonInput, UserInput
@@ -206,4 +205,6 @@ class Mutation:
         description="Admins only; the certificate stays on record and verifies as invalid."
     )
     async def revoke_certificate(self, info: Info, certificateId: str, reason: str) -> Certificate:
-        raise NotAvailableYet("Certificate revocation is not available in this release yet")
+        async with _writing(info) as session:
+            row = await certificates.revoke(session, info.context.viewer, certificateId, reason)
+        return Certificate.from_model(row, info.context.settings.base_url)

@@ -3,8 +3,7 @@
 import strawberry
 
 from coursepulse import models
-from coursepulse.resolvers import courses, enrollments, roster
-from coursepulse.resolvers.errors import NotAvailableYet
+from coursepulse.resolvers import certificates, courses, enrollments, roster
 from coursepulse.resolvers.validation import parse_id
 from coursepulse.schema.context import Context
 from coursepulse.schema.enums import EnrollmentStatus, SortOrder, StudentOrderField
@@ -116,8 +115,19 @@ class Query:
         )
     )
     async def certificate(self, info: Info, courseId: strawberry.ID) -> Certificate:
-        raise NotAvailableYet("Certificates are not available in this release yet")
+        course_id = parse_id(courseId, field="courseId")
+        # Issuing writes (the first call after completion), so this read runs as a write.
+        async with info.context.db.write() as session:
+            row = await certificates.get_or_issue(session, info.context.viewer, course_id)
+        return Certificate.from_model(row, info.context.settings.base_url)
 
     @strawberry.field(description="Public: anyone may check a certificate number.")
     async def verify_certificate(self, info: Info, certificateId: str) -> CertificateVerification:
-        raise NotAvailableYet("Certificate verification is not available in this release yet")
+        async with info.context.db.read() as session:
+            row = await certificates.find_by_number(session, certificateId)
+        return CertificateVerification(
+            valid=certificates.is_valid(row),
+            certificate=(
+                Certificate.from_model(row, info.context.settings.base_url) if row else None
+            ),
+        )

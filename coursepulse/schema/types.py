@@ -5,6 +5,7 @@ from datetime import datetime
 import strawberry
 
 from coursepulse import models
+from coursepulse.resolvers.certificates import certificate_url
 from coursepulse.resolvers.progress import (
     ProgressRecord,
     format_time_spent,
@@ -132,7 +133,6 @@ class Progress:
     last_accessed: datetime | None
     started_at: datetime
     completed_at: datetime | None
-    certificate_url: str | None
     _record: strawberry.Private[ProgressRecord]
 
     @classmethod
@@ -150,7 +150,6 @@ class Progress:
             last_accessed=enrollment.last_accessed_at,
             started_at=enrollment.enrolled_at,
             completed_at=enrollment.completed_at,
-            certificate_url=None,
             _record=record,
         )
 
@@ -161,6 +160,15 @@ class Progress:
         lessons = await loaders.lessons.load(self._record.course.id)  # type: ignore[arg-type]
         completions = await loaders.completions.load(self._record.enrollment.id)  # type: ignore[arg-type]
         return lessons, {completion.lesson_id: completion for completion in completions}
+
+    @strawberry.field(description="The certificate's PDF address, once one was issued.")
+    async def certificate_url(self, info: strawberry.Info[Context]) -> str | None:
+        certificate = await info.context.loaders.certificates.load(
+            self._record.enrollment.id  # type: ignore[arg-type]
+        )
+        if certificate is None:
+            return None
+        return certificate_url(info.context.settings.base_url, certificate)
 
     async def find_next_lesson(self, info: strawberry.Info[Context]) -> Lesson | None:
         """The first incomplete lesson, for this type and the completion payload."""
@@ -271,6 +279,19 @@ class Certificate:
             "Set when an admin revoked the certificate; a revoked certificate verifies as invalid."
         )
     )
+
+    @classmethod
+    def from_model(cls, certificate: models.Certificate, base_url: str) -> "Certificate":
+        return cls(
+            certificate_id=certificate.number,
+            certificate_url=certificate_url(base_url, certificate),
+            issued_at=certificate.issued_at,
+            course_id=gid(certificate.course_id),
+            user_id=gid(certificate.user_id),
+            course_title=certificate.course_title,
+            student_name=certificate.student_name,
+            revoked_at=certificate.revoked_at,
+        )
 
 
 @strawberry.type

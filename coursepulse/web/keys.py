@@ -1,5 +1,7 @@
 """Typed keys for what the aiohttp application and requests hold."""
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from coursepulse.models.db import Database
@@ -7,9 +9,13 @@ from coursepulse.resolvers.viewer import Viewer
 from coursepulse.settings import Settings
 from coursepulse.web.credentials import CredentialCache
 
+if TYPE_CHECKING:
+    from coursepulse.web.certificates import PdfCache
+
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
 CREDENTIALS = web.AppKey("credentials", CredentialCache)
+PDF_CACHE: web.AppKey["PdfCache"] = web.AppKey("pdf_cache")
 
 VIEWER = web.RequestKey("viewer", Viewer | None)  # type: ignore[arg-type]
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -1,0 +1,1 @@
+"""Documents the service renders for people: certificate PDFs and the verification page."""
