@@ -6,6 +6,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from coursepulse.models.db import Database
+from coursepulse.rest import routes as rest_routes
 from coursepulse.schema import build_schema
 from coursepulse.settings import Settings
 from coursepulse.web import certificates as certificate_routes
@@ -51,4 +52,5 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     certificate_routes.add_routes(app)
+    rest_routes.add_routes(app)
     return app

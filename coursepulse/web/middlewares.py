@@ -1,6 +1,7 @@
 """Request id and access log, CORS, authentication, and a JSON answer for every failure."""
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -9,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from coursepulse.resolvers.errors import DomainError, InvalidCredentials
+from coursepulse.rest import PREFIX as REST_PREFIX
 from coursepulse.web.credentials import viewer_from_authorization
 from coursepulse.web.keys import CREDENTIALS, DATABASE, REQUEST_ID, SETTINGS, VIEWER
 
@@ -31,6 +33,26 @@ def error_response(code: str, status: int, message: str, **extra: Any) -> web.Re
     return web.json_response(error_body(code, status, message, **extra), status=status)
 
 
+def _snake(name: str) -> str:
+    return re.sub(r"([A-Z])", r"_\1", name).lower()
+
+
+def failure(
+    request: web.Request, code: str, status: int, message: str, **extra: Any
+) -> web.Response:
+    """An error answer in the shape of the front door asked: REST facade or GraphQL."""
+    if request.path.startswith(REST_PREFIX):
+        if status in (404, 405) and code in ("not_found", "invalid_input"):
+            code, message = (
+                "rest_no_route",
+                "No route was found matching the URL and request method",
+            )
+        data = {_snake(key): value for key, value in extra.items()}
+        body = {"code": code, "message": message, "data": {"status": status, **data}}
+        return web.json_response(body, status=status)
+    return error_response(code, status, message, **extra)
+
+
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Gives every request an id (kept from X-Request-ID when sane) and logs it once."""
@@ -44,11 +66,13 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         if http_error.status < 400:
             raise
         code = "not_found" if http_error.status == 404 else "invalid_input"
-        response = error_response(code, http_error.status, http_error.reason)
+        response = failure(request, code, http_error.status, http_error.reason)
+        if http_error.status == 405:
+            response.headers["Allow"] = http_error.headers.get("Allow", "")
     except Exception:
         log.exception("unhandled error (request %s)", request_id)
-        response = error_response(
-            "internal_error", 500, "Internal server error", requestId=request_id
+        response = failure(
+            request, "internal_error", 500, "Internal server error", requestId=request_id
         )
     if not response.prepared:
         response.headers["X-Request-ID"] = request_id
@@ -91,9 +115,9 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             request.app[CREDENTIALS],
         )
     except InvalidCredentials as error:
-        response = error_response(error.code, error.status, error.message)
+        response = failure(request, error.code, error.status, error.message)
         response.headers["WWW-Authenticate"] = 'Basic realm="coursepulse", charset="UTF-8"'
         return response
     except DomainError as error:  # pragma: no cover  (other domain errors do not occur here)
-        return error_response(error.code, error.status, error.message)
+        return failure(request, error.code, error.status, error.message)
     return await handler(request)

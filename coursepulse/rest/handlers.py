@@ -1,0 +1,159 @@
+"""The facade's endpoints: parse, call the resolver, shape the answer."""
+
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from coursepulse.models import EnrollmentStatus
+from coursepulse.resolvers import certificates, enrollments, lookups, roster
+from coursepulse.resolvers.enrollments import LessonChange
+from coursepulse.resolvers.errors import DomainError
+from coursepulse.resolvers.progress import ProgressRecord, next_lesson
+from coursepulse.rest import params, shapes
+from coursepulse.web.keys import DATABASE, SETTINGS, VIEWER
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+ORDER_FIELDS = {
+    "enrolled_at": roster.StudentOrder.ENROLLED_AT,
+    "last_accessed": roster.StudentOrder.LAST_ACCESSED,
+    "progress": roster.StudentOrder.PROGRESS,
+    "display_name": roster.StudentOrder.DISPLAY_NAME,
+}
+MY_COURSE_STATUSES = {
+    "active": EnrollmentStatus.ACTIVE,
+    "completed": EnrollmentStatus.COMPLETED,
+    "unenrolled": EnrollmentStatus.UNENROLLED,
+}
+
+
+def json(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status)
+
+
+def answers_domain_errors(handler: Handler) -> Handler:
+    """Turns the domain's coded errors into the seed's error JSON and status."""
+
+    @wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except DomainError as error:
+            return json(shapes.error(error), status=error.status)
+
+    return wrapped
+
+
+async def _progress_json(
+    session: AsyncSession, request: web.Request, record: ProgressRecord
+) -> Any:
+    enrollment_id = record.enrollment.id
+    lessons = await lookups.lessons_by_course(session, [record.course.id])  # type: ignore[list-item]
+    done = await lookups.completions_by_enrollment(session, [enrollment_id])  # type: ignore[list-item]
+    issued = await lookups.certificates_by_enrollment(session, [enrollment_id])  # type: ignore[list-item]
+    return shapes.progress(
+        record,
+        lessons.get(record.course.id, []),  # type: ignore[arg-type]
+        done.get(enrollment_id, []),  # type: ignore[arg-type]
+        issued.get(enrollment_id),  # type: ignore[arg-type]
+        request.app[SETTINGS].base_url,
+    )
+
+
+@answers_domain_errors
+async def enroll(request: web.Request) -> web.StreamResponse:
+    course_id = params.path_id(request.match_info, "id")
+    async with request.app[DATABASE].write() as session:
+        record = await enrollments.enroll(session, request[VIEWER], course_id)
+    return json({"message": "Successfully enrolled in course", "data": shapes.enrollment(record)})
+
+
+@answers_domain_errors
+async def unenroll(request: web.Request) -> web.StreamResponse:
+    course_id = params.path_id(request.match_info, "id")
+    async with request.app[DATABASE].write() as session:
+        await enrollments.unenroll(session, request[VIEWER], course_id)
+    return json({"message": "Successfully unenrolled from course"})
+
+
+@answers_domain_errors
+async def progress(request: web.Request) -> web.StreamResponse:
+    course_id = params.path_id(request.match_info, "id")
+    user_id = params.path_id(request.query, "user_id") if request.query.get("user_id") else None
+    async with request.app[DATABASE].read() as session:
+        record = await enrollments.course_progress(session, request[VIEWER], course_id, user_id)
+        return json({"data": await _progress_json(session, request, record)})
+
+
+async def _lesson_answer(request: web.Request, change: LessonChange) -> web.Response:
+    async with request.app[DATABASE].read() as session:
+        course_id = change.progress.course.id
+        lessons = await lookups.lessons_by_course(session, [course_id])  # type: ignore[list-item]
+        done = await lookups.completions_by_enrollment(
+            session,
+            [change.progress.enrollment.id],  # type: ignore[list-item]
+        )
+    completed = {row.lesson_id for row in done.get(change.progress.enrollment.id, [])}  # type: ignore[arg-type]
+    following = next_lesson(lessons.get(course_id, []), completed)  # type: ignore[arg-type]
+    return json(shapes.lesson_change(change, following))
+
+
+@answers_domain_errors
+async def complete_lesson(request: web.Request) -> web.StreamResponse:
+    course_id = params.path_id(request.match_info, "id")
+    lesson_id = params.path_id(request.match_info, "lesson_id")
+    async with request.app[DATABASE].write() as session:
+        change = await enrollments.complete_lesson(session, request[VIEWER], course_id, lesson_id)
+    return await _lesson_answer(request, change)
+
+
+@answers_domain_errors
+async def incomplete_lesson(request: web.Request) -> web.StreamResponse:
+    course_id = params.path_id(request.match_info, "id")
+    lesson_id = params.path_id(request.match_info, "lesson_id")
+    async with request.app[DATABASE].write() as session:
+        change = await enrollments.incomplete_lesson(session, request[VIEWER], course_id, lesson_id)
+    return await _lesson_answer(request, change)
+
+
+@answers_domain_errors
+async def students(request: web.Request) -> web.StreamResponse:
+    course_id = params.path_id(request.match_info, "id")
+    query = request.query
+    page = params.optional_int(query, "page", 1, low=1, high=params.MAX_PAGE)
+    per_page = params.optional_int(query, "per_page", 20, low=1, high=roster.MAX_PER_PAGE)
+    order_by = params.choice(query, "orderby", "enrolled_at", tuple(ORDER_FIELDS))
+    order = params.choice(query, "order", "desc", ("asc", "desc"))
+    async with request.app[DATABASE].read() as session:
+        result = await roster.course_students(
+            session,
+            request[VIEWER],
+            course_id,
+            page=page,
+            per_page=per_page,
+            order_by=ORDER_FIELDS[order_by],
+            descending=order == "desc",
+            search=query.get("search") or None,
+        )
+    return json(shapes.students(result))
+
+
+@answers_domain_errors
+async def certificate(request: web.Request) -> web.StreamResponse:
+    course_id = params.path_id(request.match_info, "id")
+    async with request.app[DATABASE].write() as session:
+        row = await certificates.get_or_issue(session, request[VIEWER], course_id)
+    return json({"data": shapes.certificate(row, request.app[SETTINGS].base_url)})
+
+
+@answers_domain_errors
+async def my_courses(request: web.Request) -> web.StreamResponse:
+    status = params.choice(request.query, "status", "", tuple(MY_COURSE_STATUSES))
+    async with request.app[DATABASE].read() as session:
+        records = await enrollments.my_courses(
+            session, request[VIEWER], MY_COURSE_STATUSES.get(status)
+        )
+    return json({"data": [shapes.my_course(record) for record in records]})

@@ -1,0 +1,41 @@
+"""Reading path and query parameters; a bad one is `invalid_input` naming it."""
+
+from collections.abc import Mapping
+
+from coursepulse.resolvers.errors import InvalidInput
+from coursepulse.resolvers.validation import parse_id
+
+MAX_PAGE = 2**31 - 1
+
+
+def path_id(match_info: Mapping[str, str], name: str) -> int:
+    return parse_id(match_info[name], field=name)
+
+
+def optional_int(query: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    """An integer query parameter within [low, high], or its default when absent."""
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    raw = raw.strip()
+    if not raw.lstrip("-").isdigit() or len(raw) > 12:
+        raise InvalidInput(f"Invalid parameter: {name} must be an integer", field=name)
+    value = int(raw)
+    if not low <= value <= high:
+        raise InvalidInput(
+            f"Invalid parameter: {name} must be between {low} and {high}", field=name
+        )
+    return value
+
+
+def choice(query: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    """A query parameter that must be one of `allowed` (case-insensitive)."""
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value not in allowed:
+        raise InvalidInput(
+            f"Invalid parameter: {name} must be one of {', '.join(allowed)}", field=name
+        )
+    return value

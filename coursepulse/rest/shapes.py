@@ -1,0 +1,132 @@
+"""The seed's JSON shapes, mapped from domain rows in one place."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from coursepulse.models import Certificate, Lesson, LessonCompletion
+from coursepulse.resolvers.certificates import certificate_url
+from coursepulse.resolvers.enrollments import LessonChange
+from coursepulse.resolvers.errors import DomainError
+from coursepulse.resolvers.progress import ProgressRecord, format_time_spent, next_lesson
+from coursepulse.resolvers.roster import RosterPage
+
+JSON = dict[str, Any]
+
+
+def timestamp(moment: datetime | None) -> str | None:
+    """The seed's datetime form: UTC, no offset, whole seconds ('2025-10-27T12:00:00')."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).replace(tzinfo=None, microsecond=0).isoformat()
+
+
+def error(error: DomainError) -> JSON:
+    """{"code", "message", "data": {"status", ...context}} as the seed's errors."""
+    return {
+        "code": error.code,
+        "message": error.message,
+        "data": {"status": error.status, **error.extra},
+    }
+
+
+def _lesson(lesson: Lesson | None, *, with_order: bool = True) -> JSON | None:
+    if lesson is None:
+        return None
+    shape: JSON = {"id": lesson.id, "title": lesson.title}
+    if with_order:
+        shape["order"] = lesson.position
+    return shape
+
+
+def enrollment(record: ProgressRecord) -> JSON:
+    row = record.enrollment
+    return {
+        "enrollment_id": row.id,
+        "course_id": row.course_id,
+        "user_id": row.user_id,
+        "enrolled_at": timestamp(row.enrolled_at),
+    }
+
+
+def progress(
+    record: ProgressRecord,
+    lessons: list[Lesson],
+    completions: list[LessonCompletion],
+    certificate: Certificate | None,
+    base_url: str,
+) -> JSON:
+    """The seed's progress object, with next_lesson and, once issued, certificate_url."""
+    row = record.enrollment
+    done = {completion.lesson_id for completion in completions}
+    shape: JSON = {
+        "course_id": row.course_id,
+        "user_id": row.user_id,
+        "progress_percentage": record.percentage,
+        "completed_lessons": row.completed_lessons,
+        "total_lessons": record.course.total_lessons,
+        "time_spent": format_time_spent(row.time_spent_seconds),
+        "last_accessed": timestamp(row.last_accessed_at),
+        "started_at": timestamp(row.enrolled_at),
+        "completed_at": timestamp(row.completed_at),
+        "next_lesson": _lesson(next_lesson(lessons, done)),
+    }
+    if certificate is not None:
+        shape["certificate_url"] = certificate_url(base_url, certificate)
+    return shape
+
+
+def my_course(record: ProgressRecord) -> JSON:
+    """A dashboard row: the course and the student's standing in it."""
+    row = record.enrollment
+    return {
+        "course_id": row.course_id,
+        "title": record.course.title,
+        "slug": record.course.slug,
+        "status": row.status,
+        "progress_percentage": record.percentage,
+        "completed_lessons": row.completed_lessons,
+        "total_lessons": record.course.total_lessons,
+        "enrolled_at": timestamp(row.enrolled_at),
+        "last_accessed": timestamp(row.last_accessed_at),
+        "completed_at": timestamp(row.completed_at),
+    }
+
+
+def lesson_change(change: LessonChange, following: Lesson | None) -> JSON:
+    return {
+        "message": change.message,
+        "data": {
+            "lesson_id": change.lesson_id,
+            "completed_at": timestamp(change.completed_at),
+            "progress_percentage": change.progress.percentage,
+            "next_lesson": _lesson(following, with_order=False),
+        },
+    }
+
+
+def students(page: RosterPage) -> JSON:
+    return {
+        "data": [
+            {
+                "user_id": row.user.id,
+                "username": row.user.username,
+                "display_name": row.user.display_name,
+                "avatar": row.user.avatar,
+                "progress_percentage": ProgressRecord(row.enrollment, page.course).percentage,
+                "enrolled_at": timestamp(row.enrollment.enrolled_at),
+                "last_accessed": timestamp(row.enrollment.last_accessed_at),
+            }
+            for row in page.rows
+        ],
+        "meta": {"total": page.total, "per_page": page.per_page, "current_page": page.page},
+    }
+
+
+def certificate(row: Certificate, base_url: str) -> JSON:
+    return {
+        "certificate_url": certificate_url(base_url, row),
+        "certificate_id": row.number,
+        "issued_at": timestamp(row.issued_at),
+        "course_title": row.course_title,
+        "student_name": row.student_name,
+    }
