@@ -2,9 +2,11 @@
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from weakref import WeakSet
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
+from coursepulse.events.brokers import create_broker
 from coursepulse.models.db import Database
 from coursepulse.rest import routes as rest_routes
 from coursepulse.schema import build_schema
@@ -13,7 +15,7 @@ from coursepulse.web import certificates as certificate_routes
 from coursepulse.web.credentials import CredentialCache
 from coursepulse.web.graphql_view import CoursepulseGraphQLView
 from coursepulse.web.health import healthz, readyz
-from coursepulse.web.keys import CREDENTIALS, DATABASE, SETTINGS
+from coursepulse.web.keys import BROKER, CREDENTIALS, DATABASE, SETTINGS, WEBSOCKETS
 from coursepulse.web.middlewares import authenticate, cors, request_context
 
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -38,13 +40,33 @@ def create_app(
         if owned:
             await app[DATABASE].dispose()
 
+    async def broker_ctx(app: web.Application) -> AsyncIterator[None]:
+        db = app[DATABASE]
+        broker = create_broker(
+            db,
+            db.engine.url.render_as_string(hide_password=False),
+            buffer=settings.subscription_buffer,
+        )
+        await broker.start()
+        app[BROKER] = broker
+        yield
+        await broker.stop()
+
+    async def close_websockets(app: web.Application) -> None:
+        """Going away (1001): clients reconnect elsewhere and resume with `after`."""
+        for websocket in list(app[WEBSOCKETS]):
+            await websocket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+    app[WEBSOCKETS] = WeakSet()
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(broker_ctx)
+    app.on_shutdown.append(close_websockets)
 
     view = CoursepulseGraphQLView(
         schema=build_schema(),
         graphql_ide="graphiql" if settings.graphiql else None,
         allowed_origins=settings.allowed_origins,
-        connection_init_wait_timeout=timedelta(seconds=10),
+        connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
         keep_alive=True,
         keep_alive_interval=15,
     )

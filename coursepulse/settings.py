@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     #: Serve the GraphiQL explorer to browsers on GET /graphql.
     graphiql: bool = True
+    #: Seconds between websocket pings; a peer that does not answer is dropped.
+    ws_heartbeat_seconds: float = Field(default=20.0, gt=0)
+    #: Seconds a websocket client has to send connection_init.
+    ws_init_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: Events a live subscription may have waiting before it must resume with `after`.
+    subscription_buffer: int = Field(default=1000, ge=1)
     #: Log every SQL statement (development only).
     sql_echo: bool = False
 

@@ -6,7 +6,7 @@ starts with `BEGIN IMMEDIATE`, so two writers queue on the busy timeout instead
 of failing when a read transaction tries to upgrade to a write.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,6 +20,10 @@ from sqlalchemy.ext.asyncio import (
 )
 
 _WRITE_OPTION = "coursepulse_write"
+#: PostgreSQL channel on which writes announce courses with new progress events.
+NOTIFY_CHANNEL = "coursepulse_progress"
+#: Session.info key: ids of courses whose event log this transaction appended to.
+EVENT_COURSES = "coursepulse.event_courses"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -65,6 +69,8 @@ class Database:
         self._write_sessions = async_sessionmaker(
             engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
         )
+        #: Called with the courses that have new events, after each write commits.
+        self.after_commit: list[Callable[[set[int]], None]] = []
 
     @classmethod
     def from_url(cls, database_url: str, *, echo: bool = False) -> "Database":
@@ -78,9 +84,25 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """A session whose transaction commits when the block ends without error."""
-        async with self._write_sessions() as session, session.begin():
-            yield session
+        """A session whose transaction commits when the block ends without error.
+
+        Courses whose event log grew are announced: by NOTIFY inside the
+        transaction on PostgreSQL (heard only once committed), and to the
+        `after_commit` callbacks of this process.
+        """
+        async with self._write_sessions() as session:
+            async with session.begin():
+                yield session
+                courses: set[int] = session.info.pop(EVENT_COURSES, set())
+                if courses and self.dialect == "postgresql":
+                    for course_id in sorted(courses):
+                        await session.execute(
+                            text("SELECT pg_notify(:channel, :payload)"),
+                            {"channel": NOTIFY_CHANNEL, "payload": str(course_id)},
+                        )
+            for callback in self.after_commit:
+                if courses:
+                    callback(courses)
 
     async def ping(self) -> None:
         """Raise unless the database answers a trivial query."""

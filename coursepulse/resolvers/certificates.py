@@ -105,7 +105,7 @@ async def get_or_issue(
         student_name=student.display_name,
     )
     session.add(certificate)
-    append_event(
+    await append_event(
         session,
         kind=ProgressEventKind.CERTIFICATE_ISSUED,
         enrollment=enrollment,

@@ -20,7 +20,7 @@ from coursepulse.models import (
 )
 from coursepulse.resolvers.access import get_course, is_course_staff, visible_course
 from coursepulse.resolvers.errors import AlreadyEnrolled, Forbidden, NotEnrolled, NotFound
-from coursepulse.resolvers.events import append_event
+from coursepulse.resolvers.events import append_event, recent_activity_event
 from coursepulse.resolvers.progress import ProgressRecord, settle_status
 from coursepulse.resolvers.validation import check_range
 from coursepulse.resolvers.viewer import Viewer, require_viewer
@@ -106,7 +106,7 @@ async def enroll(session: AsyncSession, viewer: Viewer | None, course_id: int) -
     except IntegrityError as error:
         # A concurrent request (a double click) enrolled the same student first.
         raise AlreadyEnrolled() from error
-    append_event(
+    await append_event(
         session,
         kind=ProgressEventKind.ENROLLED,
         enrollment=enrollment,
@@ -124,7 +124,7 @@ async def unenroll(session: AsyncSession, viewer: Viewer | None, course_id: int)
     enrollment.status = EnrollmentStatus.UNENROLLED
     enrollment.completed_at = None
     enrollment.last_accessed_at = now
-    append_event(
+    await append_event(
         session,
         kind=ProgressEventKind.UNENROLLED,
         enrollment=enrollment,
@@ -163,7 +163,7 @@ async def complete_lesson(
     enrollment.last_accessed_at = now
     course_completed = settle_status(enrollment, course.total_lessons, now)
     total = course.total_lessons
-    append_event(
+    await append_event(
         session,
         kind=ProgressEventKind.LESSON_COMPLETED,
         enrollment=enrollment,
@@ -172,7 +172,7 @@ async def complete_lesson(
         lesson_id=lesson_id,
     )
     if course_completed:
-        append_event(
+        await append_event(
             session,
             kind=ProgressEventKind.COURSE_COMPLETED,
             enrollment=enrollment,
@@ -214,7 +214,7 @@ async def incomplete_lesson(
     enrollment.completed_lessons = max(0, enrollment.completed_lessons - 1)
     enrollment.last_accessed_at = now
     settle_status(enrollment, course.total_lessons, now)
-    append_event(
+    await append_event(
         session,
         kind=ProgressEventKind.LESSON_INCOMPLETED,
         enrollment=enrollment,
@@ -247,14 +247,16 @@ async def record_activity(
     now = utcnow()
     enrollment.time_spent_seconds += seconds
     enrollment.last_accessed_at = now
-    append_event(
-        session,
-        kind=ProgressEventKind.ACTIVITY,
-        enrollment=enrollment,
-        total_lessons=course.total_lessons,
-        occurred_at=now,
-        lesson_id=lesson_id,
-    )
+    # Heartbeats arrive every few seconds: subscribers hear at most one per interval.
+    if not await recent_activity_event(session, enrollment, now):
+        await append_event(
+            session,
+            kind=ProgressEventKind.ACTIVITY,
+            enrollment=enrollment,
+            total_lessons=course.total_lessons,
+            occurred_at=now,
+            lesson_id=lesson_id,
+        )
     await session.flush()
     return ProgressRecord(enrollment, course)
 
@@ -291,4 +293,4 @@ async def my_courses(
         )
         .order_by(Enrollment.enrolled_at.desc(), Enrollment.id.desc())  # type: ignore[attr-defined]
     )
-    return [ProgressRecord(enrollment, course) for enrollment, course in rows.tuples()]
+    return [ProgressRecord(enrollment, course) for enrollment, course in rows]

@@ -70,3 +70,10 @@ class NotAvailableYet(DomainError):
     """A contract field whose capability this release does not provide yet."""
 
     code, status, default_message = "not_implemented", 501, "Not available yet"
+
+
+class ResumeRequired(DomainError):
+    """A live subscription fell too far behind; resubscribe with `after: lastEventId`."""
+
+    code, status = "resume_required", 409
+    default_message = "Too many events are waiting: subscribe again with `after` to resume"

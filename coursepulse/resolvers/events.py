@@ -2,13 +2,20 @@
 
 from datetime import datetime
 
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coursepulse.models import Enrollment, ProgressEvent, ProgressEventKind
+from coursepulse.models.db import EVENT_COURSES
 from coursepulse.resolvers.progress import progress_percentage
 
+#: Heartbeats within this many seconds of the last ACTIVITY event add time but no event.
+ACTIVITY_EVENT_INTERVAL_SECONDS = 30
+#: First key of the advisory locks that order a course's events (any constant of ours).
+_EVENT_LOCK_SPACE = 0x6370
 
-def append_event(
+
+async def append_event(
     session: AsyncSession,
     *,
     kind: ProgressEventKind,
@@ -17,11 +24,22 @@ def append_event(
     occurred_at: datetime,
     lesson_id: int | None = None,
 ) -> ProgressEvent:
-    """Add an event with the enrolment's progress snapshot; flushed with the change."""
+    """Add an event with the enrolment's progress snapshot.
+
+    On PostgreSQL the course's event lock is taken first and held until commit,
+    so a course's events commit in id order: a reader that has seen id N has seen
+    everything of that course below N (subscriptions resume on that).
+    """
+    course_id = enrollment.course_id
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, CAST(:key AS integer))"),
+            {"space": _EVENT_LOCK_SPACE, "key": course_id % 2_147_483_647},
+        )
     event = ProgressEvent(
         kind=kind,
         occurred_at=occurred_at,
-        course_id=enrollment.course_id,
+        course_id=course_id,
         user_id=enrollment.user_id,
         lesson_id=lesson_id,
         progress_percentage=progress_percentage(enrollment.completed_lessons, total_lessons),
@@ -29,4 +47,19 @@ def append_event(
         total_lessons=total_lessons,
     )
     session.add(event)
+    session.info.setdefault(EVENT_COURSES, set()).add(course_id)
     return event
+
+
+async def recent_activity_event(
+    session: AsyncSession, enrollment: Enrollment, now: datetime
+) -> bool:
+    """True when an ACTIVITY event of this enrolment is younger than the coalescing interval."""
+    last = await session.scalar(
+        select(func.max(ProgressEvent.occurred_at)).where(
+            ProgressEvent.user_id == enrollment.user_id,
+            ProgressEvent.course_id == enrollment.course_id,
+            ProgressEvent.kind == ProgressEventKind.ACTIVITY,
+        )
+    )
+    return last is not None and (now - last).total_seconds() < ACTIVITY_EVENT_INTERVAL_SECONDS

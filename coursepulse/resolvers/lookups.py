@@ -66,7 +66,7 @@ async def instructors_by_course(
         .order_by(CourseInstructor.course_id, User.id)
     )
     grouped: dict[int, list[User]] = defaultdict(list)
-    for course_id, user in rows.tuples():
+    for course_id, user in rows:
         grouped[course_id].append(user)
     return grouped
 

@@ -118,7 +118,7 @@ async def course_students(
     )
     return RosterPage(
         course=course,
-        rows=[RosterRow(enrollment, user) for enrollment, user in rows.tuples()],
+        rows=[RosterRow(enrollment, user) for enrollment, user in rows],
         total=total or 0,
         per_page=per_page,
         page=page,
@@ -176,7 +176,7 @@ async def course_stats(session: AsyncSession, viewer: Viewer | None, course_id: 
             completed_count=count,
             completion_rate=count / enrolled_count if enrolled_count else 0.0,
         )
-        for lesson, count in per_lesson.tuples()
+        for lesson, count in per_lesson
     ]
     return CourseStats(
         course_id=course_id,

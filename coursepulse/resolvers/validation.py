@@ -4,8 +4,9 @@ import re
 
 from coursepulse.resolvers.errors import InvalidInput, NotFound
 
-_ID_RE = re.compile(r"[0-9]{1,20}")
+_ID_RE = re.compile(r"[0-9]+")
 _MAX_ID = 2**63 - 1
+_MAX_ID_DIGITS = len(str(_MAX_ID))
 
 
 def parse_id(value: str | int, *, field: str = "id") -> int:
@@ -17,10 +18,11 @@ def parse_id(value: str | int, *, field: str = "id") -> int:
     text = str(value).strip()
     if not _ID_RE.fullmatch(text):
         raise InvalidInput(f"{field} must be a numeric id, got {value!r}", field=field)
-    number = int(text)
-    if number < 1 or number > _MAX_ID:
-        raise NotFound(f"No object with {field} {text}")
-    return number
+    digits = text.lstrip("0")
+    # Longer than any 64-bit number: no row has it (and int() of thousands of digits fails).
+    if len(digits) > _MAX_ID_DIGITS or not 1 <= int(digits or "0") <= _MAX_ID:
+        raise NotFound(f"No object with {field} {text[:40]}")
+    return int(digits)
 
 
 def clean_text(value: str, *, field: str, max_length: int, required: bool = True) -> str:

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from typing import Any
 
+from coursepulse.events.feed import Feeds
 from coursepulse.models.db import Database
 from coursepulse.resolvers.viewer import Viewer
 from coursepulse.schema.loaders import Loaders
@@ -16,6 +17,7 @@ class Context:
     viewer: Viewer | None
     request_id: str
     loaders: Loaders
+    feeds: Feeds
     request: Any = None
     response: Any = None
     connection_params: dict[str, Any] | None = field(default=None)

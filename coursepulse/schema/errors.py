@@ -76,5 +76,14 @@ class DomainErrors(SchemaExtension):
             result.errors = [self.convert(error) for error in errors]
 
     def on_operation(self) -> Iterator[None]:
+        self._streamed = False
         yield
-        self._process(self.execution_context.result)
+        # Subscriptions and other streamed operations were handled result by result.
+        if not self._streamed:
+            self._process(self.execution_context.result)
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        """Each result of a subscription, before it is sent to the client."""
+        self._streamed = True
+        self._process(result)
+        yield

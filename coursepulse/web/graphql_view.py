@@ -6,10 +6,22 @@ from typing import Any
 from aiohttp import web
 from cross_web import HTTPException
 from strawberry.aiohttp.views import GraphQLView
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.types.unset import UNSET, UnsetType
 
+from coursepulse.resolvers.errors import InvalidCredentials
 from coursepulse.schema.context import Context
 from coursepulse.schema.loaders import Loaders
-from coursepulse.web.keys import DATABASE, REQUEST_ID, SETTINGS, VIEWER
+from coursepulse.web.credentials import viewer_from_authorization
+from coursepulse.web.keys import (
+    BROKER,
+    CREDENTIALS,
+    DATABASE,
+    REQUEST_ID,
+    SETTINGS,
+    VIEWER,
+    WEBSOCKETS,
+)
 from coursepulse.web.middlewares import error_body
 
 
@@ -25,9 +37,49 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
             viewer=viewer,
             request_id=request.get(REQUEST_ID) or "",
             loaders=Loaders(db, viewer.user_id if viewer else None),
+            feeds=request.app[BROKER].feeds,
             request=request,
             response=response,
         )
+
+    async def create_websocket_response(
+        self, request: web.Request, subprotocol: str | None
+    ) -> web.WebSocketResponse:
+        """A websocket that pings its peer, so dead connections are noticed and closed."""
+        websocket = web.WebSocketResponse(
+            protocols=[subprotocol] if subprotocol else [],
+            heartbeat=request.app[SETTINGS].ws_heartbeat_seconds,
+        )
+        await websocket.prepare(request)
+        request.app[WEBSOCKETS].add(websocket)
+        return websocket
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Authenticate from connection_init's Authorization (any case), else keep the headers'."""
+        params = context.connection_params or {}
+        header = next(
+            (
+                value
+                for key, value in params.items()
+                if isinstance(key, str) and key.lower() == "authorization"
+            ),
+            None,
+        )
+        if header is None:
+            return UNSET
+        if not isinstance(header, str):
+            raise ConnectionRejectionError({"code": "invalid_credentials"})
+        app = context.request.app
+        try:
+            context.viewer = await viewer_from_authorization(
+                header, app[DATABASE], app[CREDENTIALS]
+            )
+        except InvalidCredentials as error:
+            raise ConnectionRejectionError(
+                {"code": error.code, "status": error.status, "message": error.message}
+            ) from error
+        context.reset_loaders()
+        return UNSET
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -41,6 +93,14 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
                 status=error.status_code,
                 content_type="application/json",
             )
+
+    def parse_json(self, data: str | bytes) -> Any:
+        # Bodies, `variables` and `extensions` must be objects (a list is a batch, which the
+        # base view refuses); other JSON values would reach `.get()` and fail with a 500.
+        parsed = super().parse_json(data)
+        if not isinstance(parsed, dict | list):
+            raise HTTPException(400, "Expected a JSON object")
+        return parsed
 
     def encode_json(self, data: Any) -> str:
         return json.dumps(data, separators=(",", ":"))

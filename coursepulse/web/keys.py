@@ -10,12 +10,17 @@ from coursepulse.settings import Settings
 from coursepulse.web.credentials import CredentialCache
 
 if TYPE_CHECKING:
+    from weakref import WeakSet
+
+    from coursepulse.events.brokers import Broker
     from coursepulse.web.certificates import PdfCache
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
 CREDENTIALS = web.AppKey("credentials", CredentialCache)
 PDF_CACHE: web.AppKey["PdfCache"] = web.AppKey("pdf_cache")
+BROKER: web.AppKey["Broker"] = web.AppKey("broker")
+WEBSOCKETS: web.AppKey["WeakSet[web.WebSocketResponse]"] = web.AppKey("websockets")
 
 VIEWER = web.RequestKey("viewer", Viewer | None)  # type: ignore[arg-type]
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -1,0 +1,125 @@
+"""Brokers tell a process's feeds which courses have news.
+
+- `InProcessBroker` (SQLite, one process): woken right after a write commits.
+- `PostgresBroker`: every write sends `NOTIFY coursepulse_progress, '<course id>'`
+  inside its transaction, so only committed events are heard, by every process
+  on the database. Each process LISTENs on a dedicated connection; when that
+  connection is lost it reconnects and every feed catches up from the log.
+"""
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Protocol
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from coursepulse.events.feed import Feeds
+from coursepulse.models.db import NOTIFY_CHANNEL, Database
+
+log = logging.getLogger("coursepulse.events")
+
+
+class Broker(Protocol):
+    feeds: Feeds
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class InProcessBroker:
+    """Wakes feeds after each committed write of this process."""
+
+    def __init__(self, db: Database, feeds: Feeds) -> None:
+        self.db = db
+        self.feeds = feeds
+
+    async def start(self) -> None:
+        self.db.after_commit.append(self.feeds.wake)
+
+    async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.db.after_commit.remove(self.feeds.wake)
+        await self.feeds.close()
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """A plain postgresql:// DSN for asyncpg from the SQLAlchemy URL."""
+    url = make_url(database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+class PostgresBroker:
+    """LISTENs for NOTIFY on a dedicated connection (a pooled one would drop the listener)."""
+
+    RECONNECT_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+    def __init__(self, db: Database, feeds: Feeds, database_url: str) -> None:
+        self.db = db
+        self.feeds = feeds
+        self.dsn = asyncpg_dsn(database_url)
+        self._connection: asyncpg.Connection | None = None
+        self._lost = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    async def start(self) -> None:
+        await self._connect()
+        self._task = asyncio.create_task(self._keep_listening(), name="postgres-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._connection is not None and not self._connection.is_closed():
+            await self._connection.close(timeout=5)
+        await self.feeds.close()
+
+    def _on_notify(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            course_id = int(payload)
+        except ValueError:
+            log.warning("ignoring malformed notification %r", payload[:100])
+            return
+        self.feeds.wake({course_id})
+
+    def _on_terminated(self, _connection: Any) -> None:
+        log.warning("lost the PostgreSQL listener connection; reconnecting")
+        self.connected.clear()
+        self._lost.set()
+
+    async def _connect(self) -> None:
+        connection = await asyncpg.connect(self.dsn)
+        connection.add_termination_listener(self._on_terminated)
+        await connection.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        self._connection = connection
+        self._lost.clear()
+        self.connected.set()
+
+    async def _keep_listening(self) -> None:
+        while True:
+            await self._lost.wait()
+            attempt = 0
+            while True:
+                try:
+                    await self._connect()
+                    break
+                except (OSError, asyncpg.PostgresError) as error:
+                    delay = self.RECONNECT_DELAYS[min(attempt, len(self.RECONNECT_DELAYS) - 1)]
+                    log.warning("listener reconnect failed (%s); retrying in %.1fs", error, delay)
+                    attempt += 1
+                    await asyncio.sleep(delay)
+            log.info("PostgreSQL listener reconnected; catching up from the event log")
+            # Whatever was committed while we were away is in the log: read it now.
+            self.feeds.wake_all()
+
+
+def create_broker(db: Database, database_url: str, *, buffer: int) -> Broker:
+    """The broker that fits the database: NOTIFY on PostgreSQL, in-process otherwise."""
+    feeds = Feeds(db, buffer=buffer)
+    if db.dialect == "postgresql":
+        return PostgresBroker(db, feeds, database_url)
+    return InProcessBroker(db, feeds)

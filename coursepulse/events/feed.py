@@ -1,0 +1,184 @@
+"""Per-course feeds: read new events from the log once per process, fan them out."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from sqlalchemy import func, select
+
+from coursepulse.models import ProgressEvent
+from coursepulse.models.db import Database
+
+log = logging.getLogger("coursepulse.events")
+
+#: Events a subscription may have waiting before it is ended with `resume_required`.
+DEFAULT_BUFFER = 1000
+#: Rows read from the log per query while catching up.
+READ_BATCH = 500
+
+
+class Overflowed(Exception):
+    """The subscriber fell behind by more than its buffer."""
+
+
+class Subscription:
+    """One subscriber's bounded queue of events of one course."""
+
+    def __init__(self, course_id: int, buffer: int) -> None:
+        self.course_id = course_id
+        self._queue: asyncio.Queue[ProgressEvent] = asyncio.Queue(maxsize=buffer)
+        self.overflowed = False
+
+    def offer(self, event: ProgressEvent) -> None:
+        """Queue an event without waiting; a full queue marks the subscription overflowed."""
+        if self.overflowed:
+            return
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            # Wake the consumer so it notices the overflow.
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self._queue.get_nowait()
+            self._queue.put_nowait(_OVERFLOW)
+
+    async def next(self) -> ProgressEvent:
+        """The next event; raises `Overflowed` once the subscriber fell too far behind."""
+        event = await self._queue.get()
+        if event is _OVERFLOW:
+            raise Overflowed()
+        return event
+
+
+_OVERFLOW = ProgressEvent(
+    kind="overflow",
+    course_id=0,
+    user_id=0,
+    progress_percentage=0,
+    completed_lessons=0,
+    total_lessons=0,
+)
+
+
+class CourseFeed:
+    """Delivers one course's new log rows to its subscriptions, in id order."""
+
+    def __init__(self, db: Database, course_id: int, cursor: int) -> None:
+        self.db = db
+        self.course_id = course_id
+        self.cursor = cursor
+        self.subscriptions: set[Subscription] = set()
+        self._dirty = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"course-feed-{self.course_id}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def wake(self) -> None:
+        self._dirty.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await self._read_new()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The database hiccupped: keep the cursor, try again on the next wake-up.
+                log.exception("reading events of course %s failed", self.course_id)
+                await asyncio.sleep(1)
+                self._dirty.set()
+
+    async def _read_new(self) -> None:
+        while True:
+            async with self.db.read() as session:
+                rows = list(
+                    await session.scalars(
+                        select(ProgressEvent)
+                        .where(
+                            ProgressEvent.course_id == self.course_id,
+                            ProgressEvent.id > self.cursor,  # type: ignore[operator]
+                        )
+                        .order_by(ProgressEvent.id)
+                        .limit(READ_BATCH)
+                    )
+                )
+            for event in rows:
+                self.cursor = event.id  # type: ignore[assignment]
+                for subscription in tuple(self.subscriptions):
+                    subscription.offer(event)
+            if len(rows) < READ_BATCH:
+                return
+
+
+class Feeds:
+    """The process's course feeds, created on first subscription and dropped on the last."""
+
+    def __init__(self, db: Database, buffer: int = DEFAULT_BUFFER) -> None:
+        self.db = db
+        self.buffer = buffer
+        self._feeds: dict[int, CourseFeed] = {}
+        self._lock = asyncio.Lock()
+        self.on_first_subscriber: Callable[[int], None] | None = None
+
+    async def subscribe(self, course_id: int) -> Subscription:
+        """A subscription receiving every event of the course committed from now on."""
+        async with self._lock:
+            feed = self._feeds.get(course_id)
+            if feed is None:
+                async with self.db.read() as session:
+                    cursor = await session.scalar(
+                        select(func.coalesce(func.max(ProgressEvent.id), 0)).where(
+                            ProgressEvent.course_id == course_id
+                        )
+                    )
+                feed = CourseFeed(self.db, course_id, int(cursor or 0))
+                feed.start()
+                self._feeds[course_id] = feed
+                # Anything committed while the cursor was being read is picked up now.
+                feed.wake()
+            subscription = Subscription(course_id, self.buffer)
+            feed.subscriptions.add(subscription)
+            return subscription
+
+    async def unsubscribe(self, subscription: Subscription) -> None:
+        async with self._lock:
+            feed = self._feeds.get(subscription.course_id)
+            if feed is None:
+                return
+            feed.subscriptions.discard(subscription)
+            if not feed.subscriptions:
+                del self._feeds[subscription.course_id]
+                await feed.stop()
+
+    def wake(self, course_ids: set[int]) -> None:
+        """News in these courses: their feeds read the log."""
+        for course_id in course_ids:
+            feed = self._feeds.get(course_id)
+            if feed is not None:
+                feed.wake()
+
+    def wake_all(self) -> None:
+        """Catch up every feed (after a lost broker connection)."""
+        for feed in self._feeds.values():
+            feed.wake()
+
+    @property
+    def course_ids(self) -> set[int]:
+        return set(self._feeds)
+
+    async def close(self) -> None:
+        async with self._lock:
+            feeds, self._feeds = list(self._feeds.values()), {}
+        for feed in feeds:
+            await feed.stop()

@@ -1,0 +1,50 @@
+"""One subscription's stream: replay from the log after `after`, then live, no gap, no repeat."""
+
+from collections.abc import AsyncIterator
+
+from coursepulse.events.feed import Feeds, Overflowed
+from coursepulse.models import ProgressEvent
+from coursepulse.models.db import Database
+from coursepulse.resolvers.errors import ResumeRequired
+from coursepulse.resolvers.live import events_after
+
+
+async def stream_events(
+    db: Database,
+    feeds: Feeds,
+    course_id: int,
+    *,
+    after: int | None,
+    user_id: int | None,
+) -> AsyncIterator[ProgressEvent]:
+    """Events of the course (of one user, if given), oldest first.
+
+    The feed subscription is taken before the log is read, so nothing committed
+    in between is missed; events already replayed are skipped when they arrive
+    live (a course's events commit in id order, so comparing ids is enough).
+    """
+    subscription = await feeds.subscribe(course_id)
+    last_id = after or 0
+    try:
+        if after is not None:
+            while True:
+                async with db.read() as session:
+                    batch = await events_after(session, course_id, last_id, user_id=user_id)
+                for event in batch:
+                    last_id = event.id  # type: ignore[assignment]
+                    yield event
+                if not batch:
+                    break
+        while True:
+            try:
+                event = await subscription.next()
+            except Overflowed:
+                raise ResumeRequired(last_event_id=str(last_id)) from None
+            if event.id <= last_id:  # type: ignore[operator]
+                continue
+            if user_id is not None and event.user_id != user_id:
+                continue
+            last_id = event.id  # type: ignore[assignment]
+            yield event
+    finally:
+        await feeds.unsubscribe(subscription)
