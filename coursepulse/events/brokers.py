@@ -66,7 +66,13 @@ class PostgresBroker:
         self.connected = asyncio.Event()
 
     async def start(self) -> None:
-        await self._connect()
+        """Listen now if the database answers; otherwise keep trying in the background
+        (the process still starts, and /readyz says it is not ready)."""
+        try:
+            await self._connect()
+        except (OSError, asyncpg.PostgresError) as error:
+            log.warning("cannot LISTEN yet (%s); will keep trying", error)
+            self._lost.set()
         self._task = asyncio.create_task(self._keep_listening(), name="postgres-listener")
 
     async def stop(self) -> None:

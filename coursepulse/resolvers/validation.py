@@ -17,7 +17,8 @@ def parse_id(value: str | int, *, field: str = "id") -> int:
     """
     text = str(value).strip()
     if not _ID_RE.fullmatch(text):
-        raise InvalidInput(f"{field} must be a numeric id, got {value!r}", field=field)
+        shown = repr(text[:40]) + ("..." if len(text) > 40 else "")
+        raise InvalidInput(f"{field} must be a numeric id, got {shown}", field=field)
     digits = text.lstrip("0")
     # Longer than any 64-bit number: no row has it (and int() of thousands of digits fails).
     if len(digits) > _MAX_ID_DIGITS or not 1 <= int(digits or "0") <= _MAX_ID:
