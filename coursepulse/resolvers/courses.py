@@ -16,6 +16,7 @@ from coursepulse.models import (
     EnrollmentStatus,
     Lesson,
     LessonCompletion,
+    ProgressEventKind,
     User,
     utcnow,
 )
@@ -26,6 +27,8 @@ from coursepulse.resolvers.access import (
     visible_course,
 )
 from coursepulse.resolvers.errors import InvalidInput, NotFound
+from coursepulse.resolvers.events import append_event
+from coursepulse.resolvers.progress import settle_status
 from coursepulse.resolvers.validation import clean_text
 from coursepulse.resolvers.viewer import Viewer
 
@@ -250,16 +253,27 @@ async def delete_lesson(session: AsyncSession, viewer: Viewer | None, lesson_id:
     course.total_lessons = total
     course.updated_at = now
     if total > 0:
-        # Students whose only missing lesson was this one have now completed the course.
-        await session.execute(
-            update(Enrollment)
+        # Students whose only missing lesson was this one have now completed the course:
+        # a COURSE_COMPLETED moment each, logged like any other.
+        finished = await session.scalars(
+            select(Enrollment)
             .where(
                 Enrollment.course_id == course_id,
                 Enrollment.status == EnrollmentStatus.ACTIVE,
                 Enrollment.completed_lessons >= total,
             )
-            .values(status=EnrollmentStatus.COMPLETED, completed_at=now)
+            .order_by(Enrollment.id)
+            .execution_options(populate_existing=True)
         )
+        for enrollment in finished:
+            settle_status(enrollment, total, now)
+            await append_event(
+                session,
+                kind=ProgressEventKind.COURSE_COMPLETED,
+                enrollment=enrollment,
+                total_lessons=total,
+                occurred_at=now,
+            )
     else:
         await session.execute(
             update(Enrollment)
