@@ -1,0 +1,386 @@
+"""The REST facade's OpenAPI 3.1 document: valid, complete, and true to live responses.
+
+The document served at /wp-json/fluent-community/v2/openapi.json is checked three ways:
+it is a valid OpenAPI 3.1 document (openapi-spec-validator, and every schema is a valid
+JSON Schema 2020-12); it describes exactly the routes the app serves; and live responses
+(successes and errors, from the seed's scenarios) validate against its response schemas.
+
+Schemathesis then tests every operation on the live test server, as CI would run it: its
+CLI (`schemathesis run`, in a subprocess so the server keeps serving on this event loop),
+with its coverage phase (boundary and invalid values for every parameter, systematically)
+and a bounded, seeded fuzzing phase (20 examples per operation, no shrinking). The coverage
+phase is why the CLI is used rather than `case.call_and_validate()` over
+`operation.as_strategy()`: with 20 random examples per operation, the Python API missed a
+planted 500 (`page=abc` reaching `int()`), which the coverage phase found in every run. One
+worker: on CPython 3.11.7, `ast.parse` from Hypothesis in parallel worker threads fails
+with "AST constructor recursion depth mismatch". Two runs per database, about 7 s each.
+"""
+
+import asyncio
+import re
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import pytest
+import schemathesis
+from aiohttp.test_utils import TestClient
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate as validate_openapi
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
+
+from coursepulse.models.db import Database
+from tests.conftest import Account, School, make_course
+
+PREFIX = "/wp-json/fluent-community/v2"
+OPENAPI_URL = f"{PREFIX}/openapi.json"
+DOCUMENT_URI = "urn:coursepulse:rest-openapi"
+
+# Fuzzing budget: examples per operation in the fuzzing phase (coverage cases come on top).
+FUZZ_EXAMPLES = 20
+FUZZ_SECONDS_LIMIT = 120
+# Not `negative_data_rejection`: the facade reads parameters leniently on purpose (an empty
+# value means the default, choices ignore case: coursepulse/rest/params.py), which that
+# check reports as "schema-violating request accepted" (e.g. `?status=`). Not
+# `positive_data_acceptance`: valid-looking random ids are rightly 404.
+FUZZ_CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+        "ignored_auth",
+        "unsupported_method",
+    ]
+)
+
+
+# ---- a small validator of live responses against the document ---------------------------------
+
+
+def _escape(segment: str) -> str:
+    """A JSON Pointer reference token, percent-encoded for a URI fragment."""
+    return quote(segment.replace("~", "~0").replace("/", "~1"), safe="~")
+
+
+class OpenAPIDocument:
+    """The served document; checks a live response against the schema it declares."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        self.registry: Registry = Registry().with_resource(
+            DOCUMENT_URI, DRAFT202012.create_resource(document)
+        )
+
+    def template_of(self, url: str) -> str:
+        """The document's path template that a concrete request path matches."""
+        path = urlsplit(url).path.removeprefix(PREFIX)
+        matches = [
+            template
+            for template in self.document["paths"]
+            if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), path)
+        ]
+        # A literal segment beats a parameter (/courses/my-courses vs /courses/{id}).
+        matches.sort(key=lambda template: template.count("{"))
+        assert matches, f"{path} is not a path of the document"
+        return matches[0]
+
+    def validate(self, method: str, url: str, status: int, body: Any) -> None:
+        """Asserts the status is documented for the operation and the body conforms."""
+        template = self.template_of(url)
+        operation = self.document["paths"][template].get(method.lower())
+        assert operation is not None, f"{method} {template} is not in the document"
+        responses = operation["responses"]
+        assert str(status) in responses, f"{method} {template}: status {status} is undocumented"
+        pointer = "/".join(
+            [
+                "",
+                "paths",
+                _escape(template),
+                method.lower(),
+                "responses",
+                str(status),
+                "content",
+                _escape("application/json"),
+                "schema",
+            ]
+        )
+        self.check(body, f"{DOCUMENT_URI}#{pointer}", f"{method} {url} -> {status}")
+
+    def validate_error(self, body: Any) -> None:
+        """For answers outside any operation (405, unknown routes): the Error component."""
+        self.check(body, f"{DOCUMENT_URI}#/components/schemas/Error", "error")
+
+    def check(self, body: Any, reference: str, what: str) -> None:
+        validator = Draft202012Validator({"$ref": reference}, registry=self.registry)
+        errors = [
+            f"{list(error.absolute_path)}: {error.message}" for error in validator.iter_errors(body)
+        ]
+        assert not errors, f"{what} breaks the document: {errors}\nbody: {body}"
+
+
+async def served_document(client: TestClient) -> OpenAPIDocument:
+    response = await client.get(OPENAPI_URL)
+    assert response.status == 200
+    assert response.content_type == "application/json"
+    return OpenAPIDocument(await response.json())
+
+
+async def checked(
+    client: TestClient,
+    openapi: OpenAPIDocument,
+    method: str,
+    path: str,
+    *,
+    as_: Account | None = None,
+    expect: int = 200,
+) -> Any:
+    """One live request whose answer must match the document; returns the body."""
+    url = PREFIX + path
+    response = await client.request(method, url, headers=as_.auth if as_ else {})
+    body = await response.json()
+    assert response.status == expect, f"{method} {path} -> {response.status}: {body}"
+    openapi.validate(method, url, response.status, body)
+    return body
+
+
+# ---- the document itself ----------------------------------------------------------------------
+
+
+async def test_document_is_a_valid_openapi_3_1_document(client: TestClient) -> None:
+    openapi = await served_document(client)
+    document = openapi.document
+
+    assert re.fullmatch(r"3\.1\.\d+", document["openapi"])
+    assert document["servers"] == [{"url": PREFIX}]
+    validate_openapi(document)  # detects 3.1 and validates against its meta-schema
+    for name, schema in document["components"]["schemas"].items():
+        Draft202012Validator.check_schema(schema)  # raises SchemaError naming the fault
+        assert schema.get("type") or schema.get("oneOf"), name
+    for template, item in document["paths"].items():
+        for method, operation in item.items():
+            for parameter in operation.get("parameters", []):
+                Draft202012Validator.check_schema(parameter["schema"])
+            assert "200" in operation["responses"], (method, template)
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["basicAuth"] == {"type": "http", "scheme": "basic"}
+    assert schemes["bearerAuth"] == {"type": "http", "scheme": "bearer"}
+
+
+async def test_document_describes_exactly_the_routes_served(client: TestClient) -> None:
+    openapi = await served_document(client)
+    served = {
+        (route.method.lower(), route.resource.canonical.removeprefix(PREFIX))
+        for route in client.app.router.routes()
+        if route.resource is not None
+        and route.resource.canonical.startswith(PREFIX)
+        and route.method != "HEAD"
+        and route.resource.canonical != OPENAPI_URL
+    }
+    documented = {
+        (method, template)
+        for template, item in openapi.document["paths"].items()
+        for method in item
+    }
+
+    assert documented == served
+
+
+async def test_the_validator_rejects_a_body_that_breaks_the_document(client: TestClient) -> None:
+    # The helper must be able to fail: a wrong type, a missing key, an undocumented status.
+    openapi = await served_document(client)
+    url = f"{PREFIX}/courses/1/enroll"
+    good = {
+        "message": "Successfully enrolled in course",
+        "data": {
+            "enrollment_id": 456,
+            "course_id": 10,
+            "user_id": 1,
+            "enrolled_at": "2025-10-27T12:00:00",
+        },
+    }
+    openapi.validate("POST", url, 200, good)
+
+    for broken in (
+        {**good, "data": {**good["data"], "course_id": "10"}},
+        {**good, "data": {**good["data"], "enrolled_at": "2025-10-27T12:00:00+00:00"}},
+        {"message": "Successfully enrolled in course"},
+    ):
+        with pytest.raises(AssertionError, match="breaks the document"):
+            openapi.validate("POST", url, 200, broken)
+    with pytest.raises(AssertionError, match="status 418 is undocumented"):
+        openapi.validate("POST", url, 418, good)
+    with pytest.raises(AssertionError, match="breaks the document"):
+        openapi.validate_error({"code": "rest_no_route", "message": "No route"})
+
+
+# ---- live responses of the seed's scenarios conform ---------------------------------------------
+
+
+async def test_live_answers_of_the_seed_scenarios_conform_to_the_document(
+    client: TestClient, db: Database, school: School
+) -> None:
+    openapi = await served_document(client)
+    course = school.course_id
+    lessons = school.lesson_ids
+    john, jane, teacher = school.student, school.other_student, school.instructor
+    _other_course, other_lessons = await make_course(db, teacher, title="CSS", lessons=1)
+
+    async def live(method: str, path: str, as_: Account | None, expect: int = 200) -> Any:
+        return await checked(client, openapi, method, path, as_=as_, expect=expect)
+
+    # errors before anything happens
+    await live("GET", f"/courses/{course}/progress", None, 401)
+    await live("GET", "/courses/my-courses", None, 401)
+    await live("GET", f"/courses/{course}/progress", john, 403)  # not_enrolled
+    await live("GET", f"/courses/{course}/certificate", john, 403)
+    await live("POST", "/courses/987654/enroll", john, 404)
+    await live("POST", "/courses/abc/enroll", john, 400)
+    await live("GET", "/courses/my-courses?status=bogus", john, 400)
+
+    # the seed's walk: enroll, progress, complete, certificate
+    await live("POST", f"/courses/{course}/enroll", john)
+    await live("POST", f"/courses/{course}/enroll", jane)
+    await live("POST", f"/courses/{course}/enroll", john, 400)  # already_enrolled
+    await live("GET", f"/courses/{course}/progress", john)
+    await live("POST", f"/courses/{course}/lessons/{lessons[0]}/complete", john)
+    await live("POST", f"/courses/{course}/lessons/{lessons[0]}/complete", john)  # already
+    await live("POST", f"/courses/{course}/lessons/{lessons[0]}/incomplete", john)
+    await live("POST", f"/courses/{course}/lessons/{lessons[0]}/incomplete", john)  # not done
+    await live("POST", f"/courses/{course}/lessons/{other_lessons[0]}/complete", john, 404)
+    await live("POST", f"/courses/{course}/lessons/x/complete", john, 400)
+    await live("GET", f"/courses/{course}/certificate", john, 400)  # course_not_complete
+    for lesson_id in lessons:
+        await live("POST", f"/courses/{course}/lessons/{lesson_id}/complete", john)
+    await live("GET", f"/courses/{course}/certificate", john)
+    done = await live("GET", f"/courses/{course}/progress", john)
+    assert "certificate_url" in done["data"]
+    await live("GET", "/courses/my-courses?status=completed", john)
+    await live("GET", "/courses/my-courses", jane)
+
+    # the instructor's analytics
+    await live("GET", f"/courses/{course}/students?per_page=20", teacher)
+    await live("GET", f"/courses/{course}/students?orderby=progress&order=asc&page=2", teacher)
+    await live("GET", f"/courses/{course}/students?per_page=0", teacher, 400)
+    await live("GET", f"/courses/{course}/progress?user_id={john.id}", teacher)
+    await live("GET", f"/courses/{course}/progress?user_id={john.id}", jane, 403)
+    await live("GET", f"/courses/{course}/students", john, 403)
+
+    # leaving
+    await live("POST", f"/courses/{course}/unenroll", jane)
+    await live("POST", f"/courses/{course}/unenroll", jane, 403)
+    await live("GET", "/courses/my-courses?status=unenrolled", jane)
+
+    # answers outside any operation still have the Error shape
+    for method, path, status in [
+        ("GET", f"/courses/{course}/enroll", 405),
+        ("GET", "/courses/10/nowhere", 404),
+    ]:
+        response = await client.request(method, PREFIX + path, headers=john.auth)
+        assert response.status == status
+        openapi.validate_error(await response.json())
+
+
+# ---- schemathesis on a live server --------------------------------------------------------------
+
+
+def schemathesis_config(workdir: Path, pinned_course: int | None) -> Path:
+    """A config file for one run; with `pinned_course`, every `{id}` is that course."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "schemathesis.toml"
+    pinned = f'[parameters]\n"path.id" = {pinned_course}\n' if pinned_course else ""
+    config.write_text(pinned)
+    return config
+
+
+async def run_schemathesis(
+    openapi_url: str, authorization: str, workdir: Path, pinned_course: int | None = None
+) -> tuple[int, str]:
+    """`schemathesis run` against the live server; returns its exit code and output.
+
+    It runs in `workdir` so its caches (crash replay, Hypothesis data) stay out of the
+    repository and never carry over between runs. `pinned_course` fixes every `{id}`.
+    """
+    config = schemathesis_config(workdir, pinned_course)
+    command = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "--config-file",
+        str(config),
+        "run",
+        openapi_url,
+        "--checks",
+        FUZZ_CHECKS,
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--mode",
+        "all",
+        "--max-examples",
+        str(FUZZ_EXAMPLES),
+        "--seed",
+        "1",
+        "--no-shrink",
+        "--workers",
+        "1",
+        "--request-timeout",
+        "10",
+        "--no-color",
+        "--header",
+        f"Authorization: {authorization}",
+    ]
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        cwd=workdir,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), FUZZ_SECONDS_LIMIT)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    return process.returncode, output.decode(errors="replace")
+
+
+async def test_schemathesis_finds_no_server_error_and_no_answer_breaking_the_document(
+    client: TestClient, school: School, tmp_path: Path
+) -> None:
+    # Given some data: john and jane enrolled, john half-way through the course
+    for account in (school.student, school.other_student):
+        response = await client.post(
+            f"{PREFIX}/courses/{school.course_id}/enroll", headers=account.auth
+        )
+        assert response.status == 200
+    for lesson_id in school.lesson_ids[:2]:
+        response = await client.post(
+            f"{PREFIX}/courses/{school.course_id}/lessons/{lesson_id}/complete",
+            headers=school.student.auth,
+        )
+        assert response.status == 200
+    openapi_url = str(client.make_url(OPENAPI_URL))
+
+    # When schemathesis tests every operation as the student (any ids), and as the
+    # course's instructor on the real course (roster, other students' progress)
+    runs = {
+        "student": await run_schemathesis(
+            openapi_url, school.student.auth["Authorization"], tmp_path / "student"
+        ),
+        "instructor": await run_schemathesis(
+            openapi_url,
+            school.instructor.auth["Authorization"],
+            tmp_path / "instructor",
+            pinned_course=school.course_id,
+        ),
+    }
+
+    # Then no answer is a 5xx, undocumented, or outside its schema
+    for viewer, (exit_code, output) in runs.items():
+        assert exit_code == 0, f"schemathesis {schemathesis.__version__} as {viewer}:\n{output}"
+        assert "8 selected / 8 total" in output, output
+        assert re.search(r"\d+ generated, \d+ passed", output), output
