@@ -15,7 +15,9 @@ from pathlib import Path
 from gql import Client, gql
 from gql.transport.websockets import WebsocketsTransport
 
-OPERATION = (Path(__file__).parent.parent / "graphql/operations/ProgressUpdated.graphql").read_text()
+OPERATION = (
+    Path(__file__).parent.parent / "graphql/operations/ProgressUpdated.graphql"
+).read_text()
 
 
 def bar(percentage: int, width: int = 40) -> str:
@@ -38,7 +40,9 @@ async def follow(url: str, course: str, username: str, password: str) -> None:
                 async for result in session.subscribe(gql(OPERATION), variable_values=variables):
                     event = result["progressUpdated"]
                     after = event["id"]
-                    print(f"{bar(event['progressPercentage'])}  {event['kind'].lower()}", flush=True)
+                    print(
+                        f"{bar(event['progressPercentage'])}  {event['kind'].lower()}", flush=True
+                    )
         except (OSError, ConnectionError) as error:
             print(f"connection lost ({error}); resuming after event {after}")
             await asyncio.sleep(2)

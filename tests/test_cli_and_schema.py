@@ -13,6 +13,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from graphql import OperationDefinitionNode, parse, validate
+from graphql import build_schema as build_sdl_schema
 from graphql.utilities import find_breaking_changes, find_dangerous_changes
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
@@ -24,8 +26,6 @@ from coursepulse.demo import LOGINS
 from coursepulse.models.db import Database
 from coursepulse.schema import build_schema, schema_sdl
 from coursepulse.settings import Settings
-from graphql import OperationDefinitionNode, parse, validate
-from graphql import build_schema as build_sdl_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "coursepulse"

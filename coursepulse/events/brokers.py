@@ -81,6 +81,8 @@ class PostgresBroker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._connection is not None and not self._connection.is_closed():
+            # Closing on purpose is not a lost connection: do not report (or react to) it.
+            self._connection.remove_termination_listener(self._on_terminated)
             await self._connection.close(timeout=5)
         await self.feeds.close()
 

@@ -46,7 +46,10 @@ class Subscription:
     async def next(self) -> ProgressEvent:
         """The next event; raises `Overflowed` once the subscriber fell too far behind."""
         event = await self._queue.get()
-        if event is _OVERFLOW:
+        # Once overflowed, nothing more is delivered: the oldest waiting event was dropped to
+        # make room for the marker, so handing out the rest would leave a gap behind the id
+        # the subscriber resumes from.
+        if event is _OVERFLOW or self.overflowed:
             raise Overflowed()
         return event
 

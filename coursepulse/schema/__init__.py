@@ -1,5 +1,6 @@
 """The GraphQL schema served at /graphql (Strawberry)."""
 
+from graphql import ASTValidationRule, GraphQLError, ValidationContext
 from strawberry import Schema
 from strawberry.extensions import (
     AddValidationRules,
@@ -13,7 +14,6 @@ from coursepulse.schema.errors import DomainErrors
 from coursepulse.schema.mutation import Mutation
 from coursepulse.schema.query import Query
 from coursepulse.schema.subscription import Subscription
-from graphql import ASTValidationRule, GraphQLError, ValidationContext
 
 MAX_DEPTH = 12
 MAX_TOKENS = 5000

@@ -9,10 +9,10 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from coursepulse.resolvers.errors import DomainError
-from graphql import GraphQLError
 
 log = logging.getLogger("coursepulse.errors")
 
