@@ -1,12 +1,17 @@
 """The GraphQL schema served at /graphql (Strawberry)."""
 
+import contextlib
+from collections.abc import Iterator
+
 from graphql import ASTValidationRule, GraphQLError, ValidationContext
 from strawberry import Schema
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
+    ValidationCache,
 )
 from strawberry.types import ExecutionContext
 
@@ -18,6 +23,8 @@ from coursepulse.schema.subscription import Subscription
 MAX_DEPTH = 12
 MAX_TOKENS = 5000
 MAX_ALIASES = 30
+#: Distinct documents whose parse and validation results are kept (clients send a few).
+DOCUMENT_CACHE_SIZE = 512
 
 
 class CoursepulseSchema(Schema):
@@ -27,8 +34,8 @@ class CoursepulseSchema(Schema):
         """Errors are logged by `DomainErrors`, once and only when unexpected."""
 
 
-def _fail_closed(limiter: AddValidationRules) -> AddValidationRules:
-    """The limiter, refusing (as invalid input) documents its rules cannot measure.
+def _fail_closed(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
+    """The rule, refusing (as invalid input) documents it cannot measure.
 
     Strawberry's limiter rules raise on some documents graphql-core accepts or
     reports later (an empty selection set `{ }`, a spread of an unknown fragment).
@@ -36,32 +43,69 @@ def _fail_closed(limiter: AddValidationRules) -> AddValidationRules:
     without a code; skipping the check instead would let an unmeasured document run.
     """
 
-    def wrap(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
-        class FailClosed(rule):  # type: ignore[valid-type,misc]
-            def __init__(self, context: ValidationContext) -> None:
-                try:
-                    super().__init__(context)
-                except Exception:  # any failure refuses the document
-                    ASTValidationRule.__init__(self, context)
-                    self.report_error(GraphQLError("The document is malformed or empty"))
+    class FailClosed(rule):  # type: ignore[valid-type,misc]
+        def __init__(self, context: ValidationContext) -> None:
+            try:
+                super().__init__(context)
+            except Exception:  # any failure refuses the document
+                ASTValidationRule.__init__(self, context)
+                self.report_error(GraphQLError("The document is malformed or empty"))
 
-        return FailClosed
+    return FailClosed
 
-    limiter.validation_rules = [wrap(rule) for rule in limiter.validation_rules]
-    return limiter
+
+#: Depth and alias limits, built once: the same rule classes on every request let the
+#: validation cache recognise a document it has already validated.
+_LIMIT_RULES = [
+    _fail_closed(rule)
+    for limiter in (
+        QueryDepthLimiter(max_depth=MAX_DEPTH),
+        MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+    )
+    for rule in limiter.validation_rules
+]
+
+
+class AbuseLimits(AddValidationRules):
+    """Refuses documents nested deeper than MAX_DEPTH or with more than MAX_ALIASES aliases."""
+
+    def __init__(self) -> None:
+        super().__init__(_LIMIT_RULES)
+
+
+class DocumentCache(ParserCache):
+    """Strawberry's parse cache, leaving documents that do not parse to the normal path.
+
+    A syntax error raised inside the cache's hook would bypass the operation's error
+    handling and reach the client without a code; parsed again outside the hook, it is
+    reported as `invalid_input` like any other request error.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(maxsize=DOCUMENT_CACHE_SIZE)
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.query:
+            with contextlib.suppress(GraphQLError):
+                context.graphql_document = self.cached_parse_document(
+                    context.query, **context.parse_options
+                )
+        yield
 
 
 def build_schema() -> Schema:
-    """The schema with its error mapping and abuse limits."""
+    """The schema with its error mapping, abuse limits and parse/validation caches."""
     return CoursepulseSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         extensions=[
             DomainErrors,
-            lambda: _fail_closed(QueryDepthLimiter(max_depth=MAX_DEPTH)),
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-            lambda: _fail_closed(MaxAliasesLimiter(max_alias_count=MAX_ALIASES)),
+            AbuseLimits,
+            DocumentCache,
+            lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
         ],
     )
 
