@@ -25,8 +25,10 @@ class Overflowed(Exception):
 class Subscription:
     """One subscriber's bounded queue of events of one course."""
 
-    def __init__(self, course_id: int, buffer: int) -> None:
+    def __init__(self, course_id: int, buffer: int, start: int = 0) -> None:
         self.course_id = course_id
+        #: Events of the course up to this id were handed out before this subscription began.
+        self.start = start
         self._queue: asyncio.Queue[ProgressEvent] = asyncio.Queue(maxsize=buffer)
         self.overflowed = False
 
@@ -150,7 +152,7 @@ class Feeds:
                 self._feeds[course_id] = feed
                 # Anything committed while the cursor was being read is picked up now.
                 feed.wake()
-            subscription = Subscription(course_id, self.buffer)
+            subscription = Subscription(course_id, self.buffer, start=feed.cursor)
             feed.subscriptions.add(subscription)
             return subscription
 

@@ -24,7 +24,8 @@ async def stream_events(
     live (a course's events commit in id order, so comparing ids is enough).
     """
     subscription = await feeds.subscribe(course_id)
-    last_id = after or 0
+    # Without `after`, a resume must start where this subscription started, not at zero.
+    last_id = after if after is not None else subscription.start
     try:
         if after is not None:
             while True:
