@@ -46,6 +46,7 @@ def create_app(
             db,
             db.engine.url.render_as_string(hide_password=False),
             buffer=settings.subscription_buffer,
+            poll_seconds=settings.event_poll_seconds,
         )
         await broker.start()
         app[BROKER] = broker

@@ -8,15 +8,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
-from coursepulse.app import create_app
 from coursepulse.logging_setup import configure_logging
 from coursepulse.models import Role
 from coursepulse.models.db import Database
 from coursepulse.models.migrate import migrate
 from coursepulse.resolvers import users
 from coursepulse.resolvers.errors import DomainError
+from coursepulse.serve import serve_forever, serve_workers, supports_reuse_port
 from coursepulse.settings import Settings
 
 log = logging.getLogger("coursepulse")
@@ -57,17 +55,24 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    workers = args.workers
+    if workers < 1:
+        print("error (invalid_input): --workers must be 1 or more", file=sys.stderr)
+        return 2
     asyncio.run(_with_database(settings, lambda _db: asyncio.sleep(0)))
-    log.info("serving on http://%s:%s/graphql", settings.host, settings.port)
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        print=None,
-        access_log=None,
-        shutdown_timeout=10,
+    log.info(
+        "serving on http://%s:%s/graphql with %d worker(s)", settings.host, settings.port, workers
     )
-    return 0
+    if workers == 1:
+        serve_forever(settings)
+        return 0
+    if not supports_reuse_port():
+        print("error: --workers needs SO_REUSEPORT (Linux, BSD, macOS)", file=sys.stderr)
+        return 2
+    if not settings.database_url.startswith("postgresql") and settings.event_poll_seconds <= 0:
+        # Without NOTIFY, a worker hears only its own writes: look at the log regularly too.
+        settings = settings.model_copy(update={"event_poll_seconds": 0.5})
+    return serve_workers(settings, workers)
 
 
 def cmd_user_create(args: argparse.Namespace) -> int:
@@ -147,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to bind (env COURSEPULSE_HOST)")
     serve.add_argument("--port", type=int, help="port to bind (env COURSEPULSE_PORT)")
     serve.add_argument("--public-url", help="base URL clients use (env COURSEPULSE_PUBLIC_URL)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the port (SO_REUSEPORT); use PostgreSQL for several",
+    )
     serve.set_defaults(func=cmd_serve)
 
     user = commands.add_parser("user", help="manage users").add_subparsers(

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     ws_init_timeout_seconds: float = Field(default=10.0, gt=0)
     #: Events a live subscription may have waiting before it must resume with `after`.
     subscription_buffer: int = Field(default=1000, ge=1)
+    #: Also read the event log this often for live subscribers (0: only when woken). Needed
+    #: when several processes share a SQLite file; PostgreSQL's NOTIFY wakes every process.
+    event_poll_seconds: float = Field(default=0.0, ge=0)
     #: Log every SQL statement (development only).
     sql_echo: bool = False
 

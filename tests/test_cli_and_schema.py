@@ -159,7 +159,7 @@ def run_cli(*args: str, database_url: str | None, cwd: Path) -> subprocess.Compl
     env = {key: value for key, value in os.environ.items() if not key.startswith("COURSEPULSE_")}
     if database_url is not None:
         env["COURSEPULSE_DATABASE_URL"] = database_url
-    return subprocess.run(  # noqa: S603  (our own interpreter and module)
+    return subprocess.run(
         [sys.executable, "-m", "coursepulse", *args],
         cwd=cwd,
         env=env,

@@ -30,16 +30,33 @@ class Broker(Protocol):
 
 
 class InProcessBroker:
-    """Wakes feeds after each committed write of this process."""
+    """Wakes feeds after each committed write of this process.
 
-    def __init__(self, db: Database, feeds: Feeds) -> None:
+    With `poll_seconds`, feeds also read the log that often, which catches writes
+    made by other processes sharing the database file.
+    """
+
+    def __init__(self, db: Database, feeds: Feeds, poll_seconds: float = 0.0) -> None:
         self.db = db
         self.feeds = feeds
+        self.poll_seconds = poll_seconds
+        self._poller: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.db.after_commit.append(self.feeds.wake)
+        if self.poll_seconds > 0:
+            self._poller = asyncio.create_task(self._poll(), name="event-log-poller")
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            self.feeds.wake_all()
 
     async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
         with contextlib.suppress(ValueError):
             self.db.after_commit.remove(self.feeds.wake)
         await self.feeds.close()
@@ -125,9 +142,11 @@ class PostgresBroker:
             self.feeds.wake_all()
 
 
-def create_broker(db: Database, database_url: str, *, buffer: int) -> Broker:
+def create_broker(
+    db: Database, database_url: str, *, buffer: int, poll_seconds: float = 0.0
+) -> Broker:
     """The broker that fits the database: NOTIFY on PostgreSQL, in-process otherwise."""
     feeds = Feeds(db, buffer=buffer)
     if db.dialect == "postgresql":
         return PostgresBroker(db, feeds, database_url)
-    return InProcessBroker(db, feeds)
+    return InProcessBroker(db, feeds, poll_seconds=poll_seconds)

@@ -1,0 +1,81 @@
+"""Running the HTTP server: one process, or several sharing one port (SO_REUSEPORT)."""
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from types import FrameType
+
+from aiohttp import web
+
+from coursepulse.app import create_app
+from coursepulse.logging_setup import configure_logging
+from coursepulse.settings import Settings
+
+log = logging.getLogger("coursepulse")
+
+SHUTDOWN_TIMEOUT_SECONDS = 10
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop when it is installed (it is on Linux and macOS), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def serve_forever(settings: Settings, *, reuse_port: bool = False) -> None:
+    """Serve until SIGINT or SIGTERM, then close websockets (1001) and stop cleanly."""
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+        reuse_port=reuse_port or None,
+        loop=loop,
+    )
+
+
+def _worker(settings: Settings, number: int) -> None:
+    configure_logging(settings.log_level)
+    log.info("worker %d (pid %d) serving", number, os.getpid())
+    serve_forever(settings, reuse_port=True)
+
+
+def serve_workers(settings: Settings, workers: int) -> int:
+    """Run `workers` processes on one port; the kernel spreads connections between them.
+
+    Returns the exit status: 0 when every worker stopped cleanly.
+    """
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=_worker, args=(settings, number), name=f"coursepulse-{number}")
+        for number in range(1, workers + 1)
+    ]
+    for process in processes:
+        process.start()
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    for process in processes:
+        process.join()
+        status = status or (process.exitcode or 0)
+    return status
+
+
+def supports_reuse_port() -> bool:
+    return sys.platform.startswith(("linux", "freebsd", "darwin"))
