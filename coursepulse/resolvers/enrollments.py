@@ -264,14 +264,32 @@ async def record_activity(
 async def course_progress(
     session: AsyncSession, viewer: Viewer | None, course_id: int, user_id: int | None = None
 ) -> ProgressRecord:
-    """The viewer's progress, or another student's for the course's staff."""
+    """The viewer's progress, or another student's for the course's staff.
+
+    The common case (a published course, or the viewer's own enrolment) is one
+    statement: the course joined with the enrolment.
+    """
     viewer = require_viewer(viewer)
-    course = await visible_course(session, viewer, course_id)
     target = viewer.user_id if user_id is None else user_id
+    row = (
+        await session.execute(
+            select(Course, Enrollment)
+            .outerjoin(
+                Enrollment,
+                (Enrollment.course_id == Course.id) & (Enrollment.user_id == target),
+            )
+            .where(Course.id == course_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"Course {course_id} not found")
+    course, enrollment = row
+    enrolled = enrollment is not None and enrollment.status in ENROLLED_STATUSES
+    if course.status != CourseStatus.PUBLISHED and not (target == viewer.user_id and enrolled):
+        await visible_course(session, viewer, course_id)
     if target != viewer.user_id and not await is_course_staff(session, viewer, course_id):
         raise Forbidden("Only the course's instructors and admins may see other students' progress")
-    enrollment = await _enrollment(session, target, course_id)
-    if enrollment is None or enrollment.status not in ENROLLED_STATUSES:
+    if not enrolled:
         if target == viewer.user_id:
             raise NotEnrolled()
         raise NotEnrolled("This student is not enrolled in this course")

@@ -1,0 +1,88 @@
+"""SQL statements per operation stay few and do not grow with the data (no query per row)."""
+
+from aiohttp.test_utils import TestClient
+
+from coursepulse.models.db import Database
+from coursepulse.resolvers import enrollments
+from tests.conftest import Account, School, StatementCounter, graphql, make_course, make_user
+
+PROGRESS_BAR = """query($c: ID!) { courseProgress(courseId: $c) {
+  progressPercentage completedLessons totalLessons timeSpent lastAccessed } }"""
+PROGRESS_FULL = """query($c: ID!, $u: ID) { courseProgress(courseId: $c, userId: $u) {
+  progressPercentage timeSpent certificateUrl nextLesson { id title order }
+  lessons { lesson { id } completed completedAt } course { title } student { displayName } } }"""
+MY_COURSES = """{ myCourses { courseId progressPercentage nextLesson { id }
+  lessons { completed } course { title instructors { displayName } } } }"""
+ROSTER = """query($c: ID!, $n: Int!) {
+  courseStudents(courseId: $c, perPage: $n, orderBy: PROGRESS) {
+    total nodes { username progressPercentage progress { nextLesson { id } } } } }"""
+
+
+async def count(
+    client: TestClient,
+    counter: StatementCounter,
+    query: str,
+    variables: dict[str, object],
+    account: Account,
+) -> int:
+    """Statements one request issues, after a warm-up request has cached the credentials."""
+    await graphql(client, query, variables, as_=account)
+    counter.statements.clear()
+    with counter:
+        body = await graphql(client, query, variables, as_=account)
+    assert "errors" not in body, body
+    return counter.count
+
+
+async def test_a_progress_bar_read_is_one_statement(
+    client: TestClient, school: School, count_statements: StatementCounter, db: Database
+) -> None:
+    async with db.write() as session:
+        await enrollments.enroll(session, school.student.viewer, school.course_id)
+    variables = {"c": str(school.course_id)}
+    assert await count(client, count_statements, PROGRESS_BAR, variables, school.student) == 1
+
+
+async def test_a_full_progress_read_is_a_fixed_handful(
+    client: TestClient, school: School, count_statements: StatementCounter, db: Database
+) -> None:
+    async with db.write() as session:
+        await enrollments.enroll(session, school.student.viewer, school.course_id)
+        await enrollments.complete_lesson(
+            session, school.student.viewer, school.course_id, school.lesson_ids[0]
+        )
+    own = {"c": str(school.course_id), "u": None}
+    # course+enrolment, lessons, completions, certificate, student
+    assert await count(client, count_statements, PROGRESS_FULL, own, school.student) == 5
+    as_admin = {"c": str(school.course_id), "u": str(school.student.id)}
+    assert await count(client, count_statements, PROGRESS_FULL, as_admin, school.admin) == 5
+
+
+async def test_my_courses_cost_does_not_grow_with_the_number_of_courses(
+    client: TestClient, school: School, count_statements: StatementCounter, db: Database
+) -> None:
+    async with db.write() as session:
+        await enrollments.enroll(session, school.student.viewer, school.course_id)
+    one = await count(client, count_statements, MY_COURSES, {}, school.student)
+    for number in range(3):
+        course_id, _ = await make_course(db, school.instructor, title=f"Course {number}")
+        async with db.write() as session:
+            await enrollments.enroll(session, school.student.viewer, course_id)
+    four = await count(client, count_statements, MY_COURSES, {}, school.student)
+    assert one == four
+
+
+async def test_a_roster_page_of_100_costs_what_a_page_of_20_does(
+    client: TestClient, school: School, count_statements: StatementCounter, db: Database
+) -> None:
+    for number in range(110):
+        student = await make_user(db, f"learner{number:03d}")
+        async with db.write() as session:
+            await enrollments.enroll(session, student.viewer, school.course_id)
+    small = await count(
+        client, count_statements, ROSTER, {"c": str(school.course_id), "n": 20}, school.instructor
+    )
+    large = await count(
+        client, count_statements, ROSTER, {"c": str(school.course_id), "n": 100}, school.instructor
+    )
+    assert small == large
