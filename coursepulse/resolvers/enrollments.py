@@ -135,25 +135,52 @@ async def unenroll(session: AsyncSession, viewer: Viewer | None, course_id: int)
     return course_id
 
 
-async def complete_lesson(
+async def _lesson_action(
     session: AsyncSession, viewer: Viewer | None, course_id: int, lesson_id: int
-) -> LessonChange:
-    """Mark a lesson complete, exactly once; a second call changes nothing."""
+) -> tuple[Course, Enrollment, LessonCompletion | None]:
+    """Course, locked active enrolment, and the lesson's completion row if there is one."""
     _viewer, course, enrollment = await learning_enrollment(session, viewer, course_id)
     await _lesson_of(session, course_id, lesson_id)
-    existing = await session.scalar(
+    completion = await session.scalar(
         select(LessonCompletion).where(
             LessonCompletion.enrollment_id == enrollment.id,
             LessonCompletion.lesson_id == lesson_id,
         )
     )
+    return course, enrollment, completion
+
+
+def _change(
+    message: str,
+    lesson_id: int,
+    course: Course,
+    enrollment: Enrollment,
+    *,
+    completed_at: datetime | None = None,
+    already_completed: bool = False,
+) -> LessonChange:
+    return LessonChange(
+        message=message,
+        lesson_id=lesson_id,
+        completed_at=completed_at,
+        already_completed=already_completed,
+        progress=ProgressRecord(enrollment, course),
+    )
+
+
+async def complete_lesson(
+    session: AsyncSession, viewer: Viewer | None, course_id: int, lesson_id: int
+) -> LessonChange:
+    """Mark a lesson complete, exactly once; a second call changes nothing."""
+    course, enrollment, existing = await _lesson_action(session, viewer, course_id, lesson_id)
     if existing is not None:
-        return LessonChange(
-            message="Lesson already marked as complete",
-            lesson_id=lesson_id,
+        return _change(
+            "Lesson already marked as complete",
+            lesson_id,
+            course,
+            enrollment,
             completed_at=existing.completed_at,
             already_completed=True,
-            progress=ProgressRecord(enrollment, course),
         )
     now = utcnow()
     session.add(
@@ -162,53 +189,29 @@ async def complete_lesson(
     enrollment.completed_lessons += 1
     enrollment.last_accessed_at = now
     course_completed = settle_status(enrollment, course.total_lessons, now)
-    total = course.total_lessons
-    await append_event(
-        session,
-        kind=ProgressEventKind.LESSON_COMPLETED,
-        enrollment=enrollment,
-        total_lessons=total,
-        occurred_at=now,
-        lesson_id=lesson_id,
-    )
+    kinds = [ProgressEventKind.LESSON_COMPLETED]
     if course_completed:
+        kinds.append(ProgressEventKind.COURSE_COMPLETED)
+    for kind in kinds:
         await append_event(
             session,
-            kind=ProgressEventKind.COURSE_COMPLETED,
+            kind=kind,
             enrollment=enrollment,
-            total_lessons=total,
+            total_lessons=course.total_lessons,
             occurred_at=now,
+            lesson_id=lesson_id if kind == ProgressEventKind.LESSON_COMPLETED else None,
         )
     await session.flush()
-    return LessonChange(
-        message="Lesson marked as complete",
-        lesson_id=lesson_id,
-        completed_at=now,
-        already_completed=False,
-        progress=ProgressRecord(enrollment, course),
-    )
+    return _change("Lesson marked as complete", lesson_id, course, enrollment, completed_at=now)
 
 
 async def incomplete_lesson(
     session: AsyncSession, viewer: Viewer | None, course_id: int, lesson_id: int
 ) -> LessonChange:
     """Undo a completion; a lesson that is not complete is left as it is."""
-    _viewer, course, enrollment = await learning_enrollment(session, viewer, course_id)
-    await _lesson_of(session, course_id, lesson_id)
-    existing = await session.scalar(
-        select(LessonCompletion).where(
-            LessonCompletion.enrollment_id == enrollment.id,
-            LessonCompletion.lesson_id == lesson_id,
-        )
-    )
+    course, enrollment, existing = await _lesson_action(session, viewer, course_id, lesson_id)
     if existing is None:
-        return LessonChange(
-            message="Lesson is not marked as complete",
-            lesson_id=lesson_id,
-            completed_at=None,
-            already_completed=False,
-            progress=ProgressRecord(enrollment, course),
-        )
+        return _change("Lesson is not marked as complete", lesson_id, course, enrollment)
     now = utcnow()
     await session.delete(existing)
     enrollment.completed_lessons = max(0, enrollment.completed_lessons - 1)
@@ -223,13 +226,7 @@ async def incomplete_lesson(
         lesson_id=lesson_id,
     )
     await session.flush()
-    return LessonChange(
-        message="Lesson marked as incomplete",
-        lesson_id=lesson_id,
-        completed_at=None,
-        already_completed=False,
-        progress=ProgressRecord(enrollment, course),
-    )
+    return _change("Lesson marked as incomplete", lesson_id, course, enrollment)
 
 
 async def record_activity(
