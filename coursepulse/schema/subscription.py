@@ -20,6 +20,16 @@ def _after(after: strawberry.ID | None) -> int | None:
     return 0 if text == "0" else parse_id(text, field="after")
 
 
+async def _events(
+    info: Info, course_id: int, after: int | None, user_id: int | None
+) -> AsyncGenerator[ProgressEvent, None]:
+    context = info.context
+    async for event in stream_events(
+        context.db, context.feeds, course_id, after=after, user_id=user_id
+    ):
+        yield ProgressEvent.from_model(event)
+
+
 @strawberry.type
 class Subscription:
     @strawberry.subscription(
@@ -30,15 +40,11 @@ class Subscription:
     async def progress_updated(
         self, info: Info, courseId: strawberry.ID, after: strawberry.ID | None = None
     ) -> AsyncGenerator[ProgressEvent, None]:
-        context = info.context
-        course_id = parse_id(courseId, field="courseId")
-        after_id = _after(after)
-        async with context.db.read() as session:
-            user_id = await live.authorize_own_progress(session, context.viewer, course_id)
-        async for event in stream_events(
-            context.db, context.feeds, course_id, after=after_id, user_id=user_id
-        ):
-            yield ProgressEvent.from_model(event)
+        course_id, after_id = parse_id(courseId, field="courseId"), _after(after)
+        async with info.context.db.read() as session:
+            user_id = await live.authorize_own_progress(session, info.context.viewer, course_id)
+        async for event in _events(info, course_id, after_id, user_id):
+            yield event
 
     @strawberry.subscription(
         description="Every student's events in one course, for its instructors and admins."
@@ -46,12 +52,8 @@ class Subscription:
     async def course_activity(
         self, info: Info, courseId: strawberry.ID, after: strawberry.ID | None = None
     ) -> AsyncGenerator[ProgressEvent, None]:
-        context = info.context
-        course_id = parse_id(courseId, field="courseId")
-        after_id = _after(after)
-        async with context.db.read() as session:
-            await live.authorize_course_activity(session, context.viewer, course_id)
-        async for event in stream_events(
-            context.db, context.feeds, course_id, after=after_id, user_id=None
-        ):
-            yield ProgressEvent.from_model(event)
+        course_id, after_id = parse_id(courseId, field="courseId"), _after(after)
+        async with info.context.db.read() as session:
+            await live.authorize_course_activity(session, info.context.viewer, course_id)
+        async for event in _events(info, course_id, after_id, None):
+            yield event
