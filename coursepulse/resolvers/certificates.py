@@ -16,13 +16,14 @@ from coursepulse.models import (
     User,
     utcnow,
 )
+from coursepulse.models.db import Database
 from coursepulse.resolvers.access import require_admin
 from coursepulse.resolvers.enrollments import learning_enrollment
 from coursepulse.resolvers.errors import CourseNotComplete, NotFound
 from coursepulse.resolvers.events import append_event
 from coursepulse.resolvers.progress import progress_percentage
 from coursepulse.resolvers.validation import clean_text
-from coursepulse.resolvers.viewer import Viewer
+from coursepulse.resolvers.viewer import Viewer, require_viewer
 
 NUMBER_PREFIX = "CERT"
 _NUMBER_RE = re.compile(r"CERT-[0-9]{4}-[0-9]{3,}")
@@ -76,12 +77,10 @@ async def get_or_issue(
     Before completion: `course_not_complete` with the current percentage. Once
     issued, it stays the viewer's certificate whatever happens to the course.
     """
-    _viewer, course, enrollment = await learning_enrollment(session, viewer, course_id)
-    existing = await session.scalar(
-        select(Certificate).where(Certificate.enrollment_id == enrollment.id)
-    )
+    existing = await find_own(session, viewer, course_id)
     if existing is not None:
         return existing
+    _viewer, course, enrollment = await learning_enrollment(session, viewer, course_id)
     if enrollment.status != EnrollmentStatus.COMPLETED:
         raise CourseNotComplete(
             progress_percentage=progress_percentage(
@@ -114,6 +113,31 @@ async def get_or_issue(
     )
     await session.flush()
     return certificate
+
+
+async def find_own(
+    session: AsyncSession, viewer: Viewer | None, course_id: int
+) -> Certificate | None:
+    """The viewer's certificate for the course, if one was issued (even if they left since)."""
+    viewer = require_viewer(viewer)
+    return await session.scalar(
+        select(Certificate).where(
+            Certificate.user_id == viewer.user_id, Certificate.course_id == course_id
+        )
+    )
+
+
+async def obtain(db: Database, viewer: Viewer | None, course_id: int) -> Certificate:
+    """The viewer's certificate: read when it exists, issued in a write transaction otherwise.
+
+    Reading first keeps repeated downloads from queueing behind writers.
+    """
+    async with db.read() as session:
+        existing = await find_own(session, viewer, course_id)
+    if existing is not None:
+        return existing
+    async with db.write() as session:
+        return await get_or_issue(session, viewer, course_id)
 
 
 async def find_by_number(session: AsyncSession, number: str) -> Certificate | None:

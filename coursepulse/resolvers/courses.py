@@ -34,6 +34,7 @@ from coursepulse.resolvers.viewer import Viewer
 
 TITLE_MAX = 200
 SLUG_MAX = 120
+DESCRIPTION_MAX = 20_000
 _SLUG_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
@@ -129,6 +130,10 @@ async def create_course(
         slug = _clean_slug(slug)
         if await _slug_taken(session, slug):
             raise InvalidInput("slug is already in use", field="slug")
+    if description is not None:
+        description = clean_text(
+            description, field="description", max_length=DESCRIPTION_MAX, required=False
+        )
     course = Course(title=title, slug=slug, description=description, status=status)
     session.add(course)
     await _flush_course(session)
@@ -150,7 +155,9 @@ async def update_course(
             raise InvalidInput("slug is already in use", field="slug")
         course.slug = slug
     if changes.description is not None:
-        course.description = changes.description
+        course.description = clean_text(
+            changes.description, field="description", max_length=DESCRIPTION_MAX, required=False
+        )
     if changes.status is not None:
         course.status = changes.status
     course.updated_at = utcnow()
@@ -211,10 +218,22 @@ async def add_lesson(
 async def _staff_lesson(
     session: AsyncSession, viewer: Viewer | None, lesson_id: int
 ) -> tuple[Course, Lesson]:
-    lesson = await session.get(Lesson, lesson_id)
+    """The lesson and its course, the course locked for authoring.
+
+    The lesson is read again once the course is locked: a concurrent change
+    (a double-clicked delete, a reorder) may have moved or removed it meanwhile.
+    """
+    found = await session.get(Lesson, lesson_id)
+    if found is None:
+        raise NotFound(f"Lesson {lesson_id} not found")
+    course = await staff_course(session, viewer, found.course_id, lock=True)
+    lesson = await session.scalar(
+        select(Lesson)
+        .where(Lesson.id == lesson_id, Lesson.course_id == course.id)
+        .execution_options(populate_existing=True)
+    )
     if lesson is None:
         raise NotFound(f"Lesson {lesson_id} not found")
-    course = await staff_course(session, viewer, lesson.course_id, lock=True)
     return course, lesson
 
 

@@ -47,7 +47,9 @@ def viewer_of(user: User) -> Viewer:
 
 async def authenticate_password(session: AsyncSession, username: str, password: str) -> Viewer:
     """The viewer for a username and password, or `invalid_credentials` (same for both faults)."""
-    user = await session.scalar(select(User).where(User.username == username))
+    user = None
+    if _USERNAME_RE.fullmatch(username):
+        user = await session.scalar(select(User).where(User.username == username))
     stored = user.password_hash if user is not None else _DUMMY_HASH
     # Hashing is slow by design: keep it off the event loop.
     matches = await asyncio.to_thread(_verify, stored, password)

@@ -5,6 +5,7 @@ import re
 from coursepulse.resolvers.errors import InvalidInput, NotFound
 
 _ID_RE = re.compile(r"[0-9]+")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _MAX_ID = 2**63 - 1
 _MAX_ID_DIGITS = len(str(_MAX_ID))
 
@@ -27,8 +28,11 @@ def parse_id(value: str | int, *, field: str = "id") -> int:
 
 
 def clean_text(value: str, *, field: str, max_length: int, required: bool = True) -> str:
-    """The value without surrounding blanks; `invalid_input` if empty or too long."""
+    """The value without surrounding blanks; `invalid_input` if empty, too long or holding
+    control characters other than tab and newlines (PostgreSQL cannot store NUL)."""
     cleaned = value.strip()
+    if _CONTROL_RE.search(cleaned):
+        raise InvalidInput(f"{field} must not contain control characters", field=field)
     if required and not cleaned:
         raise InvalidInput(f"{field} must not be empty", field=field)
     if len(cleaned) > max_length:

@@ -1,0 +1,86 @@
+"""Races and hostile input found in review: each answers clearly and leaves the data whole."""
+
+import asyncio
+import base64
+
+from aiohttp.test_utils import TestClient
+from sqlalchemy import func, select
+
+from coursepulse.models import Course, Lesson
+from coursepulse.models.db import Database
+from coursepulse.resolvers import enrollments
+from tests.conftest import School, error_codes, graphql
+
+DELETE_LESSON = "mutation($id: ID!) { deleteLesson(id: $id) { totalLessons } }"
+CREATE_COURSE = (
+    "mutation($t: String!, $d: String) { createCourse(input: {title: $t, description: $d}) { id } }"
+)
+ROSTER_SEARCH = "query($c: ID!, $s: String) { courseStudents(courseId: $c, search: $s) { total } }"
+CERTIFICATE = "query($c: ID!) { certificate(courseId: $c) { certificateId } }"
+UNENROLL = "mutation($c: ID!) { unenroll(courseId: $c) { message } }"
+
+
+async def test_a_double_clicked_lesson_delete_removes_it_once(
+    client: TestClient, school: School, db: Database
+) -> None:
+    lesson_id = str(school.lesson_ids[1])
+    first, second = await asyncio.gather(
+        graphql(client, DELETE_LESSON, {"id": lesson_id}, as_=school.instructor),
+        graphql(client, DELETE_LESSON, {"id": lesson_id}, as_=school.instructor),
+    )
+    outcomes = sorted([error_codes(first), error_codes(second)])
+    assert outcomes == [[], ["not_found"]]
+    async with db.read() as session:
+        course = await session.get(Course, school.course_id)
+        positions = list(
+            await session.scalars(
+                select(Lesson.position)
+                .where(Lesson.course_id == school.course_id)
+                .order_by(Lesson.position)
+            )
+        )
+    assert course is not None
+    assert course.total_lessons == 3
+    assert positions == [1, 2, 3]
+
+
+async def test_nul_and_control_characters_are_invalid_input_on_every_database(
+    client: TestClient, school: School, db: Database
+) -> None:
+    for variables in ({"t": "a\u0000b"}, {"t": "ok", "d": "bad\u0000description"}):
+        body = await graphql(client, CREATE_COURSE, variables, as_=school.instructor)
+        assert error_codes(body) == ["invalid_input"], body
+    body = await graphql(
+        client, ROSTER_SEARCH, {"c": str(school.course_id), "s": "a\u0000"}, as_=school.instructor
+    )
+    assert error_codes(body) == ["invalid_input"]
+    async with db.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Course)) == 1
+
+
+async def test_a_username_with_nul_is_refused_as_invalid_credentials(client: TestClient) -> None:
+    token = base64.b64encode(b"john\x00doe:whatever-password").decode()
+    response = await client.post(
+        "/graphql", json={"query": "{ me { id } }"}, headers={"Authorization": f"Basic {token}"}
+    )
+    assert response.status == 401
+    assert (await response.json())["errors"][0]["extensions"]["code"] == "invalid_credentials"
+
+
+async def test_a_student_who_left_keeps_the_certificate_issued_to_them(
+    client: TestClient, school: School, db: Database
+) -> None:
+    async with db.write() as session:
+        await enrollments.enroll(session, school.student.viewer, school.course_id)
+        for lesson_id in school.lesson_ids:
+            await enrollments.complete_lesson(
+                session, school.student.viewer, school.course_id, lesson_id
+            )
+    course = {"c": str(school.course_id)}
+    issued = await graphql(client, CERTIFICATE, course, as_=school.student)
+    number = issued["data"]["certificate"]["certificateId"]
+    await graphql(client, UNENROLL, course, as_=school.student)
+    again = await graphql(client, CERTIFICATE, course, as_=school.student)
+    assert again["data"]["certificate"]["certificateId"] == number
+    stranger = await graphql(client, CERTIFICATE, course, as_=school.other_student)
+    assert error_codes(stranger) == ["not_enrolled"]
