@@ -150,6 +150,11 @@ async def verify(client: TestClient, number: str, as_: Account | None = None) ->
     return data(body, "verifyCertificate")
 
 
+def as_verified_by_anyone(issued: dict[str, Any]) -> dict[str, Any]:
+    """The certificate as an anonymous verifier sees it: the public page, not the PDF's address."""
+    return {**issued, "certificateUrl": f"http://testserver/verify/{issued['certificateId']}"}
+
+
 async def progress_certificate_url(client: TestClient, school: School) -> str | None:
     body = await graphql(
         client, PROGRESS_CERTIFICATE_URL, {"courseId": str(school.course_id)}, as_=school.student
@@ -450,7 +455,7 @@ async def test_renaming_course_or_student_later_does_not_change_the_certificate(
     # Then the certificate, its verification and its PDF keep the names of issue time
     assert await issue(client, school) == issued
     verification = await verify(client, issued["certificateId"])
-    assert verification == {"valid": True, "certificate": issued}
+    assert verification == {"valid": True, "certificate": as_verified_by_anyone(issued)}
     pdf = squeeze(await fetch_pdf_text(client, issued["certificateUrl"]))
     assert squeeze("John Doe") in pdf
     assert squeeze("Introduction to Web Development") in pdf
@@ -522,7 +527,10 @@ async def test_only_admins_may_revoke_a_certificate(
     assert error_codes(by_instructor) == ["forbidden"]
     assert error_codes(by_owner) == ["forbidden"]
     assert error_codes(anonymous) == ["unauthenticated"]
-    assert await verify(client, issued["certificateId"]) == {"valid": True, "certificate": issued}
+    assert await verify(client, issued["certificateId"]) == {
+        "valid": True,
+        "certificate": as_verified_by_anyone(issued),
+    }
 
 
 async def test_revoking_needs_a_known_number_and_a_reason(
@@ -590,7 +598,10 @@ async def test_revoked_certificate_stays_on_record_and_says_it_was_revoked(
     assert abs((datetime.now(UTC) - revoked_at).total_seconds()) < 60
     assert {**revoked, "revokedAt": None} == issued
     # It verifies as invalid, with its details
-    assert await verify(client, number) == {"valid": False, "certificate": revoked}
+    assert await verify(client, number) == {
+        "valid": False,
+        "certificate": as_verified_by_anyone(revoked),
+    }
     # The student still sees it (revoked), and no new certificate is issued
     assert await issue(client, school) == revoked
     assert await certificate_rows(db) == 1
@@ -623,7 +634,7 @@ async def test_anyone_can_verify_a_certificate_without_logging_in(
 
     verification = await verify(client, issued["certificateId"])
 
-    assert verification == {"valid": True, "certificate": issued}
+    assert verification == {"valid": True, "certificate": as_verified_by_anyone(issued)}
 
 
 async def test_unknown_and_malformed_numbers_verify_as_invalid_never_as_errors(
@@ -745,3 +756,20 @@ async def test_unknown_and_malformed_pdf_tokens_get_404_without_a_stack_trace(
         assert "Traceback" not in body, path
         assert response.content_type == "application/json", path
         assert error_codes(await response.json()) == ["not_found"], path
+
+
+async def test_only_the_owner_and_course_staff_learn_the_pdf_address_when_verifying(
+    client: TestClient, school: School, db: Database
+) -> None:
+    await graduate(db, school)
+    issued = await issue(client, school)
+    number = issued["certificateId"]
+    for insider in (school.student, school.instructor, school.admin):
+        verification = await verify(client, number, as_=insider)
+        assert verification["certificate"]["certificateUrl"] == issued["certificateUrl"]
+    token = urlsplit(issued["certificateUrl"]).path.rsplit("/", 1)[1].removesuffix(".pdf")
+    for outsider in (None, school.other_student):
+        verification = await verify(client, number, as_=outsider)
+        assert verification["valid"] is True
+        assert verification["certificate"] == as_verified_by_anyone(issued)
+        assert token not in str(verification)

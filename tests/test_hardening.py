@@ -84,3 +84,40 @@ async def test_a_student_who_left_keeps_the_certificate_issued_to_them(
     assert again["data"]["certificate"]["certificateId"] == number
     stranger = await graphql(client, CERTIFICATE, course, as_=school.other_student)
     assert error_codes(stranger) == ["not_enrolled"]
+
+
+LESSON_TITLES = "query($c: ID!) { course(id: $c) { lessons { title } } }"
+RENAME = 'mutation($id: ID!) { renameLesson(id: $id, title: "Renamed") { title } }'
+
+
+async def test_queries_over_one_websocket_see_changes_made_in_between(
+    client: TestClient, school: School
+) -> None:
+    variables = {"c": str(school.course_id)}
+    websocket = await client.ws_connect("/graphql", protocols=["graphql-transport-ws"])
+    await websocket.send_json(
+        {
+            "type": "connection_init",
+            "payload": {"Authorization": school.instructor.auth["Authorization"]},
+        }
+    )
+    assert (await websocket.receive_json(timeout=5))["type"] == "connection_ack"
+
+    async def titles(operation_id: str) -> list[str]:
+        await websocket.send_json(
+            {
+                "id": operation_id,
+                "type": "subscribe",
+                "payload": {"query": LESSON_TITLES, "variables": variables},
+            }
+        )
+        message = await websocket.receive_json(timeout=5)
+        assert message["type"] == "next", message
+        assert (await websocket.receive_json(timeout=5))["type"] == "complete"
+        return [lesson["title"] for lesson in message["payload"]["data"]["course"]["lessons"]]
+
+    assert (await titles("1"))[0] == "Lesson 1"
+    body = await graphql(client, RENAME, {"id": str(school.lesson_ids[0])}, as_=school.instructor)
+    assert "errors" not in body, body
+    assert (await titles("2"))[0] == "Renamed"
+    await websocket.close()

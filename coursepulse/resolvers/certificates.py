@@ -17,7 +17,7 @@ from coursepulse.models import (
     utcnow,
 )
 from coursepulse.models.db import Database
-from coursepulse.resolvers.access import require_admin
+from coursepulse.resolvers.access import is_course_staff, require_admin
 from coursepulse.resolvers.enrollments import learning_enrollment
 from coursepulse.resolvers.errors import CourseNotComplete, NotFound
 from coursepulse.resolvers.events import append_event
@@ -153,6 +153,17 @@ async def find_by_token(session: AsyncSession, token: str) -> Certificate | None
     if not _TOKEN_RE.fullmatch(token):
         return None
     return await session.scalar(select(Certificate).where(Certificate.token == token))
+
+
+async def may_download(
+    session: AsyncSession, viewer: Viewer | None, certificate: Certificate
+) -> bool:
+    """Whether the viewer may learn the PDF's unguessable address: owner, course staff, admins."""
+    if viewer is None:
+        return False
+    if viewer.user_id == certificate.user_id:
+        return True
+    return await is_course_staff(session, viewer, certificate.course_id)
 
 
 def is_valid(certificate: Certificate | None) -> bool:

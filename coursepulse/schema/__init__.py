@@ -15,6 +15,7 @@ from strawberry.extensions import (
 )
 from strawberry.types import ExecutionContext
 
+from coursepulse.schema.context import FreshLoaders
 from coursepulse.schema.errors import DomainErrors
 from coursepulse.schema.mutation import Mutation
 from coursepulse.schema.query import Query
@@ -102,6 +103,7 @@ def build_schema() -> Schema:
         subscription=Subscription,
         extensions=[
             DomainErrors,
+            FreshLoaders,
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
             AbuseLimits,
             DocumentCache,

@@ -123,9 +123,15 @@ class Query:
     async def verify_certificate(self, info: Info, certificateId: str) -> CertificateVerification:
         async with info.context.db.read() as session:
             row = await certificates.find_by_number(session, certificateId)
-        return CertificateVerification(
-            valid=certificates.is_valid(row),
-            certificate=(
-                Certificate.from_model(row, info.context.settings.base_url) if row else None
-            ),
-        )
+            may_download = row is not None and await certificates.may_download(
+                session, info.context.viewer, row
+            )
+        if row is None:
+            return CertificateVerification(valid=False, certificate=None)
+        certificate = Certificate.from_model(row, info.context.settings.base_url)
+        if not may_download:
+            # The PDF's address is its owner's to share; others get the public page.
+            certificate.certificate_url = certificates.verification_url(
+                info.context.settings.base_url, row.number
+            )
+        return CertificateVerification(valid=certificates.is_valid(row), certificate=certificate)

@@ -268,7 +268,13 @@ class Certificate:
     certificate_id: str = strawberry.field(
         description="Human-readable number, e.g. CERT-2025-001; unique."
     )
-    certificate_url: str = strawberry.field(description="Where the PDF is served by this service.")
+    certificate_url: str = strawberry.field(
+        description=(
+            "Where the PDF is served by this service. Only its owner, the course's staff and"
+            " admins learn this address; anyone else verifying a number gets the public"
+            " verification page's address."
+        )
+    )
     issued_at: datetime
     course_id: strawberry.ID
     user_id: strawberry.ID
