@@ -6,7 +6,7 @@ import base64
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
-from coursepulse.models import Course, Lesson
+from coursepulse.models import Course, Enrollment, Lesson
 from coursepulse.models.db import Database
 from coursepulse.resolvers import enrollments
 from tests.conftest import School, error_codes, graphql
@@ -121,3 +121,38 @@ async def test_queries_over_one_websocket_see_changes_made_in_between(
     assert "errors" not in body, body
     assert (await titles("2"))[0] == "Renamed"
     await websocket.close()
+
+
+REST_ENROLL = "/wp-json/fluent-community/v2/courses/{id}/enroll"
+
+
+async def test_another_site_cannot_post_with_the_browsers_credentials(
+    client: TestClient, school: School, db: Database
+) -> None:
+    path = REST_ENROLL.format(id=school.course_id)
+    headers = school.student.auth
+    for hostile in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        response = await client.post(path, headers={**headers, **hostile})
+        assert response.status == 403
+        assert (await response.json())["code"] == "forbidden"
+    graphql_post = await client.post(
+        "/graphql",
+        json={"query": f"mutation {{ enroll(courseId: {school.course_id}) {{ message }} }}"},
+        headers={**headers, "Origin": "http://evil.example"},
+    )
+    assert graphql_post.status == 403
+    async with db.read() as session:
+        enrolled = await session.scalar(
+            select(func.count())
+            .select_from(Enrollment)
+            .where(Enrollment.user_id == school.student.id)
+        )
+    assert enrolled == 0
+    own_origin = f"http://{client.host}:{client.port}"
+    response = await client.post(path, headers={**headers, "Origin": own_origin})
+    assert response.status == 200, await response.text()
+    spa = await client.post(
+        REST_ENROLL.format(id=school.course_id).replace("enroll", "unenroll"),
+        headers={**headers, "Origin": "http://spa.example"},
+    )
+    assert spa.status == 200

@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -87,6 +88,24 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _cross_site(request: web.Request, origin: str | None) -> bool:
+    """True when the browser says the request comes from another site than this service."""
+    if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        return True
+    if origin is None or origin == "null":
+        return origin == "null"
+    own = {f"{request.scheme}://{request.host}", _origin_of(request.app[SETTINGS].base_url)}
+    return origin.rstrip("/") not in own
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 @web.middleware
 async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """CORS for the single-page apps listed in COURSEPULSE_ALLOWED_ORIGINS."""
@@ -94,6 +113,9 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     allowed = origin is not None and origin.rstrip("/") in request.app[SETTINGS].allowed_origins
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         response: web.StreamResponse = web.Response(status=204 if allowed else 403)
+    elif request.method not in SAFE_METHODS and not allowed and _cross_site(request, origin):
+        # A form on another site must not act with credentials the browser remembers.
+        response = failure(request, "forbidden", 403, "Cross-site request refused")
     else:
         response = await handler(request)
     if allowed and not response.prepared:
