@@ -72,6 +72,9 @@ class PostgresBroker:
     """LISTENs for NOTIFY on a dedicated connection (a pooled one would drop the listener)."""
 
     RECONNECT_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
+    #: Seconds between checks that the listener connection still answers.
+    PING_INTERVAL = 30.0
+    PING_TIMEOUT = 5.0
 
     def __init__(self, db: Database, feeds: Feeds, database_url: str) -> None:
         self.db = db
@@ -124,9 +127,30 @@ class PostgresBroker:
         self._lost.clear()
         self.connected.set()
 
+    async def _alive(self) -> bool:
+        """Whether the listener connection still answers (a half-open one would not)."""
+        connection = self._connection
+        if connection is None or connection.is_closed():
+            return False
+        try:
+            await asyncio.wait_for(connection.fetchval("SELECT 1"), self.PING_TIMEOUT)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            return False
+        return True
+
     async def _keep_listening(self) -> None:
         while True:
-            await self._lost.wait()
+            try:
+                await asyncio.wait_for(self._lost.wait(), self.PING_INTERVAL)
+            except TimeoutError:
+                if await self._alive():
+                    continue
+                log.warning("the PostgreSQL listener stopped answering; reconnecting")
+                self.connected.clear()
+                if self._connection is not None:
+                    self._connection.remove_termination_listener(self._on_terminated)
+                    self._connection.terminate()
+                self._lost.set()
             attempt = 0
             while True:
                 try:
