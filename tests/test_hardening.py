@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from coursepulse.models import Course, Enrollment, Lesson
 from coursepulse.models.db import Database
 from coursepulse.resolvers import enrollments
-from tests.conftest import School, error_codes, graphql
+from tests.conftest import School, StatementCounter, error_codes, graphql
 
 DELETE_LESSON = "mutation($id: ID!) { deleteLesson(id: $id) { totalLessons } }"
 CREATE_COURSE = (
@@ -156,3 +156,15 @@ async def test_another_site_cannot_post_with_the_browsers_credentials(
         headers={**headers, "Origin": "http://spa.example"},
     )
     assert spa.status == 200
+
+
+async def test_a_burst_of_requests_with_new_credentials_checks_the_password_once(
+    client: TestClient, school: School, count_statements: StatementCounter
+) -> None:
+    with count_statements:
+        bodies = await asyncio.gather(
+            *(graphql(client, "{ me { username } }", as_=school.other_student) for _ in range(8))
+        )
+    assert all(body["data"]["me"]["username"] == "jane_roe" for body in bodies)
+    lookups = [sql for sql in count_statements.statements if "users.username =" in sql]
+    assert len(lookups) == 1

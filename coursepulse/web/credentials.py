@@ -5,11 +5,13 @@ request. A verified header is remembered for `auth_cache_seconds`, keyed by its
 SHA-256 digest (the secret itself is never kept). Failures are not cached.
 """
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 
 from coursepulse.models.db import Database
 from coursepulse.resolvers import users
@@ -17,13 +19,49 @@ from coursepulse.resolvers.errors import InvalidCredentials
 from coursepulse.resolvers.viewer import Viewer
 
 MAX_ENTRIES = 10_000
+#: Password hashes computed at once (argon2 takes tens of milliseconds and 64 MiB each).
+MAX_HASHING = 4
 
 
 class CredentialCache:
-    def __init__(self, ttl_seconds: float, max_entries: int = MAX_ENTRIES) -> None:
+    """Verified credentials by digest, plus the checks under way.
+
+    Concurrent requests with the same header (an SPA's first burst) share one
+    check, and at most `max_hashing` password hashes run at once, so a flood of
+    wrong passwords queues instead of taking every core and the memory with it.
+    """
+
+    def __init__(
+        self, ttl_seconds: float, max_entries: int = MAX_ENTRIES, max_hashing: int = MAX_HASHING
+    ) -> None:
         self.ttl = ttl_seconds
         self.max_entries = max_entries
         self._entries: OrderedDict[str, tuple[float, Viewer]] = OrderedDict()
+        self._checking: dict[str, asyncio.Future[Viewer]] = {}
+        self.hashing = asyncio.Semaphore(max_hashing)
+
+    async def verify_once(self, digest: str, verify: Callable[[], Awaitable[Viewer]]) -> Viewer:
+        """The cached viewer, or the result of `verify` shared by every concurrent caller."""
+        cached = self.get(digest)
+        if cached is not None:
+            return cached
+        pending = self._checking.get(digest)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Viewer] = asyncio.get_running_loop().create_future()
+        # Read the outcome here too, so a failure nobody else awaited is not reported as lost.
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self._checking[digest] = future
+        try:
+            viewer = await verify()
+        except BaseException as error:
+            future.set_exception(error)
+            raise
+        finally:
+            del self._checking[digest]
+        self.put(digest, viewer)
+        future.set_result(viewer)
+        return viewer
 
     def get(self, digest: str) -> Viewer | None:
         entry = self._entries.get(digest)
@@ -62,17 +100,16 @@ async def viewer_from_authorization(
     if header is None or not header.strip():
         return None
     digest = hashlib.sha256(header.encode()).hexdigest()
-    cached = cache.get(digest)
-    if cached is not None:
-        return cached
     scheme, _, value = header.strip().partition(" ")
-    async with db.read() as session:
-        if scheme.lower() == "basic":
-            username, password = _basic_credentials(value)
-            viewer = await users.authenticate_password(session, username, password)
-        elif scheme.lower() == "bearer" and value.strip():
-            viewer = await users.authenticate_token(session, value.strip())
-        else:
-            raise InvalidCredentials("Unsupported Authorization scheme; use Basic or Bearer")
-    cache.put(digest, viewer)
-    return viewer
+
+    async def verify() -> Viewer:
+        async with db.read() as session:
+            if scheme.lower() == "basic":
+                username, password = _basic_credentials(value)
+                async with cache.hashing:
+                    return await users.authenticate_password(session, username, password)
+            if scheme.lower() == "bearer" and value.strip():
+                return await users.authenticate_token(session, value.strip())
+        raise InvalidCredentials("Unsupported Authorization scheme; use Basic or Bearer")
+
+    return await cache.verify_once(digest, verify)
