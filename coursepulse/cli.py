@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import getpass
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -75,15 +76,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve_workers(settings, workers)
 
 
+def _read_password(given: str | None) -> str:
+    """The password from the flag, else asked for on a terminal, else the first line of stdin."""
+    if given is not None:
+        return given
+    if sys.stdin.isatty():
+        return getpass.getpass("Password: ")
+    return sys.stdin.readline().rstrip("\n")
+
+
 def cmd_user_create(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    password = _read_password(args.password)
 
     async def work(db: Database) -> str:
         async with db.write() as session:
             user = await users.create_user(
                 session,
                 username=args.username,
-                password=args.password,
+                password=password,
                 display_name=args.display_name,
                 email=args.email,
                 role=Role(args.role),
@@ -166,7 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     user_create = user.add_parser("create", help="create a user")
     _database_options(user_create)
     user_create.add_argument("username")
-    user_create.add_argument("--password", required=True)
+    user_create.add_argument(
+        "--password",
+        help="the password (prefer leaving it out: it is then asked for, or read from stdin)",
+    )
     user_create.add_argument("--role", choices=[role.value for role in Role], default="student")
     user_create.add_argument("--display-name")
     user_create.add_argument("--email")

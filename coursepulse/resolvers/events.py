@@ -13,6 +13,8 @@ from coursepulse.resolvers.progress import progress_percentage
 ACTIVITY_EVENT_INTERVAL_SECONDS = 30
 #: First key of the advisory locks that order a course's events (any constant of ours).
 _EVENT_LOCK_SPACE = 0x6370
+#: Session.info key: courses whose event lock this transaction already holds.
+_LOCKED_COURSES = "coursepulse.locked_event_courses"
 
 
 async def append_event(
@@ -31,11 +33,13 @@ async def append_event(
     everything of that course below N (subscriptions resume on that).
     """
     course_id = enrollment.course_id
-    if session.bind.dialect.name == "postgresql":
+    locked: set[int] = session.info.setdefault(_LOCKED_COURSES, set())
+    if session.bind.dialect.name == "postgresql" and course_id not in locked:
         await session.execute(
             text("SELECT pg_advisory_xact_lock(:space, CAST(:key AS integer))"),
             {"space": _EVENT_LOCK_SPACE, "key": course_id % 2_147_483_647},
         )
+        locked.add(course_id)
     event = ProgressEvent(
         kind=kind,
         occurred_at=occurred_at,
