@@ -96,10 +96,13 @@ class Enrollment(SQLModel, table=True):
     __tablename__ = "enrollments"
     __table_args__ = (
         UniqueConstraint("user_id", "course_id"),
-        # Roster orderings: each one is an index walk within the course.
+        # Counts and statistics by status within a course (covering).
         Index("ix_enrollments_course_progress", "course_id", "status", "completed_lessons", "id"),
-        Index("ix_enrollments_course_enrolled_at", "course_id", "status", "enrolled_at", "id"),
-        Index("ix_enrollments_course_last_accessed", "course_id", "status", "last_accessed_at"),
+        # Roster orderings: a page is a walk down one of these within the course, stopping
+        # after perPage rows (the status filter is checked on the way).
+        Index("ix_enrollments_roster_progress", "course_id", "completed_lessons", "id"),
+        Index("ix_enrollments_roster_enrolled_at", "course_id", "enrolled_at", "id"),
+        Index("ix_enrollments_roster_last_accessed", "course_id", "last_accessed_at", "id"),
     )
 
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)

@@ -99,12 +99,11 @@ async def course_students(
             )
         )
 
-    total = await session.scalar(
-        select(func.count())
-        .select_from(Enrollment)
-        .join(User, User.id == Enrollment.user_id)
-        .where(*conditions)
-    )
+    counting = select(func.count()).select_from(Enrollment)
+    if len(conditions) > 2:
+        # Searching names needs the users; otherwise the count is an index range.
+        counting = counting.join(User, User.id == Enrollment.user_id)
+    total = await session.scalar(counting.where(*conditions))
     key = _sort_key(order_by)
     direction = key.desc() if descending else key.asc()
     tie = Enrollment.id.desc() if descending else Enrollment.id.asc()  # type: ignore[union-attr]
