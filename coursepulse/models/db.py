@@ -6,6 +6,7 @@ starts with `BEGIN IMMEDIATE`, so two writers queue on the busy timeout instead
 of failing when a read transaction tries to upgrade to a write.
 """
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -104,6 +105,10 @@ class Database:
                 if courses:
                     callback(courses)
 
+    def shared_reader(self) -> "SharedReader":
+        """One read transaction for a whole GraphQL operation (see `SharedReader`)."""
+        return SharedReader(self)
+
     async def ping(self) -> None:
         """Raise unless the database answers a trivial query."""
         async with self.engine.connect() as connection:
@@ -111,3 +116,31 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+class SharedReader:
+    """A read session shared by the resolvers and DataLoaders of one operation.
+
+    One transaction means one consistent view of the data (a percentage and the
+    lessons it counts agree) and one BEGIN instead of one per batch. The session
+    is opened on first use and used by one caller at a time.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._session: AsyncSession | None = None
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self._lock:
+            if self._session is None:
+                self._session = self._db._sessions()
+            yield self._session
+
+    async def close(self) -> None:
+        """End the transaction; the next use opens a new one (and sees newer commits)."""
+        async with self._lock:
+            session, self._session = self._session, None
+        if session is not None:
+            await session.close()

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
 from coursepulse.models import Certificate, Course, Enrollment, Lesson, LessonCompletion, User
-from coursepulse.models.db import Database
+from coursepulse.models.db import SharedReader
 from coursepulse.resolvers import lookups
 
 K = TypeVar("K")
@@ -16,12 +16,12 @@ V = TypeVar("V")
 
 
 def _loader(
-    db: Database,
+    reader: SharedReader,
     fetch: Callable[[AsyncSession, Sequence[K]], Awaitable[Mapping[K, V]]],
     default: Callable[[], V | None] = lambda: None,
 ) -> DataLoader[K, V]:
     async def load(keys: list[K]) -> list[V]:
-        async with db.read() as session:
+        async with reader.session() as session:
             found = await fetch(session, keys)
         return [found.get(key, default()) for key in keys]  # type: ignore[misc]
 
@@ -30,7 +30,7 @@ def _loader(
 
 @dataclass
 class Loaders:
-    db: Database
+    reader: SharedReader
     viewer_id: int | None = None
     users: DataLoader[int, User | None] = field(init=False)
     courses: DataLoader[int, Course | None] = field(init=False)
@@ -42,12 +42,12 @@ class Loaders:
     my_enrollments: DataLoader[int, Enrollment | None] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.users = _loader(self.db, lookups.users_by_id)
-        self.courses = _loader(self.db, lookups.courses_by_id)
-        self.lessons = _loader(self.db, lookups.lessons_by_course, list)
-        self.completions = _loader(self.db, lookups.completions_by_enrollment, list)
-        self.instructors = _loader(self.db, lookups.instructors_by_course, list)
-        self.certificates = _loader(self.db, lookups.certificates_by_enrollment)
+        self.users = _loader(self.reader, lookups.users_by_id)
+        self.courses = _loader(self.reader, lookups.courses_by_id)
+        self.lessons = _loader(self.reader, lookups.lessons_by_course, list)
+        self.completions = _loader(self.reader, lookups.completions_by_enrollment, list)
+        self.instructors = _loader(self.reader, lookups.instructors_by_course, list)
+        self.certificates = _loader(self.reader, lookups.certificates_by_enrollment)
         viewer_id = self.viewer_id
 
         async def mine(session: AsyncSession, course_ids: Sequence[int]) -> dict[int, Enrollment]:
@@ -55,4 +55,4 @@ class Loaders:
                 return {}
             return await lookups.enrollments_of_user(session, viewer_id, course_ids)
 
-        self.my_enrollments = _loader(self.db, mine)
+        self.my_enrollments = _loader(self.reader, mine)

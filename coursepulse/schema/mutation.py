@@ -33,7 +33,7 @@ async def _writing(info: Info) -> AsyncIterator[AsyncSession]:
     """A write transaction; afterwards the request's loaders forget what they read before."""
     async with info.context.db.write() as session:
         yield session
-    info.context.reset_loaders()
+    await info.context.refresh()
 
 
 def _lesson_payload(change: LessonChange) -> LessonCompletionPayload:

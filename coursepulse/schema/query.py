@@ -34,13 +34,13 @@ class Query:
         description="Published courses (instructors and admins also see their drafts)."
     )
     async def courses(self, info: Info) -> list[Course]:
-        async with info.context.db.read() as session:
+        async with info.context.reader.session() as session:
             rows = await courses.list_courses(session, info.context.viewer)
         return [Course.from_model(row) for row in rows]
 
     @strawberry.field
     async def course(self, info: Info, id: strawberry.ID) -> Course | None:
-        async with info.context.db.read() as session:
+        async with info.context.reader.session() as session:
             row = await courses.find_course(session, info.context.viewer, parse_id(id))
         return Course.from_model(row) if row is not None else None
 
@@ -50,7 +50,7 @@ class Query:
     async def my_courses(
         self, info: Info, status: EnrollmentStatus | None = None
     ) -> list[Progress]:
-        async with info.context.db.read() as session:
+        async with info.context.reader.session() as session:
             records = await enrollments.my_courses(
                 session, info.context.viewer, models.EnrollmentStatus(status) if status else None
             )
@@ -67,7 +67,7 @@ class Query:
     ) -> Progress:
         course_id = parse_id(courseId, field="courseId")
         user_id = parse_id(userId, field="userId") if userId is not None else None
-        async with info.context.db.read() as session:
+        async with info.context.reader.session() as session:
             record = await enrollments.course_progress(
                 session, info.context.viewer, course_id, user_id
             )
@@ -88,7 +88,7 @@ class Query:
         order: SortOrder = SortOrder.DESC,
         search: str | None = None,
     ) -> StudentPage:
-        async with info.context.db.read() as session:
+        async with info.context.reader.session() as session:
             result = await roster.course_students(
                 session,
                 info.context.viewer,
@@ -103,7 +103,7 @@ class Query:
 
     @strawberry.field
     async def course_stats(self, info: Info, courseId: strawberry.ID) -> CourseStats:
-        async with info.context.db.read() as session:
+        async with info.context.reader.session() as session:
             stats = await roster.course_stats(
                 session, info.context.viewer, parse_id(courseId, field="courseId")
             )
@@ -121,7 +121,7 @@ class Query:
 
     @strawberry.field(description="Public: anyone may check a certificate number.")
     async def verify_certificate(self, info: Info, certificateId: str) -> CertificateVerification:
-        async with info.context.db.read() as session:
+        async with info.context.reader.session() as session:
             row = await certificates.find_by_number(session, certificateId)
             may_download = row is not None and await certificates.may_download(
                 session, info.context.viewer, row

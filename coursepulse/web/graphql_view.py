@@ -31,12 +31,14 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
     ) -> Context:
         viewer = request.get(VIEWER)
         db = request.app[DATABASE]
+        reader = db.shared_reader()
         return Context(
             db=db,
             settings=request.app[SETTINGS],
             viewer=viewer,
             request_id=request.get(REQUEST_ID) or "",
-            loaders=Loaders(db, viewer.user_id if viewer else None),
+            reader=reader,
+            loaders=Loaders(reader, viewer.user_id if viewer else None),
             feeds=request.app[BROKER].feeds,
             request=request,
             response=response,
@@ -78,7 +80,7 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
             raise ConnectionRejectionError(
                 {"code": error.code, "status": error.status, "message": error.message}
             ) from error
-        context.reset_loaders()
+        await context.refresh()
         return UNSET
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
