@@ -33,3 +33,14 @@ schema: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache coursepulse.db coursepulse.db-*
+
+.PHONY: bench bench-full
+
+## Benchmarks (bench/README.md): quick (a few minutes), and full (longer runs, fanout up to
+## 10,000 subscribers; `make bench-full BENCH_ARGS="--scale 10"` for the 10x dataset).
+## Results: bench/results/latest.md and latest.json.
+bench: install
+	$(BIN)/python bench/run.py --quick $(BENCH_ARGS)
+
+bench-full: install
+	$(BIN)/python bench/run.py --full $(BENCH_ARGS)

@@ -1,0 +1,218 @@
+"""The raw baseline: aiohttp + aiosqlite, no SQLAlchemy, no GraphQL, no coursepulse code.
+
+It answers the `progress` scenario's request (POST /graphql with the CourseProgress
+variables and Basic auth) with the same data and JSON shape as the service, doing the SQL
+a progress read needs: the course row, the enrolment row, and the course's lessons joined
+with the enrolment's completions (for nextLesson). Credentials are verified with argon2
+the first time and then remembered by the SHA-256 of the header, as the service's cache
+does. One aiosqlite connection per process; statements run in autocommit (a shared
+connection cannot hold one transaction per concurrent request).
+
+    python bench/baseline.py --database /tmp/bench.db --port 8100
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosqlite
+from aiohttp import web
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+CONNECTION: web.AppKey[aiosqlite.Connection] = web.AppKey("connection", aiosqlite.Connection)
+VIEWERS: web.AppKey[dict[str, tuple[int, str]]] = web.AppKey("viewers", dict)
+_hasher = PasswordHasher()
+
+COURSE_SQL = "SELECT id, status, total_lessons FROM courses WHERE id = ?"
+ENROLLMENT_SQL = (
+    "SELECT id, user_id, course_id, status, enrolled_at, completed_at, last_accessed_at,"
+    " time_spent_seconds, completed_lessons FROM enrollments WHERE user_id = ? AND course_id = ?"
+)
+LESSONS_SQL = (
+    "SELECT l.id, l.title, l.position, c.id IS NOT NULL FROM lessons l"
+    " LEFT JOIN lesson_completions c ON c.lesson_id = l.id AND c.enrollment_id = ?"
+    " WHERE l.course_id = ? ORDER BY l.position"
+)
+USER_SQL = "SELECT id, role, password_hash FROM users WHERE username = ?"
+
+
+def _error(code: str, status: int, message: str) -> web.Response:
+    body = {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
+    return web.Response(text=json.dumps(body), status=status, content_type="application/json")
+
+
+def _timestamp(value: str | None) -> str | None:
+    """SQLite's naive UTC text as the service prints it (ISO 8601 with +00:00)."""
+    if value is None:
+        return None
+    return datetime.fromisoformat(value).replace(tzinfo=UTC).isoformat()
+
+
+def _plural(count: int, unit: str) -> str:
+    return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
+
+
+def _time_spent(seconds: int) -> str:
+    """The service's human form of study time, e.g. '3 hours 25 minutes'."""
+    hours, minutes = divmod(max(0, seconds) // 60, 60)
+    if hours and minutes:
+        return f"{_plural(hours, 'hour')} {_plural(minutes, 'minute')}"
+    if hours:
+        return _plural(hours, "hour")
+    return _plural(minutes, "minute")
+
+
+def _verify(stored: str, password: str) -> bool:
+    try:
+        return _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+async def _viewer(request: web.Request) -> tuple[int, str] | None:
+    """(user id, role) for the Basic header, verified once and then cached by digest."""
+    header = request.headers.get("Authorization")
+    if not header:
+        return None
+    digest = hashlib.sha256(header.encode()).hexdigest()
+    cache = request.app[VIEWERS]
+    found = cache.get(digest)
+    if found is not None:
+        return found
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        username, _, password = base64.b64decode(value).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    async with request.app[CONNECTION].execute(USER_SQL, (username,)) as cursor:
+        row = await cursor.fetchone()
+    if row is None or not await asyncio.to_thread(_verify, row[2], password):
+        return None
+    cache[digest] = (int(row[0]), str(row[1]))
+    return cache[digest]
+
+
+async def progress(request: web.Request) -> web.Response:
+    """courseProgress(courseId, userId) with the scenario's fields, from three statements."""
+    viewer = await _viewer(request)
+    if viewer is None:
+        return _error("invalid_credentials", 401, "Invalid username or password")
+    try:
+        variables = json.loads(await request.read())["variables"]
+        course_id = int(variables["courseId"])
+        user_id = int(variables.get("userId") or viewer[0])
+    except (ValueError, KeyError, TypeError):
+        return _error("invalid_input", 400, "Expected courseId and userId variables")
+    if user_id != viewer[0] and viewer[1] != "admin":
+        return _error("forbidden", 200, "Only admins may see other students' progress")
+    connection = request.app[CONNECTION]
+    async with connection.execute(COURSE_SQL, (course_id,)) as cursor:
+        course = await cursor.fetchone()
+    if course is None or course[1] != "published":
+        return _error("not_found", 200, f"Course {course_id} not found")
+    async with connection.execute(ENROLLMENT_SQL, (user_id, course_id)) as cursor:
+        enrollment = await cursor.fetchone()
+    if enrollment is None or enrollment[3] not in ("active", "completed"):
+        return _error("not_enrolled", 200, "This student is not enrolled in this course")
+    async with connection.execute(LESSONS_SQL, (enrollment[0], course_id)) as cursor:
+        lessons = await cursor.fetchall()
+    following = next((row for row in lessons if not row[3]), None)
+    total, done = int(course[2]), int(enrollment[8])
+    body: dict[str, Any] = {
+        "data": {
+            "courseProgress": {
+                "courseId": str(course_id),
+                "userId": str(user_id),
+                "status": str(enrollment[3]).upper(),
+                "progressPercentage": min(100, math.floor(100 * done / total)) if total else 0,
+                "completedLessons": done,
+                "totalLessons": total,
+                "timeSpent": _time_spent(int(enrollment[7])),
+                "lastAccessed": _timestamp(enrollment[6]),
+                "startedAt": _timestamp(enrollment[4]),
+                "completedAt": _timestamp(enrollment[5]),
+                "nextLesson": (
+                    {"id": str(following[0]), "title": following[1], "order": following[2]}
+                    if following is not None
+                    else None
+                ),
+            }
+        }
+    }
+    return web.Response(
+        text=json.dumps(body, separators=(",", ":")), content_type="application/json"
+    )
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 once the database answers (the bench driver waits for it)."""
+    async with request.app[CONNECTION].execute("SELECT 1") as cursor:
+        await cursor.fetchone()
+    return web.json_response({"status": "ok"})
+
+
+def create_app(database: str) -> web.Application:
+    """The baseline application over the SQLite file `database`."""
+    app = web.Application()
+    app[VIEWERS] = {}
+
+    async def connection_ctx(app: web.Application) -> Any:
+        connection = await aiosqlite.connect(database, isolation_level=None)
+        await connection.execute("PRAGMA journal_mode=WAL")
+        await connection.execute("PRAGMA busy_timeout=30000")
+        app[CONNECTION] = connection
+        yield
+        await connection.close()
+
+    app.cleanup_ctx.append(connection_ctx)
+    app.router.add_post("/graphql", progress)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """uvloop's loop for `uvloop` (or `auto` when installed), else asyncio's."""
+    if kind in ("uvloop", "auto"):
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def main() -> None:
+    """Serve until interrupted."""
+    parser = argparse.ArgumentParser(description="raw aiohttp + aiosqlite progress baseline")
+    parser.add_argument("--database", required=True, help="path of the SQLite file")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    args = parser.parse_args()
+    loop = _new_loop(args.loop)
+    asyncio.set_event_loop(loop)
+    web.run_app(
+        create_app(args.database),
+        host=args.host,
+        port=args.port,
+        print=None,
+        access_log=None,
+        loop=loop,
+    )
+
+
+if __name__ == "__main__":
+    main()
