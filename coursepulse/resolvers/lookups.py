@@ -2,6 +2,7 @@
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +16,7 @@ from coursepulse.models import (
     LessonCompletion,
     User,
 )
+from coursepulse.resolvers.progress import next_lesson
 
 
 async def users_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int, User]:
@@ -93,3 +95,28 @@ async def certificates_by_enrollment(
         )
     )
     return {certificate.enrollment_id: certificate for certificate in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressDetails:
+    """What a single progress answer shows beyond the counters."""
+
+    lessons: list[Lesson]
+    completions: list[LessonCompletion]
+    certificate: Certificate | None
+
+    @property
+    def next_lesson(self) -> Lesson | None:
+        return next_lesson(self.lessons, {row.lesson_id for row in self.completions})
+
+
+async def progress_details(
+    session: AsyncSession, course_id: int, enrollment_id: int
+) -> ProgressDetails:
+    """Lessons, completions and certificate of one enrolment (three statements)."""
+    lessons = await lessons_by_course(session, [course_id])
+    done = await completions_by_enrollment(session, [enrollment_id])
+    issued = await certificates_by_enrollment(session, [enrollment_id])
+    return ProgressDetails(
+        lessons.get(course_id, []), done.get(enrollment_id, []), issued.get(enrollment_id)
+    )

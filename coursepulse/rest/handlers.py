@@ -11,7 +11,7 @@ from coursepulse.models import EnrollmentStatus
 from coursepulse.resolvers import certificates, enrollments, lookups, roster
 from coursepulse.resolvers.enrollments import LessonChange
 from coursepulse.resolvers.errors import DomainError
-from coursepulse.resolvers.progress import ProgressRecord, next_lesson
+from coursepulse.resolvers.progress import ProgressRecord
 from coursepulse.rest import params, shapes
 from coursepulse.web.keys import DATABASE, SETTINGS, VIEWER
 
@@ -50,17 +50,12 @@ def answers_domain_errors(handler: Handler) -> Handler:
 async def _progress_json(
     session: AsyncSession, request: web.Request, record: ProgressRecord
 ) -> Any:
-    enrollment_id = record.enrollment.id
-    lessons = await lookups.lessons_by_course(session, [record.course.id])  # type: ignore[list-item]
-    done = await lookups.completions_by_enrollment(session, [enrollment_id])  # type: ignore[list-item]
-    issued = await lookups.certificates_by_enrollment(session, [enrollment_id])  # type: ignore[list-item]
-    return shapes.progress(
-        record,
-        lessons.get(record.course.id, []),  # type: ignore[arg-type]
-        done.get(enrollment_id, []),  # type: ignore[arg-type]
-        issued.get(enrollment_id),  # type: ignore[arg-type]
-        request.app[SETTINGS].base_url,
+    details = await lookups.progress_details(
+        session,
+        record.course.id,  # type: ignore[arg-type]
+        record.enrollment.id,  # type: ignore[arg-type]
     )
+    return shapes.progress(record, details, request.app[SETTINGS].base_url)
 
 
 @answers_domain_errors
@@ -88,35 +83,30 @@ async def progress(request: web.Request) -> web.StreamResponse:
         return json({"data": await _progress_json(session, request, record)})
 
 
-async def _lesson_answer(request: web.Request, change: LessonChange) -> web.Response:
-    async with request.app[DATABASE].read() as session:
-        course_id = change.progress.course.id
-        lessons = await lookups.lessons_by_course(session, [course_id])  # type: ignore[list-item]
-        done = await lookups.completions_by_enrollment(
-            session,
-            [change.progress.enrollment.id],  # type: ignore[list-item]
-        )
-    completed = {row.lesson_id for row in done.get(change.progress.enrollment.id, [])}  # type: ignore[arg-type]
-    following = next_lesson(lessons.get(course_id, []), completed)  # type: ignore[arg-type]
-    return json(shapes.lesson_change(change, following))
+def _lesson_action(
+    act: Callable[..., Awaitable[LessonChange]],
+) -> Handler:
+    """POST .../lessons/{lesson_id}/complete or /incomplete: the change, then the next lesson."""
+
+    @answers_domain_errors
+    async def handler(request: web.Request) -> web.StreamResponse:
+        course_id = params.path_id(request.match_info, "id")
+        lesson_id = params.path_id(request.match_info, "lesson_id")
+        async with request.app[DATABASE].write() as session:
+            change = await act(session, request[VIEWER], course_id, lesson_id)
+        async with request.app[DATABASE].read() as session:
+            details = await lookups.progress_details(
+                session,
+                change.progress.course.id,  # type: ignore[arg-type]
+                change.progress.enrollment.id,  # type: ignore[arg-type]
+            )
+        return json(shapes.lesson_change(change, details.next_lesson))
+
+    return handler
 
 
-@answers_domain_errors
-async def complete_lesson(request: web.Request) -> web.StreamResponse:
-    course_id = params.path_id(request.match_info, "id")
-    lesson_id = params.path_id(request.match_info, "lesson_id")
-    async with request.app[DATABASE].write() as session:
-        change = await enrollments.complete_lesson(session, request[VIEWER], course_id, lesson_id)
-    return await _lesson_answer(request, change)
-
-
-@answers_domain_errors
-async def incomplete_lesson(request: web.Request) -> web.StreamResponse:
-    course_id = params.path_id(request.match_info, "id")
-    lesson_id = params.path_id(request.match_info, "lesson_id")
-    async with request.app[DATABASE].write() as session:
-        change = await enrollments.incomplete_lesson(session, request[VIEWER], course_id, lesson_id)
-    return await _lesson_answer(request, change)
+complete_lesson = _lesson_action(enrollments.complete_lesson)
+incomplete_lesson = _lesson_action(enrollments.incomplete_lesson)
 
 
 @answers_domain_errors

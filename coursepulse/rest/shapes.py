@@ -3,11 +3,12 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from coursepulse.models import Certificate, Lesson, LessonCompletion
+from coursepulse.models import Certificate, Lesson
 from coursepulse.resolvers.certificates import certificate_url
 from coursepulse.resolvers.enrollments import LessonChange
 from coursepulse.resolvers.errors import DomainError
-from coursepulse.resolvers.progress import ProgressRecord, format_time_spent, next_lesson
+from coursepulse.resolvers.lookups import ProgressDetails
+from coursepulse.resolvers.progress import ProgressRecord, format_time_spent
 from coursepulse.resolvers.roster import RosterPage
 
 JSON = dict[str, Any]
@@ -48,16 +49,9 @@ def enrollment(record: ProgressRecord) -> JSON:
     }
 
 
-def progress(
-    record: ProgressRecord,
-    lessons: list[Lesson],
-    completions: list[LessonCompletion],
-    certificate: Certificate | None,
-    base_url: str,
-) -> JSON:
+def progress(record: ProgressRecord, details: ProgressDetails, base_url: str) -> JSON:
     """The seed's progress object, with next_lesson and, once issued, certificate_url."""
     row = record.enrollment
-    done = {completion.lesson_id for completion in completions}
     shape: JSON = {
         "course_id": row.course_id,
         "user_id": row.user_id,
@@ -68,10 +62,10 @@ def progress(
         "last_accessed": timestamp(row.last_accessed_at),
         "started_at": timestamp(row.enrolled_at),
         "completed_at": timestamp(row.completed_at),
-        "next_lesson": _lesson(next_lesson(lessons, done)),
+        "next_lesson": _lesson(details.next_lesson),
     }
-    if certificate is not None:
-        shape["certificate_url"] = certificate_url(base_url, certificate)
+    if details.certificate is not None:
+        shape["certificate_url"] = certificate_url(base_url, details.certificate)
     return shape
 
 
