@@ -45,15 +45,22 @@ def basic(username: str, password: str) -> str:
 
 
 def _attach(db: Database, counter: Counter) -> None:
-    @event.listens_for(db.engine.sync_engine, "before_cursor_execute")
-    def _count(*args: Any) -> None:
+    """Counts what the ORM sends and what the lean read transactions send."""
+
+    def _observe(sql: str) -> None:
         if not counter.recording:
             return
-        statement = str(args[2]).strip().upper()
+        statement = sql.strip().upper()
         if statement.startswith("BEGIN"):
             counter.transactions += 1
-        else:
+        elif not statement.startswith("PRAGMA"):
             counter.statements += 1
+
+    @event.listens_for(db.engine.sync_engine, "before_cursor_execute")
+    def _count(*args: Any) -> None:
+        _observe(str(args[2]))
+
+    db.reads.observers.append(_observe)
 
 
 async def count_operations(

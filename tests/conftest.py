@@ -137,18 +137,24 @@ class StatementCounter:
 
     def __init__(self, database: Database) -> None:
         self.engine = database.engine.sync_engine
+        self.reads = database.reads
         self.statements: list[str] = []
 
     def _record(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        self._observe(statement)
+
+    def _observe(self, statement: str) -> None:
         if not statement.lstrip().upper().startswith(("BEGIN", "PRAGMA")):
             self.statements.append(statement)
 
     def __enter__(self) -> "StatementCounter":
         event.listen(self.engine, "before_cursor_execute", self._record)
+        self.reads.observers.append(self._observe)
         return self
 
     def __exit__(self, *_exc: object) -> None:
         event.remove(self.engine, "before_cursor_execute", self._record)
+        self.reads.observers.remove(self._observe)
 
     @property
     def count(self) -> int:

@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from coursepulse.models.reads import ReadPool, ReadTransaction, create_read_pool
+
 _WRITE_OPTION = "coursepulse_write"
 #: PostgreSQL channel on which writes announce courses with new progress events.
 NOTIFY_CHANNEL = "coursepulse_progress"
@@ -72,6 +74,14 @@ class Database:
         )
         #: Called with the courses that have new events, after each write commits.
         self.after_commit: list[Callable[[set[int]], None]] = []
+        self._reads: ReadPool | None = None
+
+    @property
+    def reads(self) -> ReadPool:
+        """The pool of lean read transactions (models/reads.py), opened on first use."""
+        if self._reads is None:
+            self._reads = create_read_pool(self.engine.url, self.engine.dialect)
+        return self._reads
 
     @classmethod
     def from_url(cls, database_url: str, *, echo: bool = False) -> "Database":
@@ -105,6 +115,15 @@ class Database:
                 if courses:
                     callback(courses)
 
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[ReadTransaction]:
+        """A lean read transaction (models/reads.py) for the block."""
+        transaction = await self.reads.begin()
+        try:
+            yield transaction
+        finally:
+            await self.reads.end(transaction)
+
     def shared_reader(self) -> "SharedReader":
         """One read transaction for a whole GraphQL operation (see `SharedReader`)."""
         return SharedReader(self)
@@ -115,6 +134,8 @@ class Database:
             await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self._reads is not None:
+            await self._reads.close()
         await self.engine.dispose()
 
 
@@ -122,14 +143,25 @@ class SharedReader:
     """A read session shared by the resolvers and DataLoaders of one operation.
 
     One transaction means one consistent view of the data (a percentage and the
-    lessons it counts agree) and one BEGIN instead of one per batch. The session
-    is opened on first use and used by one caller at a time.
+    lessons it counts agree) and one BEGIN instead of one per batch. The hot reads
+    use the lean transaction (`reads()`); the rest use the ORM `session()`. Each is
+    opened on first use; the session is used by one caller at a time.
     """
 
     def __init__(self, db: Database) -> None:
         self._db = db
         self._session: AsyncSession | None = None
         self._lock = asyncio.Lock()
+        self._reads: ReadTransaction | None = None
+        self._reads_lock = asyncio.Lock()
+
+    async def reads(self) -> ReadTransaction:
+        """The operation's lean read transaction (models/reads.py), begun on first use."""
+        if self._reads is None:
+            async with self._reads_lock:
+                if self._reads is None:
+                    self._reads = await self._db.reads.begin()
+        return self._reads
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -142,5 +174,11 @@ class SharedReader:
         """End the transaction; the next use opens a new one (and sees newer commits)."""
         async with self._lock:
             session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        async with self._reads_lock:
+            reads, self._reads = self._reads, None
+        try:
+            if reads is not None:
+                await self._db.reads.end(reads)
+        finally:
+            if session is not None:
+                await session.close()

@@ -1,6 +1,6 @@
 """Who may see and change what: course visibility and course staff."""
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coursepulse.models import (
@@ -11,6 +11,8 @@ from coursepulse.models import (
     Enrollment,
     Role,
 )
+from coursepulse.models.reads import Query, ReadTransaction, one_of
+from coursepulse.models.rows import CourseRow
 from coursepulse.resolvers.errors import Forbidden, NotFound
 from coursepulse.resolvers.viewer import Viewer, require_viewer
 
@@ -27,6 +29,67 @@ async def is_course_staff(session: AsyncSession, viewer: Viewer | None, course_i
         )
     )
     return found is not None
+
+
+_INSTRUCTORS = CourseInstructor.__table__
+_ENROLLMENTS = Enrollment.__table__
+_IS_INSTRUCTOR = Query(
+    select(_INSTRUCTORS.c.user_id).where(
+        _INSTRUCTORS.c.course_id == bindparam("course_id"),
+        _INSTRUCTORS.c.user_id == bindparam("user_id"),
+    )
+)
+_IS_ENROLLED = Query(
+    select(_ENROLLMENTS.c.id).where(
+        _ENROLLMENTS.c.course_id == bindparam("course_id"),
+        _ENROLLMENTS.c.user_id == bindparam("user_id"),
+        one_of(_ENROLLMENTS.c.status, ENROLLED_STATUSES),
+    )
+)
+
+
+async def is_course_staff_reading(
+    reads: ReadTransaction, viewer: Viewer | None, course_id: int
+) -> bool:
+    """`is_course_staff` on a lean read transaction (read-only operations)."""
+    if viewer is None:
+        return False
+    if viewer.is_admin:
+        return True
+    found = await reads.first(_IS_INSTRUCTOR, course_id=course_id, user_id=viewer.user_id)
+    return found is not None
+
+
+async def can_see_course_reading(
+    reads: ReadTransaction, viewer: Viewer | None, course: CourseRow
+) -> bool:
+    """`can_see_course` on a lean read transaction (read-only operations)."""
+    if course.status == CourseStatus.PUBLISHED:
+        return True
+    if viewer is None:
+        return False
+    if await is_course_staff_reading(reads, viewer, course.id):
+        return True
+    enrolled = await reads.first(_IS_ENROLLED, course_id=course.id, user_id=viewer.user_id)
+    return enrolled is not None
+
+
+_COURSES = Course.__table__
+_COURSE = Query(select(_COURSES).where(_COURSES.c.id == bindparam("course_id")))
+
+
+async def staff_course_reading(
+    reads: ReadTransaction, viewer: Viewer | None, course_id: int
+) -> CourseRow:
+    """`staff_course` on a lean read transaction (read-only operations)."""
+    viewer = require_viewer(viewer)
+    row = await reads.first(_COURSE, course_id=course_id)
+    course = CourseRow(*row) if row is not None else None
+    if course is None or not await can_see_course_reading(reads, viewer, course):
+        raise NotFound(f"Course {course_id} not found")
+    if not await is_course_staff_reading(reads, viewer, course_id):
+        raise Forbidden("Only the course's instructors and admins may do this")
+    return course
 
 
 async def can_see_course(session: AsyncSession, viewer: Viewer | None, course: Course) -> bool:

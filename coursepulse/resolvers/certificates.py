@@ -17,6 +17,7 @@ from coursepulse.models import (
     utcnow,
 )
 from coursepulse.models.db import Database
+from coursepulse.models.rows import CertificateRow
 from coursepulse.resolvers.access import is_course_staff, require_admin
 from coursepulse.resolvers.enrollments import learning_enrollment
 from coursepulse.resolvers.errors import CourseNotComplete, NotFound
@@ -36,7 +37,7 @@ def certificate_number(year: int, sequence: int) -> str:
     return f"{NUMBER_PREFIX}-{year}-{sequence:03d}"
 
 
-def certificate_url(base_url: str, certificate: Certificate) -> str:
+def certificate_url(base_url: str, certificate: Certificate | CertificateRow) -> str:
     """Where the certificate's PDF is served: an unguessable token, not the number."""
     return f"{base_url.rstrip('/')}/certificates/{certificate.token}.pdf"
 

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,7 +18,14 @@ from coursepulse.models import (
     ProgressEventKind,
     utcnow,
 )
-from coursepulse.resolvers.access import get_course, is_course_staff, visible_course
+from coursepulse.models.reads import Query, ReadTransaction
+from coursepulse.models.rows import CourseRow, EnrollmentRow
+from coursepulse.resolvers.access import (
+    can_see_course_reading,
+    get_course,
+    is_course_staff_reading,
+    visible_course,
+)
 from coursepulse.resolvers.errors import AlreadyEnrolled, Forbidden, NotEnrolled, NotFound
 from coursepulse.resolvers.events import append_event, recent_activity_event
 from coursepulse.resolvers.progress import ProgressRecord, settle_status
@@ -258,8 +265,24 @@ async def record_activity(
     return ProgressRecord(enrollment, course)
 
 
+_COURSES = Course.__table__
+_ENROLLMENTS = Enrollment.__table__
+_COURSE_WITH_ENROLLMENT = Query(
+    select(_COURSES, _ENROLLMENTS)
+    .select_from(
+        _COURSES.outerjoin(
+            _ENROLLMENTS,
+            (_ENROLLMENTS.c.course_id == _COURSES.c.id)
+            & (_ENROLLMENTS.c.user_id == bindparam("user_id")),
+        )
+    )
+    .where(_COURSES.c.id == bindparam("course_id"))
+)
+_COURSE_COLUMNS = len(_COURSES.columns)
+
+
 async def course_progress(
-    session: AsyncSession, viewer: Viewer | None, course_id: int, user_id: int | None = None
+    reads: ReadTransaction, viewer: Viewer | None, course_id: int, user_id: int | None = None
 ) -> ProgressRecord:
     """The viewer's progress, or another student's for the course's staff.
 
@@ -268,25 +291,21 @@ async def course_progress(
     """
     viewer = require_viewer(viewer)
     target = viewer.user_id if user_id is None else user_id
-    row = (
-        await session.execute(
-            select(Course, Enrollment)
-            .outerjoin(
-                Enrollment,
-                (Enrollment.course_id == Course.id) & (Enrollment.user_id == target),
-            )
-            .where(Course.id == course_id)
-        )
-    ).first()
+    row = await reads.first(_COURSE_WITH_ENROLLMENT, course_id=course_id, user_id=target)
     if row is None:
         raise NotFound(f"Course {course_id} not found")
-    course, enrollment = row
+    course = CourseRow(*row[:_COURSE_COLUMNS])
+    enrollment = EnrollmentRow(*row[_COURSE_COLUMNS:]) if row[_COURSE_COLUMNS] is not None else None
     enrolled = enrollment is not None and enrollment.status in ENROLLED_STATUSES
-    if course.status != CourseStatus.PUBLISHED and not (target == viewer.user_id and enrolled):
-        await visible_course(session, viewer, course_id)
-    if target != viewer.user_id and not await is_course_staff(session, viewer, course_id):
+    if (
+        course.status != CourseStatus.PUBLISHED
+        and not (target == viewer.user_id and enrolled)
+        and not await can_see_course_reading(reads, viewer, course)
+    ):
+        raise NotFound(f"Course {course_id} not found")
+    if target != viewer.user_id and not await is_course_staff_reading(reads, viewer, course_id):
         raise Forbidden("Only the course's instructors and admins may see other students' progress")
-    if not enrolled:
+    if enrollment is None or not enrolled:
         if target == viewer.user_id:
             raise NotEnrolled()
         raise NotEnrolled("This student is not enrolled in this course")

@@ -1,11 +1,14 @@
-"""Batched reads behind the GraphQL DataLoaders: one statement per batch of keys."""
+"""Batched reads behind the GraphQL DataLoaders: one statement per batch of keys.
+
+They run on the operation's lean read transaction (models/reads.py) and give rows
+(models/rows.py), not ORM instances.
+"""
 
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, select
 
 from coursepulse.models import (
     Certificate,
@@ -16,107 +19,127 @@ from coursepulse.models import (
     LessonCompletion,
     User,
 )
+from coursepulse.models.reads import Query, ReadTransaction, in_ids
+from coursepulse.models.rows import (
+    CertificateRow,
+    CompletionRow,
+    CourseRow,
+    EnrollmentRow,
+    LessonRow,
+    UserRow,
+)
 from coursepulse.resolvers.progress import next_lesson
 
+USERS = User.__table__
+COURSES = Course.__table__
+LESSONS = Lesson.__table__
+COMPLETIONS = LessonCompletion.__table__
+ENROLLMENTS = Enrollment.__table__
+CERTIFICATES = Certificate.__table__
+INSTRUCTORS = CourseInstructor.__table__
 
-async def users_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int, User]:
-    rows = await session.scalars(select(User).where(User.id.in_(ids)))  # type: ignore[union-attr]
-    return {user.id: user for user in rows}  # type: ignore[misc]
+_USERS_BY_ID = Query(select(USERS).where(in_ids(USERS.c.id, "ids")))
+_COURSES_BY_ID = Query(select(COURSES).where(in_ids(COURSES.c.id, "ids")))
+_LESSONS_BY_COURSE = Query(
+    select(LESSONS)
+    .where(in_ids(LESSONS.c.course_id, "ids"))
+    .order_by(LESSONS.c.course_id, LESSONS.c.position)
+)
+_COMPLETIONS_BY_ENROLLMENT = Query(
+    select(COMPLETIONS).where(in_ids(COMPLETIONS.c.enrollment_id, "ids"))
+)
+_INSTRUCTORS_BY_COURSE = Query(
+    select(INSTRUCTORS.c.course_id, USERS)
+    .join(USERS, USERS.c.id == INSTRUCTORS.c.user_id)
+    .where(in_ids(INSTRUCTORS.c.course_id, "ids"))
+    .order_by(INSTRUCTORS.c.course_id, USERS.c.id)
+)
+_ENROLLMENTS_OF_USER = Query(
+    select(ENROLLMENTS).where(
+        ENROLLMENTS.c.user_id == bindparam("user_id"),
+        in_ids(ENROLLMENTS.c.course_id, "ids"),
+    )
+)
+_CERTIFICATES_BY_ENROLLMENT = Query(
+    select(CERTIFICATES).where(in_ids(CERTIFICATES.c.enrollment_id, "ids"))
+)
 
 
-async def courses_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int, Course]:
-    rows = await session.scalars(select(Course).where(Course.id.in_(ids)))  # type: ignore[union-attr]
-    return {course.id: course for course in rows}  # type: ignore[misc]
+async def users_by_id(reads: ReadTransaction, ids: Sequence[int]) -> dict[int, UserRow]:
+    rows = await reads.all(_USERS_BY_ID, ids=ids)
+    return {user.id: user for user in (UserRow(*row) for row in rows)}
+
+
+async def courses_by_id(reads: ReadTransaction, ids: Sequence[int]) -> dict[int, CourseRow]:
+    rows = await reads.all(_COURSES_BY_ID, ids=ids)
+    return {course.id: course for course in (CourseRow(*row) for row in rows)}
 
 
 async def lessons_by_course(
-    session: AsyncSession, course_ids: Sequence[int]
-) -> dict[int, list[Lesson]]:
+    reads: ReadTransaction, course_ids: Sequence[int]
+) -> dict[int, list[LessonRow]]:
     """Each course's lessons in course order."""
-    rows = await session.scalars(
-        select(Lesson)
-        .where(Lesson.course_id.in_(course_ids))  # type: ignore[attr-defined]
-        .order_by(Lesson.course_id, Lesson.position)
-    )
-    grouped: dict[int, list[Lesson]] = defaultdict(list)
-    for lesson in rows:
+    grouped: dict[int, list[LessonRow]] = defaultdict(list)
+    for row in await reads.all(_LESSONS_BY_COURSE, ids=course_ids):
+        lesson = LessonRow(*row)
         grouped[lesson.course_id].append(lesson)
     return grouped
 
 
 async def completions_by_enrollment(
-    session: AsyncSession, enrollment_ids: Sequence[int]
-) -> dict[int, list[LessonCompletion]]:
-    rows = await session.scalars(
-        select(LessonCompletion).where(
-            LessonCompletion.enrollment_id.in_(enrollment_ids)  # type: ignore[attr-defined]
-        )
-    )
-    grouped: dict[int, list[LessonCompletion]] = defaultdict(list)
-    for completion in rows:
+    reads: ReadTransaction, enrollment_ids: Sequence[int]
+) -> dict[int, list[CompletionRow]]:
+    grouped: dict[int, list[CompletionRow]] = defaultdict(list)
+    for row in await reads.all(_COMPLETIONS_BY_ENROLLMENT, ids=enrollment_ids):
+        completion = CompletionRow(*row)
         grouped[completion.enrollment_id].append(completion)
     return grouped
 
 
 async def instructors_by_course(
-    session: AsyncSession, course_ids: Sequence[int]
-) -> dict[int, list[User]]:
-    rows = await session.execute(
-        select(CourseInstructor.course_id, User)
-        .join(User, User.id == CourseInstructor.user_id)
-        .where(CourseInstructor.course_id.in_(course_ids))  # type: ignore[attr-defined]
-        .order_by(CourseInstructor.course_id, User.id)
-    )
-    grouped: dict[int, list[User]] = defaultdict(list)
-    for course_id, user in rows:
-        grouped[course_id].append(user)
+    reads: ReadTransaction, course_ids: Sequence[int]
+) -> dict[int, list[UserRow]]:
+    grouped: dict[int, list[UserRow]] = defaultdict(list)
+    for course_id, *user in await reads.all(_INSTRUCTORS_BY_COURSE, ids=course_ids):
+        grouped[course_id].append(UserRow(*user))
     return grouped
 
 
 async def enrollments_of_user(
-    session: AsyncSession, user_id: int, course_ids: Sequence[int]
-) -> dict[int, Enrollment]:
+    reads: ReadTransaction, user_id: int, course_ids: Sequence[int]
+) -> dict[int, EnrollmentRow]:
     """The user's enrolments (any status) in the given courses, by course id."""
-    rows = await session.scalars(
-        select(Enrollment).where(
-            Enrollment.user_id == user_id,
-            Enrollment.course_id.in_(course_ids),  # type: ignore[attr-defined]
-        )
-    )
-    return {enrollment.course_id: enrollment for enrollment in rows}
+    rows = await reads.all(_ENROLLMENTS_OF_USER, user_id=user_id, ids=course_ids)
+    return {enrollment.course_id: enrollment for enrollment in (EnrollmentRow(*r) for r in rows)}
 
 
 async def certificates_by_enrollment(
-    session: AsyncSession, enrollment_ids: Sequence[int]
-) -> dict[int, Certificate]:
-    rows = await session.scalars(
-        select(Certificate).where(
-            Certificate.enrollment_id.in_(enrollment_ids)  # type: ignore[attr-defined]
-        )
-    )
-    return {certificate.enrollment_id: certificate for certificate in rows}
+    reads: ReadTransaction, enrollment_ids: Sequence[int]
+) -> dict[int, CertificateRow]:
+    rows = await reads.all(_CERTIFICATES_BY_ENROLLMENT, ids=enrollment_ids)
+    return {row.enrollment_id: row for row in (CertificateRow(*r) for r in rows)}
 
 
 @dataclass(frozen=True, slots=True)
 class ProgressDetails:
     """What a single progress answer shows beyond the counters."""
 
-    lessons: list[Lesson]
-    completions: list[LessonCompletion]
-    certificate: Certificate | None
+    lessons: list[LessonRow]
+    completions: list[CompletionRow]
+    certificate: CertificateRow | None
 
     @property
-    def next_lesson(self) -> Lesson | None:
+    def next_lesson(self) -> LessonRow | None:
         return next_lesson(self.lessons, {row.lesson_id for row in self.completions})
 
 
 async def progress_details(
-    session: AsyncSession, course_id: int, enrollment_id: int
+    reads: ReadTransaction, course_id: int, enrollment_id: int
 ) -> ProgressDetails:
     """Lessons, completions and certificate of one enrolment (three statements)."""
-    lessons = await lessons_by_course(session, [course_id])
-    done = await completions_by_enrollment(session, [enrollment_id])
-    issued = await certificates_by_enrollment(session, [enrollment_id])
+    lessons = await lessons_by_course(reads, [course_id])
+    done = await completions_by_enrollment(reads, [enrollment_id])
+    issued = await certificates_by_enrollment(reads, [enrollment_id])
     return ProgressDetails(
         lessons.get(course_id, []), done.get(enrollment_id, []), issued.get(enrollment_id)
     )

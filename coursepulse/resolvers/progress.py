@@ -2,8 +2,12 @@
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from coursepulse.models import Course, Enrollment, EnrollmentStatus, Lesson
+from coursepulse.models.rows import CourseRow, EnrollmentRow, LessonRow
+
+AnyLesson = TypeVar("AnyLesson", Lesson, LessonRow)
 
 
 def progress_percentage(completed: int, total: int) -> int:
@@ -52,15 +56,15 @@ def settle_status(enrollment: Enrollment, total_lessons: int, now: datetime) -> 
 class ProgressRecord:
     """A student's enrolment together with its course: what a Progress is built from."""
 
-    enrollment: Enrollment
-    course: Course
+    enrollment: Enrollment | EnrollmentRow
+    course: Course | CourseRow
 
     @property
     def percentage(self) -> int:
         return progress_percentage(self.enrollment.completed_lessons, self.course.total_lessons)
 
 
-def next_lesson(lessons: list[Lesson], completed_lesson_ids: set[int]) -> Lesson | None:
+def next_lesson(lessons: list[AnyLesson], completed_lesson_ids: set[int]) -> AnyLesson | None:
     """The first lesson in course order not yet completed; None when all are."""
     for lesson in sorted(lessons, key=lambda item: item.position):
         if lesson.id not in completed_lesson_ids:

@@ -2,20 +2,22 @@
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coursepulse.models import (
     ENROLLED_STATUSES,
-    Course,
     Enrollment,
     EnrollmentStatus,
     Lesson,
     LessonCompletion,
     User,
 )
-from coursepulse.resolvers.access import staff_course
+from coursepulse.models.reads import Query, ReadTransaction, one_of
+from coursepulse.models.rows import CourseRow, EnrollmentRow, UserRow
+from coursepulse.resolvers.access import staff_course, staff_course_reading
 from coursepulse.resolvers.errors import InvalidInput
 from coursepulse.resolvers.validation import clean_text
 from coursepulse.resolvers.viewer import Viewer
@@ -33,13 +35,13 @@ class StudentOrder(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class RosterRow:
-    enrollment: Enrollment
-    user: User
+    enrollment: EnrollmentRow
+    user: UserRow
 
 
 @dataclass(frozen=True, slots=True)
 class RosterPage:
-    course: Course
+    course: CourseRow
     rows: list[RosterRow]
     total: int
     per_page: int
@@ -50,19 +52,71 @@ class RosterPage:
         return (self.total + self.per_page - 1) // self.per_page
 
 
+_ENROLLMENTS = Enrollment.__table__
+_USERS = User.__table__
+_ENROLLMENT_COLUMNS = len(_ENROLLMENTS.columns)
+#: `search` matches usernames and display names containing it, case-insensitively.
+_SEARCH = or_(
+    func.lower(_USERS.c.username).like(bindparam("pattern"), escape="/"),
+    func.lower(_USERS.c.display_name).like(bindparam("pattern"), escape="/"),
+)
+
+
 def _sort_key(order_by: StudentOrder) -> ColumnElement:  # type: ignore[type-arg]
     if order_by is StudentOrder.LAST_ACCESSED:
-        return Enrollment.last_accessed_at  # type: ignore[return-value]
+        return _ENROLLMENTS.c.last_accessed_at
     if order_by is StudentOrder.PROGRESS:
         # Within one course total_lessons is constant: completed lessons order like progress.
-        return Enrollment.completed_lessons  # type: ignore[return-value]
+        return _ENROLLMENTS.c.completed_lessons
     if order_by is StudentOrder.DISPLAY_NAME:
-        return func.lower(User.display_name)
-    return Enrollment.enrolled_at  # type: ignore[return-value]
+        return func.lower(_USERS.c.display_name)
+    return _ENROLLMENTS.c.enrolled_at
+
+
+@cache
+def _count_query(searching: bool) -> Query:
+    conditions = [
+        _ENROLLMENTS.c.course_id == bindparam("course_id"),
+        one_of(_ENROLLMENTS.c.status, ENROLLED_STATUSES),
+    ]
+    counting = select(func.count()).select_from(_ENROLLMENTS)
+    if searching:
+        # Searching names needs the users; otherwise the count is an index range.
+        counting = counting.join(_USERS, _USERS.c.id == _ENROLLMENTS.c.user_id)
+        conditions.append(_SEARCH)
+    return Query(counting.where(*conditions))
+
+
+@cache
+def _page_query(order_by: StudentOrder, descending: bool, searching: bool) -> Query:
+    """One page of the roster in one order: each shape is compiled once."""
+    conditions = [
+        _ENROLLMENTS.c.course_id == bindparam("course_id"),
+        one_of(_ENROLLMENTS.c.status, ENROLLED_STATUSES),
+    ]
+    if searching:
+        conditions.append(_SEARCH)
+    key = _sort_key(order_by)
+    direction = key.desc() if descending else key.asc()
+    tie = _ENROLLMENTS.c.id.desc() if descending else _ENROLLMENTS.c.id.asc()
+    return Query(
+        select(_ENROLLMENTS, _USERS)
+        .join(_USERS, _USERS.c.id == _ENROLLMENTS.c.user_id)
+        .where(*conditions)
+        .order_by(direction.nulls_last(), tie)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+
+
+def _like_pattern(needle: str) -> str:
+    """`%needle%` with LIKE's wildcards in the needle taken literally (escape `/`)."""
+    escaped = needle.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return f"%{escaped}%"
 
 
 async def course_students(
-    session: AsyncSession,
+    reads: ReadTransaction,
     viewer: Viewer | None,
     course_id: int,
     *,
@@ -77,48 +131,35 @@ async def course_students(
     perPage above 100 is capped at 100; page or perPage below 1 is `invalid_input`.
     Students who never accessed the course sort last in both directions.
     """
-    course = await staff_course(session, viewer, course_id)
+    course = await staff_course_reading(reads, viewer, course_id)
     if page < 1:
         raise InvalidInput("page must be 1 or more", field="page")
     if per_page < 1:
         raise InvalidInput("perPage must be 1 or more", field="perPage")
     per_page = min(per_page, MAX_PER_PAGE)
 
-    conditions = [
-        Enrollment.course_id == course_id,
-        Enrollment.status.in_(ENROLLED_STATUSES),  # type: ignore[attr-defined]
-    ]
+    params: dict[str, object] = {"course_id": course_id}
     if search is not None and (
         needle := clean_text(search, field="search", max_length=SEARCH_MAX, required=False)
     ):
-        needle = needle.lower()
-        conditions.append(
-            or_(
-                func.lower(User.username).contains(needle, autoescape=True),
-                func.lower(User.display_name).contains(needle, autoescape=True),
-            )
-        )
-
-    counting = select(func.count()).select_from(Enrollment)
-    if len(conditions) > 2:
-        # Searching names needs the users; otherwise the count is an index range.
-        counting = counting.join(User, User.id == Enrollment.user_id)
-    total = await session.scalar(counting.where(*conditions))
-    key = _sort_key(order_by)
-    direction = key.desc() if descending else key.asc()
-    tie = Enrollment.id.desc() if descending else Enrollment.id.asc()  # type: ignore[union-attr]
-    rows = await session.execute(
-        select(Enrollment, User)
-        .join(User, User.id == Enrollment.user_id)
-        .where(*conditions)
-        .order_by(direction.nulls_last(), tie)
-        .limit(per_page)
-        .offset((page - 1) * per_page)
+        params["pattern"] = _like_pattern(needle.lower())
+    searching = "pattern" in params
+    counted = await reads.first(_count_query(searching), **params)
+    rows = await reads.all(
+        _page_query(order_by, descending, searching),
+        **params,
+        limit=per_page,
+        offset=(page - 1) * per_page,
     )
     return RosterPage(
         course=course,
-        rows=[RosterRow(enrollment, user) for enrollment, user in rows],
-        total=total or 0,
+        rows=[
+            RosterRow(
+                EnrollmentRow(*row[:_ENROLLMENT_COLUMNS]), UserRow(*row[_ENROLLMENT_COLUMNS:])
+            )
+            for row in rows
+        ],
+        total=counted[0] if counted else 0,
         per_page=per_page,
         page=page,
     )

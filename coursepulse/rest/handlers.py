@@ -5,9 +5,9 @@ from functools import wraps
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from coursepulse.models import EnrollmentStatus
+from coursepulse.models.reads import ReadTransaction
 from coursepulse.resolvers import certificates, enrollments, lookups, roster
 from coursepulse.resolvers.enrollments import LessonChange
 from coursepulse.resolvers.errors import DomainError
@@ -48,10 +48,10 @@ def answers_domain_errors(handler: Handler) -> Handler:
 
 
 async def _progress_json(
-    session: AsyncSession, request: web.Request, record: ProgressRecord
+    reads: ReadTransaction, request: web.Request, record: ProgressRecord
 ) -> Any:
     details = await lookups.progress_details(
-        session,
+        reads,
         record.course.id,  # type: ignore[arg-type]
         record.enrollment.id,  # type: ignore[arg-type]
     )
@@ -78,9 +78,9 @@ async def unenroll(request: web.Request) -> web.StreamResponse:
 async def progress(request: web.Request) -> web.StreamResponse:
     course_id = params.path_id(request.match_info, "id")
     user_id = params.path_id(request.query, "user_id") if request.query.get("user_id") else None
-    async with request.app[DATABASE].read() as session:
-        record = await enrollments.course_progress(session, request[VIEWER], course_id, user_id)
-        return json({"data": await _progress_json(session, request, record)})
+    async with request.app[DATABASE].snapshot() as reads:
+        record = await enrollments.course_progress(reads, request[VIEWER], course_id, user_id)
+        return json({"data": await _progress_json(reads, request, record)})
 
 
 def _lesson_action(
@@ -94,9 +94,9 @@ def _lesson_action(
         lesson_id = params.path_id(request.match_info, "lesson_id")
         async with request.app[DATABASE].write() as session:
             change = await act(session, request[VIEWER], course_id, lesson_id)
-        async with request.app[DATABASE].read() as session:
+        async with request.app[DATABASE].snapshot() as reads:
             details = await lookups.progress_details(
-                session,
+                reads,
                 change.progress.course.id,  # type: ignore[arg-type]
                 change.progress.enrollment.id,  # type: ignore[arg-type]
             )
@@ -117,9 +117,9 @@ async def students(request: web.Request) -> web.StreamResponse:
     per_page = params.optional_int(query, "per_page", 20, low=1, high=roster.MAX_PER_PAGE)
     order_by = params.choice(query, "orderby", "enrolled_at", tuple(ORDER_FIELDS))
     order = params.choice(query, "order", "desc", ("asc", "desc"))
-    async with request.app[DATABASE].read() as session:
+    async with request.app[DATABASE].snapshot() as reads:
         result = await roster.course_students(
-            session,
+            reads,
             request[VIEWER],
             course_id,
             page=page,

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from coursepulse.models import Certificate, Lesson
+from coursepulse.models.rows import CertificateRow, LessonRow
 from coursepulse.resolvers.certificates import certificate_url
 from coursepulse.resolvers.enrollments import LessonChange
 from coursepulse.resolvers.errors import DomainError
@@ -30,7 +31,7 @@ def error(error: DomainError) -> JSON:
     }
 
 
-def _lesson(lesson: Lesson | None, *, with_order: bool = True) -> JSON | None:
+def _lesson(lesson: Lesson | LessonRow | None, *, with_order: bool = True) -> JSON | None:
     if lesson is None:
         return None
     shape: JSON = {"id": lesson.id, "title": lesson.title}
@@ -86,7 +87,7 @@ def my_course(record: ProgressRecord) -> JSON:
     }
 
 
-def lesson_change(change: LessonChange, following: Lesson | None) -> JSON:
+def lesson_change(change: LessonChange, following: Lesson | LessonRow | None) -> JSON:
     return {
         "message": change.message,
         "data": {
@@ -116,7 +117,7 @@ def students(page: RosterPage) -> JSON:
     }
 
 
-def certificate(row: Certificate, base_url: str) -> JSON:
+def certificate(row: Certificate | CertificateRow, base_url: str) -> JSON:
     return {
         "certificate_url": certificate_url(base_url, row),
         "certificate_id": row.number,

@@ -4,11 +4,18 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
-from coursepulse.models import Certificate, Course, Enrollment, Lesson, LessonCompletion, User
 from coursepulse.models.db import SharedReader
+from coursepulse.models.reads import ReadTransaction
+from coursepulse.models.rows import (
+    CertificateRow,
+    CompletionRow,
+    CourseRow,
+    EnrollmentRow,
+    LessonRow,
+    UserRow,
+)
 from coursepulse.resolvers import lookups
 
 K = TypeVar("K")
@@ -17,12 +24,11 @@ V = TypeVar("V")
 
 def _loader(
     reader: SharedReader,
-    fetch: Callable[[AsyncSession, Sequence[K]], Awaitable[Mapping[K, V]]],
+    fetch: Callable[[ReadTransaction, Sequence[K]], Awaitable[Mapping[K, V]]],
     default: Callable[[], V | None] = lambda: None,
 ) -> DataLoader[K, V]:
     async def load(keys: list[K]) -> list[V]:
-        async with reader.session() as session:
-            found = await fetch(session, keys)
+        found = await fetch(await reader.reads(), keys)
         return [found.get(key, default()) for key in keys]  # type: ignore[misc]
 
     return DataLoader(load_fn=load)
@@ -32,14 +38,14 @@ def _loader(
 class Loaders:
     reader: SharedReader
     viewer_id: int | None = None
-    users: DataLoader[int, User | None] = field(init=False)
-    courses: DataLoader[int, Course | None] = field(init=False)
-    lessons: DataLoader[int, list[Lesson]] = field(init=False)
-    completions: DataLoader[int, list[LessonCompletion]] = field(init=False)
-    instructors: DataLoader[int, list[User]] = field(init=False)
-    certificates: DataLoader[int, Certificate | None] = field(init=False)
+    users: DataLoader[int, UserRow | None] = field(init=False)
+    courses: DataLoader[int, CourseRow | None] = field(init=False)
+    lessons: DataLoader[int, list[LessonRow]] = field(init=False)
+    completions: DataLoader[int, list[CompletionRow]] = field(init=False)
+    instructors: DataLoader[int, list[UserRow]] = field(init=False)
+    certificates: DataLoader[int, CertificateRow | None] = field(init=False)
     #: The viewer's own enrolment in a course, by course id.
-    my_enrollments: DataLoader[int, Enrollment | None] = field(init=False)
+    my_enrollments: DataLoader[int, EnrollmentRow | None] = field(init=False)
 
     def __post_init__(self) -> None:
         self.users = _loader(self.reader, lookups.users_by_id)
@@ -50,9 +56,11 @@ class Loaders:
         self.certificates = _loader(self.reader, lookups.certificates_by_enrollment)
         viewer_id = self.viewer_id
 
-        async def mine(session: AsyncSession, course_ids: Sequence[int]) -> dict[int, Enrollment]:
+        async def mine(
+            reads: ReadTransaction, course_ids: Sequence[int]
+        ) -> dict[int, EnrollmentRow]:
             if viewer_id is None:
                 return {}
-            return await lookups.enrollments_of_user(session, viewer_id, course_ids)
+            return await lookups.enrollments_of_user(reads, viewer_id, course_ids)
 
         self.my_enrollments = _loader(self.reader, mine)

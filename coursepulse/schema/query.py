@@ -67,10 +67,9 @@ class Query:
     ) -> Progress:
         course_id = parse_id(courseId, field="courseId")
         user_id = parse_id(userId, field="userId") if userId is not None else None
-        async with info.context.reader.session() as session:
-            record = await enrollments.course_progress(
-                session, info.context.viewer, course_id, user_id
-            )
+        record = await enrollments.course_progress(
+            await info.context.reader.reads(), info.context.viewer, course_id, user_id
+        )
         return Progress.from_record(record)
 
     @strawberry.field(
@@ -88,17 +87,16 @@ class Query:
         order: SortOrder = SortOrder.DESC,
         search: str | None = None,
     ) -> StudentPage:
-        async with info.context.reader.session() as session:
-            result = await roster.course_students(
-                session,
-                info.context.viewer,
-                parse_id(courseId, field="courseId"),
-                page=page,
-                per_page=perPage,
-                order_by=orderBy,
-                descending=order == SortOrder.DESC,
-                search=search,
-            )
+        result = await roster.course_students(
+            await info.context.reader.reads(),
+            info.context.viewer,
+            parse_id(courseId, field="courseId"),
+            page=page,
+            per_page=perPage,
+            order_by=orderBy,
+            descending=order == SortOrder.DESC,
+            search=search,
+        )
         return StudentPage.from_page(result)
 
     @strawberry.field

@@ -5,6 +5,7 @@ from datetime import datetime
 import strawberry
 
 from coursepulse import models
+from coursepulse.models.rows import CertificateRow, CompletionRow, CourseRow, LessonRow, UserRow
 from coursepulse.resolvers.certificates import certificate_url
 from coursepulse.resolvers.progress import (
     ProgressRecord,
@@ -36,7 +37,7 @@ class User:
     role: Role
 
     @classmethod
-    def from_model(cls, user: models.User) -> "User":
+    def from_model(cls, user: models.User | UserRow) -> "User":
         return cls(
             id=gid(user.id),
             username=user.username,
@@ -54,7 +55,7 @@ class Lesson:
     order: int = strawberry.field(description="1-based position in the course.")
 
     @classmethod
-    def from_model(cls, lesson: models.Lesson) -> "Lesson":
+    def from_model(cls, lesson: models.Lesson | LessonRow) -> "Lesson":
         return cls(
             id=gid(lesson.id),
             course_id=gid(lesson.course_id),
@@ -71,10 +72,10 @@ class Course:
     description: str | None
     status: CourseStatus
     total_lessons: int
-    _row: strawberry.Private[models.Course]
+    _row: strawberry.Private[models.Course | CourseRow]
 
     @classmethod
-    def from_model(cls, course: models.Course) -> "Course":
+    def from_model(cls, course: models.Course | CourseRow) -> "Course":
         return cls(
             id=gid(course.id),
             slug=course.slug,
@@ -155,7 +156,7 @@ class Progress:
 
     async def _lessons_and_done(
         self, info: strawberry.Info[Context]
-    ) -> tuple[list[models.Lesson], dict[int, models.LessonCompletion]]:
+    ) -> tuple[list[LessonRow], dict[int, CompletionRow]]:
         loaders = info.context.loaders
         lessons = await loaders.lessons.load(self._record.course.id)  # type: ignore[arg-type]
         completions = await loaders.completions.load(self._record.enrollment.id)  # type: ignore[arg-type]
@@ -220,7 +221,7 @@ class Student:
     _record: strawberry.Private[ProgressRecord]
 
     @classmethod
-    def from_rows(cls, record: ProgressRecord, user: models.User) -> "Student":
+    def from_rows(cls, record: ProgressRecord, user: models.User | UserRow) -> "Student":
         enrollment = record.enrollment
         return cls(
             user_id=gid(user.id),
@@ -287,7 +288,9 @@ class Certificate:
     )
 
     @classmethod
-    def from_model(cls, certificate: models.Certificate, base_url: str) -> "Certificate":
+    def from_model(
+        cls, certificate: models.Certificate | CertificateRow, base_url: str
+    ) -> "Certificate":
         return cls(
             certificate_id=certificate.number,
             certificate_url=certificate_url(base_url, certificate),
