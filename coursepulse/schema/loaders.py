@@ -1,7 +1,7 @@
 """Per-request DataLoaders: lists resolve their related rows in one statement per batch."""
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TypeVar
 
 from strawberry.dataloader import DataLoader
@@ -34,26 +34,40 @@ def _loader(
     return DataLoader(load_fn=load)
 
 
-@dataclass
 class Loaders:
-    reader: SharedReader
-    viewer_id: int | None = None
-    users: DataLoader[int, UserRow | None] = field(init=False)
-    courses: DataLoader[int, CourseRow | None] = field(init=False)
-    lessons: DataLoader[int, list[LessonRow]] = field(init=False)
-    completions: DataLoader[int, list[CompletionRow]] = field(init=False)
-    instructors: DataLoader[int, list[UserRow]] = field(init=False)
-    certificates: DataLoader[int, CertificateRow | None] = field(init=False)
-    #: The viewer's own enrolment in a course, by course id.
-    my_enrollments: DataLoader[int, EnrollmentRow | None] = field(init=False)
+    """The operation's DataLoaders, each made on first use (most operations need one or two)."""
 
-    def __post_init__(self) -> None:
-        self.users = _loader(self.reader, lookups.users_by_id)
-        self.courses = _loader(self.reader, lookups.courses_by_id)
-        self.lessons = _loader(self.reader, lookups.lessons_by_course, list)
-        self.completions = _loader(self.reader, lookups.completions_by_enrollment, list)
-        self.instructors = _loader(self.reader, lookups.instructors_by_course, list)
-        self.certificates = _loader(self.reader, lookups.certificates_by_enrollment)
+    def __init__(self, reader: SharedReader, viewer_id: int | None = None) -> None:
+        self.reader = reader
+        self.viewer_id = viewer_id
+
+    @cached_property
+    def users(self) -> DataLoader[int, UserRow | None]:
+        return _loader(self.reader, lookups.users_by_id)
+
+    @cached_property
+    def courses(self) -> DataLoader[int, CourseRow | None]:
+        return _loader(self.reader, lookups.courses_by_id)
+
+    @cached_property
+    def lessons(self) -> DataLoader[int, list[LessonRow]]:
+        return _loader(self.reader, lookups.lessons_by_course, list)
+
+    @cached_property
+    def completions(self) -> DataLoader[int, list[CompletionRow]]:
+        return _loader(self.reader, lookups.completions_by_enrollment, list)
+
+    @cached_property
+    def instructors(self) -> DataLoader[int, list[UserRow]]:
+        return _loader(self.reader, lookups.instructors_by_course, list)
+
+    @cached_property
+    def certificates(self) -> DataLoader[int, CertificateRow | None]:
+        return _loader(self.reader, lookups.certificates_by_enrollment)
+
+    @cached_property
+    def my_enrollments(self) -> DataLoader[int, EnrollmentRow | None]:
+        """The viewer's own enrolment in a course, by course id."""
         viewer_id = self.viewer_id
 
         async def mine(
@@ -63,4 +77,4 @@ class Loaders:
                 return {}
             return await lookups.enrollments_of_user(reads, viewer_id, course_ids)
 
-        self.my_enrollments = _loader(self.reader, mine)
+        return _loader(self.reader, mine)
