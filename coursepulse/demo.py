@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coursepulse.models import CourseStatus, Role, User
 from coursepulse.models.db import Database
-from coursepulse.resolvers import courses, enrollments, users
+from coursepulse.resolvers import completions, courses, enrollments, users
 from coursepulse.resolvers.users import viewer_of
 
 
@@ -99,9 +99,9 @@ async def load_demo(db: Database) -> list[DemoLogin]:
             for lesson in await courses.course_lessons(session, web_course.id)  # type: ignore[arg-type]
         ]
         for lesson_id in lesson_ids[:5]:
-            await enrollments.complete_lesson(session, john, web_course.id, lesson_id)  # type: ignore[arg-type]
+            await completions.complete_lesson(session, john, web_course.id, lesson_id)  # type: ignore[arg-type]
         for seconds in (3600, 3600, 3600, 25 * 60):  # "3 hours 25 minutes" of study
             await enrollments.record_activity(session, john, web_course.id, seconds)  # type: ignore[arg-type]
         for lesson_id in lesson_ids:
-            await enrollments.complete_lesson(session, jane, web_course.id, lesson_id)  # type: ignore[arg-type]
+            await completions.complete_lesson(session, jane, web_course.id, lesson_id)  # type: ignore[arg-type]
     return LOGINS

@@ -24,7 +24,7 @@ from coursepulse.models import (
     User,
 )
 from coursepulse.models.db import Database
-from coursepulse.resolvers import courses, enrollments, users
+from coursepulse.resolvers import completions, courses, enrollments, users
 from coursepulse.resolvers.courses import CourseChanges
 from coursepulse.resolvers.errors import (
     Forbidden,
@@ -1172,7 +1172,7 @@ async def test_resolver_lesson_changes_keep_unenrolled_students_unenrolled(
     async with db.write() as session:
         await enrollments.enroll(session, school.student.viewer, school.course_id)
         for lesson_id in (l1, l2):
-            await enrollments.complete_lesson(
+            await completions.complete_lesson(
                 session, school.student.viewer, school.course_id, lesson_id
             )
         await enrollments.unenroll(session, school.student.viewer, school.course_id)
@@ -1276,7 +1276,7 @@ async def test_resolver_delete_lesson_logs_the_course_completions_it_causes(
     async with db.write() as session:
         await enrollments.enroll(session, school.other_student.viewer, school.course_id)
         for lesson_id in (l1, l3, l4):
-            await enrollments.complete_lesson(
+            await completions.complete_lesson(
                 session, school.other_student.viewer, school.course_id, lesson_id
             )
 

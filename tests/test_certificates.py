@@ -19,7 +19,7 @@ from sqlalchemy import func, select, text
 
 from coursepulse.models import Certificate, ProgressEvent, ProgressEventKind, Role
 from coursepulse.models.db import Database
-from coursepulse.resolvers import certificates, enrollments, users
+from coursepulse.resolvers import certificates, completions, enrollments, users
 from coursepulse.resolvers.users import viewer_of
 from coursepulse.resolvers.viewer import Viewer
 from tests.conftest import Account, School, error_codes, graphql, make_course, make_user
@@ -129,7 +129,7 @@ async def finish_course(
     async with db.write() as session:
         await enrollments.enroll(session, viewer, course_id)
         for lesson_id in lesson_ids:
-            await enrollments.complete_lesson(session, viewer, course_id, lesson_id)
+            await completions.complete_lesson(session, viewer, course_id, lesson_id)
 
 
 async def graduate(db: Database, school: School) -> None:
@@ -364,7 +364,7 @@ async def test_fifty_students_finishing_at_once_get_fifty_consecutive_numbers(
         for viewer in viewers:
             await enrollments.enroll(session, viewer, course_id)
             for lesson_id in lesson_ids:
-                await enrollments.complete_lesson(session, viewer, course_id, lesson_id)
+                await completions.complete_lesson(session, viewer, course_id, lesson_id)
     now = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
     # When they all ask for their certificate at the same moment

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from coursepulse.models import Course, Enrollment, Lesson
 from coursepulse.models.db import Database
-from coursepulse.resolvers import enrollments
+from coursepulse.resolvers import completions, enrollments
 from tests.conftest import School, StatementCounter, error_codes, graphql
 
 DELETE_LESSON = "mutation($id: ID!) { deleteLesson(id: $id) { totalLessons } }"
@@ -73,7 +73,7 @@ async def test_a_student_who_left_keeps_the_certificate_issued_to_them(
     async with db.write() as session:
         await enrollments.enroll(session, school.student.viewer, school.course_id)
         for lesson_id in school.lesson_ids:
-            await enrollments.complete_lesson(
+            await completions.complete_lesson(
                 session, school.student.viewer, school.course_id, lesson_id
             )
     course = {"c": str(school.course_id)}

@@ -19,7 +19,7 @@ from coursepulse.models import (
     ProgressEventKind,
 )
 from coursepulse.models.db import Database
-from coursepulse.resolvers import courses, enrollments
+from coursepulse.resolvers import completions, courses, enrollments
 from coursepulse.resolvers.errors import (
     AlreadyEnrolled,
     InvalidInput,
@@ -1027,10 +1027,10 @@ async def test_each_progress_change_appends_an_event_with_its_snapshot(
             return await operation(session, viewer, course_id, *args)
 
     await act(enrollments.enroll)
-    await act(enrollments.complete_lesson, lesson_1)
-    repeated = await act(enrollments.complete_lesson, lesson_1)
-    await act(enrollments.complete_lesson, lesson_2)
-    await act(enrollments.incomplete_lesson, lesson_2)
+    await act(completions.complete_lesson, lesson_1)
+    repeated = await act(completions.complete_lesson, lesson_1)
+    await act(completions.complete_lesson, lesson_2)
+    await act(completions.incomplete_lesson, lesson_2)
     await act(enrollments.record_activity, 30, lesson_1)
     await act(enrollments.unenroll)
 
@@ -1052,13 +1052,13 @@ async def test_no_ops_and_failures_append_no_event(db: Database, school: School)
     lesson_1, lesson_2 = school.lesson_ids[:2]
     async with db.write() as session:
         await enrollments.enroll(session, viewer, course_id)
-        await enrollments.complete_lesson(session, viewer, course_id, lesson_1)
+        await completions.complete_lesson(session, viewer, course_id, lesson_1)
     logged = await events(db, school.student, course_id)
 
     async with db.write() as session:
-        again = await enrollments.complete_lesson(session, viewer, course_id, lesson_1)
+        again = await completions.complete_lesson(session, viewer, course_id, lesson_1)
     async with db.write() as session:
-        nothing = await enrollments.incomplete_lesson(session, viewer, course_id, lesson_2)
+        nothing = await completions.incomplete_lesson(session, viewer, course_id, lesson_2)
     with pytest.raises(AlreadyEnrolled):
         async with db.write() as session:
             await enrollments.enroll(session, viewer, course_id)
@@ -1088,7 +1088,7 @@ async def test_resolvers_enforce_the_learner_rules(db: Database, school: School)
     with pytest.raises(NotFound):
         await attempt(enrollments.enroll, student, draft_id)
     with pytest.raises(NotEnrolled):
-        await attempt(enrollments.complete_lesson, student, course_id, school.lesson_ids[0])
+        await attempt(completions.complete_lesson, student, course_id, school.lesson_ids[0])
     with pytest.raises(NotEnrolled):
         await attempt(enrollments.record_activity, student, course_id, 60)
     with pytest.raises(NotEnrolled):
@@ -1098,12 +1098,12 @@ async def test_resolvers_enforce_the_learner_rules(db: Database, school: School)
     record = await attempt(enrollments.enroll, student, course_id)
     assert (record.enrollment.status, record.percentage) == ("active", 0)
     with pytest.raises(NotFound):
-        await attempt(enrollments.complete_lesson, student, course_id, foreign_lesson)
+        await attempt(completions.complete_lesson, student, course_id, foreign_lesson)
     for seconds in (0, -5, 3601):
         with pytest.raises(InvalidInput):
             await attempt(enrollments.record_activity, student, course_id, seconds)
     for lesson_id in school.lesson_ids[:3]:
-        await attempt(enrollments.complete_lesson, student, course_id, lesson_id)
+        await attempt(completions.complete_lesson, student, course_id, lesson_id)
     record = await attempt(enrollments.record_activity, student, course_id, 61)
     assert (record.percentage, record.enrollment.time_spent_seconds) == (75, 61)
     async with db.snapshot() as reads:

@@ -45,7 +45,7 @@ from coursepulse.events.feed import Feeds
 from coursepulse.events.stream import stream_events
 from coursepulse.models import ProgressEvent, ProgressEventKind, Role
 from coursepulse.models.db import Database, create_engine
-from coursepulse.resolvers import enrollments
+from coursepulse.resolvers import completions, enrollments
 from coursepulse.resolvers.errors import ResumeRequired
 from coursepulse.settings import Settings
 from coursepulse.web.keys import BROKER
@@ -688,7 +688,7 @@ async def complete_in_one_transaction(
     """Several completions committed together: one burst of events."""
     async with db.write() as session:
         for lesson in lessons:
-            await enrollments.complete_lesson(
+            await completions.complete_lesson(
                 session, student.viewer, school.course_id, school.lesson_ids[lesson]
             )
 
@@ -809,6 +809,8 @@ async def test_lost_listener_connection_reconnects_and_catches_up_from_the_log(
     broker = client.server.app[BROKER]
     database = db.engine.url.database
     await enroll(client, school, school.student)
+    # The service's pools hold their connections once used (the completion's own too).
+    await complete(client, school, school.student, 2)
     async with LiveClient(ws_url(client), TRANSPORT_WS, account=school.instructor) as live:
         stream = await follow(live, COURSE_ACTIVITY, school.course_id, await last_event_id(db))
         # Connections to our database cannot be refused from inside it: act from another one.

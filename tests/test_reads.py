@@ -15,7 +15,7 @@ from coursepulse.models.rows import (
     LessonRow,
     UserRow,
 )
-from coursepulse.resolvers import enrollments, lookups
+from coursepulse.resolvers import completions, enrollments, lookups
 from tests.conftest import School
 
 ROWS_AND_TABLES = [
@@ -37,7 +37,7 @@ def test_rows_have_their_tables_columns_in_order(row: type, table: type) -> None
 async def test_rows_carry_the_values_the_orm_gives(db: Database, school: School) -> None:
     async with db.write() as session:
         await enrollments.enroll(session, school.student.viewer, school.course_id)
-        await enrollments.complete_lesson(
+        await completions.complete_lesson(
             session, school.student.viewer, school.course_id, school.lesson_ids[0]
         )
     async with db.read() as session:
@@ -94,7 +94,7 @@ async def test_a_read_transaction_sees_one_snapshot(db: Database, school: School
     async with db.snapshot() as reads:
         before = await enrollments.course_progress(reads, school.student.viewer, school.course_id)
         async with db.write() as session:
-            await enrollments.complete_lesson(
+            await completions.complete_lesson(
                 session, school.student.viewer, school.course_id, school.lesson_ids[0]
             )
         during = await enrollments.course_progress(reads, school.student.viewer, school.course_id)

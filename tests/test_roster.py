@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coursepulse.models import Enrollment, Role
 from coursepulse.models.db import Database
-from coursepulse.resolvers import enrollments, roster
+from coursepulse.resolvers import completions, enrollments, roster
 from coursepulse.resolvers.errors import Forbidden, InvalidInput, NotEnrolled, NotFound
 from coursepulse.resolvers.roster import StudentOrder
 from coursepulse.resolvers.users import create_user, viewer_of
@@ -195,7 +195,7 @@ async def enrol_in(
     """Enrol through the resolvers and complete the first `completed` lessons."""
     await enrollments.enroll(session, account.viewer, course_id)
     for lesson_id in lesson_ids[:completed]:
-        await enrollments.complete_lesson(session, account.viewer, course_id, lesson_id)
+        await completions.complete_lesson(session, account.viewer, course_id, lesson_id)
 
 
 async def enrol_with_progress(
@@ -628,7 +628,7 @@ async def test_statements_per_roster_page_do_not_grow_with_per_page(
             viewer = viewer_of(user)
             await enrollments.enroll(session, viewer, school.course_id)
             for lesson_id in school.lesson_ids[: number % 5]:
-                await enrollments.complete_lesson(session, viewer, school.course_id, lesson_id)
+                await completions.complete_lesson(session, viewer, school.course_id, lesson_id)
     variables = {"courseId": str(school.course_id)}
     # The first request verifies the password; later ones use the credential cache.
     warm_up = await graphql(client, ROSTER_NESTED, {**variables, "perPage": 1}, as_=school.admin)

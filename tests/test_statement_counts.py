@@ -3,7 +3,7 @@
 from aiohttp.test_utils import TestClient
 
 from coursepulse.models.db import Database
-from coursepulse.resolvers import enrollments
+from coursepulse.resolvers import completions, enrollments
 from tests.conftest import Account, School, StatementCounter, graphql, make_course, make_user
 
 PROGRESS_BAR = """query($c: ID!) { courseProgress(courseId: $c) {
@@ -48,7 +48,7 @@ async def test_a_full_progress_read_is_a_fixed_handful(
 ) -> None:
     async with db.write() as session:
         await enrollments.enroll(session, school.student.viewer, school.course_id)
-        await enrollments.complete_lesson(
+        await completions.complete_lesson(
             session, school.student.viewer, school.course_id, school.lesson_ids[0]
         )
     own = {"c": str(school.course_id), "u": None}

@@ -7,11 +7,11 @@ of failing when a read transaction tries to upgrade to a write.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import bindparam, event, func, select, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -20,7 +20,10 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from coursepulse.models.reads import ReadPool, ReadTransaction, create_read_pool
+from coursepulse.models.reads import Query, ReadPool, ReadTransaction, create_read_pool
+from coursepulse.models.writes import Writer, WriteTransaction
+
+T = TypeVar("T")
 
 _WRITE_OPTION = "coursepulse_write"
 #: PostgreSQL channel on which writes announce courses with new progress events.
@@ -28,6 +31,7 @@ NOTIFY_CHANNEL = "coursepulse_progress"
 #: Session.info key: ids of courses whose event log this transaction appended to.
 EVENT_COURSES = "coursepulse.event_courses"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_NOTIFY = Query(select(func.pg_notify(bindparam("channel"), bindparam("payload"))))
 
 
 def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
@@ -75,6 +79,7 @@ class Database:
         #: Called with the courses that have new events, after each write commits.
         self.after_commit: list[Callable[[set[int]], None]] = []
         self._reads: ReadPool | None = None
+        self._writer: Writer | None = None
 
     @property
     def reads(self) -> ReadPool:
@@ -115,6 +120,30 @@ class Database:
                 if courses:
                     callback(courses)
 
+    @property
+    def writer(self) -> Writer:
+        """The lean write path (models/writes.py), opened on first use."""
+        if self._writer is None:
+            self._writer = Writer(self.engine.url, self.engine.dialect)
+        return self._writer
+
+    async def change(self, work: Callable[[WriteTransaction], Awaitable[T]]) -> T:
+        """`work` in one lean write transaction; its courses' new events are announced
+        as `write()` does: NOTIFY inside the transaction, `after_commit` after it."""
+
+        async def notify(transaction: WriteTransaction) -> None:
+            if self.dialect == "postgresql":
+                for course_id in sorted(transaction.event_courses):
+                    await transaction.execute(
+                        _NOTIFY, channel=NOTIFY_CHANNEL, payload=str(course_id)
+                    )
+
+        transaction, result = await self.writer.run(work, notify)
+        if transaction.event_courses:
+            for callback in self.after_commit:
+                callback(set(transaction.event_courses))
+        return result
+
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[ReadTransaction]:
         """A lean read transaction (models/reads.py) for the block."""
@@ -136,6 +165,8 @@ class Database:
     async def dispose(self) -> None:
         if self._reads is not None:
             await self._reads.close()
+        if self._writer is not None:
+            await self._writer.close()
         await self.engine.dispose()
 
 

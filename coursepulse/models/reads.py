@@ -7,8 +7,10 @@ lookup that SQLite answers in microseconds. The reads every page view makes
 statements compiled once per dialect (`Query`) and run here on a connection of
 a small pool of our own, in one read-only transaction per operation:
 
-- SQLite: aiosqlite connections with `query_only` set, one thread hop per
-  statement; `BEGIN` (deferred) gives the transaction one snapshot in WAL mode.
+- SQLite: connections with `query_only` set, called on the event loop (a statement
+  by key costs microseconds, less than a hop to a thread); `BEGIN` (deferred) gives
+  the transaction one snapshot in WAL mode, and a busy database is retried
+  asynchronously, never waited for inside the loop.
 - PostgreSQL: asyncpg connections (prepared statements cached per connection),
   `REPEATABLE READ, READ ONLY`.
 
@@ -21,18 +23,18 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-import aiosqlite
 import asyncpg
 from sqlalchemy import BigInteger, ColumnElement, String, bindparam, or_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
 
@@ -40,9 +42,10 @@ log = logging.getLogger("coursepulse.reads")
 
 #: Connections a pool opens at most; an operation holds one while it runs.
 DEFAULT_POOL_SIZE = 8
-#: How long a SQLite reader waits on a lock before giving up (WAL readers rarely wait).
-SQLITE_READ_BUSY_TIMEOUT_MS = 5_000
+#: How long a lean SQLite statement keeps retrying a busy database before giving up.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
 
+T = TypeVar("T")
 Row = tuple[Any, ...]
 StatementObserver = Callable[[str], None]
 
@@ -128,11 +131,11 @@ class _Compiled:
 
 
 class Query:
-    """A Core SELECT with named `bindparam`s, compiled once per dialect."""
+    """A Core statement with named `bindparam`s, compiled once per dialect."""
 
     __slots__ = ("_compiled", "statement")
 
-    def __init__(self, statement: Select[Any]) -> None:
+    def __init__(self, statement: Executable) -> None:
         self.statement = statement
         self._compiled: dict[str, _Compiled] = {}
 
@@ -143,7 +146,7 @@ class Query:
         return found
 
 
-def _compile(statement: Select[Any], dialect: Dialect) -> _Compiled:
+def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
     compiled = statement.compile(dialect=dialect)
     if any(bind.expanding for bind in compiled.binds.values()):
         raise ValueError("expanding IN is not supported here: use in_ids() or one_of()")
@@ -282,43 +285,81 @@ class ReadPool(ABC):
     async def _close_connection(self, connection: Any) -> None: ...
 
 
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    return "locked" in str(error) or "busy" in str(error)
+
+
+async def sqlite_without_waiting(call: Callable[[], T]) -> T:
+    """`call()` on the event loop; when SQLite is busy, retry later instead of blocking it.
+
+    SQLite answers an indexed statement in microseconds, less than a hop to a thread
+    costs, so the lean path calls it directly. Its connections have no busy timeout
+    (which would sleep inside the event loop): a busy database is retried here after
+    an asynchronous pause, for up to SQLITE_BUSY_TIMEOUT_MS in all.
+    """
+    delay = 0.001
+    waited = 0.0
+    while True:
+        try:
+            return call()
+        except sqlite3.OperationalError as error:
+            if not _is_busy(error) or waited * 1000 >= SQLITE_BUSY_TIMEOUT_MS:
+                raise
+        await asyncio.sleep(delay)
+        waited += delay
+        delay = min(delay * 2, 0.05)
+
+
 class _SqliteTransaction(ReadTransaction):
     def __init__(
-        self, dialect: Dialect, observers: list[StatementObserver], connection: aiosqlite.Connection
+        self, dialect: Dialect, observers: list[StatementObserver], connection: sqlite3.Connection
     ) -> None:
         super().__init__(dialect, observers)
         self.connection = connection
 
     async def _fetch(self, sql: str, arguments: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
-        return list(await self.connection.execute_fetchall(sql, arguments))
+        return await sqlite_without_waiting(
+            lambda: self.connection.execute(sql, arguments).fetchall()
+        )
+
+
+def open_sqlite(path: str, *, read_only: bool) -> sqlite3.Connection:
+    """A connection for the lean path: autocommit (we issue BEGIN), no busy timeout."""
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA busy_timeout=0")
+    connection.execute("PRAGMA foreign_keys=ON")
+    if read_only:
+        connection.execute("PRAGMA query_only=1")
+    return connection
 
 
 class SqliteReadPool(ReadPool):
-    """aiosqlite connections that may only read (`PRAGMA query_only`)."""
+    """SQLite connections that may only read (`PRAGMA query_only`), used on the event loop.
+
+    Only bounded, indexed statements belong here (a page, a few rows by key): each runs
+    to completion on the event loop. In WAL mode readers do not wait for writers.
+    """
 
     def __init__(self, dialect: Dialect, path: str, size: int = DEFAULT_POOL_SIZE) -> None:
         super().__init__(dialect, size)
         self.path = path
 
-    async def _open(self) -> aiosqlite.Connection:
-        connection = await aiosqlite.connect(self.path, isolation_level=None)
-        await connection.execute_fetchall(f"PRAGMA busy_timeout={SQLITE_READ_BUSY_TIMEOUT_MS}")
-        await connection.execute_fetchall("PRAGMA query_only=1")
-        return connection
+    async def _open(self) -> sqlite3.Connection:
+        return open_sqlite(self.path, read_only=True)
 
-    async def _begin(self, connection: aiosqlite.Connection) -> ReadTransaction:
-        await connection.execute_fetchall("BEGIN")
+    async def _begin(self, connection: sqlite3.Connection) -> ReadTransaction:
+        connection.execute("BEGIN")  # deferred: the first read takes the snapshot
         return _SqliteTransaction(self.dialect, self.observers, connection)
 
-    def _connection_of(self, transaction: ReadTransaction) -> aiosqlite.Connection:
+    def _connection_of(self, transaction: ReadTransaction) -> sqlite3.Connection:
         assert isinstance(transaction, _SqliteTransaction)
         return transaction.connection
 
-    async def _rollback(self, connection: aiosqlite.Connection) -> None:
-        await connection.execute_fetchall("ROLLBACK")
+    async def _rollback(self, connection: sqlite3.Connection) -> None:
+        connection.execute("ROLLBACK")
 
-    async def _close_connection(self, connection: aiosqlite.Connection) -> None:
-        await connection.close()
+    async def _close_connection(self, connection: sqlite3.Connection) -> None:
+        connection.close()
 
 
 class _PostgresTransaction(ReadTransaction):

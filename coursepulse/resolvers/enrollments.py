@@ -1,8 +1,5 @@
 """What students do: enrol, leave, complete lessons, study, and read their progress."""
 
-from dataclasses import dataclass
-from datetime import datetime
-
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,17 +30,6 @@ from coursepulse.resolvers.validation import check_range
 from coursepulse.resolvers.viewer import Viewer, require_viewer
 
 MAX_ACTIVITY_SECONDS = 3600
-
-
-@dataclass(frozen=True, slots=True)
-class LessonChange:
-    """The outcome of completeLesson / incompleteLesson."""
-
-    message: str
-    lesson_id: int
-    completed_at: datetime | None
-    already_completed: bool
-    progress: ProgressRecord
 
 
 async def _enrollment(
@@ -140,100 +126,6 @@ async def unenroll(session: AsyncSession, viewer: Viewer | None, course_id: int)
     )
     await session.flush()
     return course_id
-
-
-async def _lesson_action(
-    session: AsyncSession, viewer: Viewer | None, course_id: int, lesson_id: int
-) -> tuple[Course, Enrollment, LessonCompletion | None]:
-    """Course, locked active enrolment, and the lesson's completion row if there is one."""
-    _viewer, course, enrollment = await learning_enrollment(session, viewer, course_id)
-    await _lesson_of(session, course_id, lesson_id)
-    completion = await session.scalar(
-        select(LessonCompletion).where(
-            LessonCompletion.enrollment_id == enrollment.id,
-            LessonCompletion.lesson_id == lesson_id,
-        )
-    )
-    return course, enrollment, completion
-
-
-def _change(
-    message: str,
-    lesson_id: int,
-    course: Course,
-    enrollment: Enrollment,
-    *,
-    completed_at: datetime | None = None,
-    already_completed: bool = False,
-) -> LessonChange:
-    return LessonChange(
-        message=message,
-        lesson_id=lesson_id,
-        completed_at=completed_at,
-        already_completed=already_completed,
-        progress=ProgressRecord(enrollment, course),
-    )
-
-
-async def complete_lesson(
-    session: AsyncSession, viewer: Viewer | None, course_id: int, lesson_id: int
-) -> LessonChange:
-    """Mark a lesson complete, exactly once; a second call changes nothing."""
-    course, enrollment, existing = await _lesson_action(session, viewer, course_id, lesson_id)
-    if existing is not None:
-        return _change(
-            "Lesson already marked as complete",
-            lesson_id,
-            course,
-            enrollment,
-            completed_at=existing.completed_at,
-            already_completed=True,
-        )
-    now = utcnow()
-    session.add(
-        LessonCompletion(enrollment_id=enrollment.id, lesson_id=lesson_id, completed_at=now)
-    )
-    enrollment.completed_lessons += 1
-    enrollment.last_accessed_at = now
-    course_completed = settle_status(enrollment, course.total_lessons, now)
-    kinds = [ProgressEventKind.LESSON_COMPLETED]
-    if course_completed:
-        kinds.append(ProgressEventKind.COURSE_COMPLETED)
-    for kind in kinds:
-        await append_event(
-            session,
-            kind=kind,
-            enrollment=enrollment,
-            total_lessons=course.total_lessons,
-            occurred_at=now,
-            lesson_id=lesson_id if kind == ProgressEventKind.LESSON_COMPLETED else None,
-        )
-    await session.flush()
-    return _change("Lesson marked as complete", lesson_id, course, enrollment, completed_at=now)
-
-
-async def incomplete_lesson(
-    session: AsyncSession, viewer: Viewer | None, course_id: int, lesson_id: int
-) -> LessonChange:
-    """Undo a completion; a lesson that is not complete is left as it is."""
-    course, enrollment, existing = await _lesson_action(session, viewer, course_id, lesson_id)
-    if existing is None:
-        return _change("Lesson is not marked as complete", lesson_id, course, enrollment)
-    now = utcnow()
-    await session.delete(existing)
-    enrollment.completed_lessons = max(0, enrollment.completed_lessons - 1)
-    enrollment.last_accessed_at = now
-    settle_status(enrollment, course.total_lessons, now)
-    await append_event(
-        session,
-        kind=ProgressEventKind.LESSON_INCOMPLETED,
-        enrollment=enrollment,
-        total_lessons=course.total_lessons,
-        occurred_at=now,
-        lesson_id=lesson_id,
-    )
-    await session.flush()
-    return _change("Lesson marked as incomplete", lesson_id, course, enrollment)
 
 
 async def record_activity(

@@ -1,12 +1,16 @@
 """Appending to the progress event log, in the transaction of the change it records."""
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Integer, bindparam, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coursepulse.models import Enrollment, ProgressEvent, ProgressEventKind
 from coursepulse.models.db import EVENT_COURSES
+from coursepulse.models.reads import Query
+from coursepulse.models.rows import EnrollmentRow
+from coursepulse.models.writes import WriteTransaction
 from coursepulse.resolvers.progress import progress_percentage
 
 #: Heartbeats within this many seconds of the last ACTIVITY event add time but no event.
@@ -15,6 +19,78 @@ ACTIVITY_EVENT_INTERVAL_SECONDS = 30
 _EVENT_LOCK_SPACE = 0x6370
 #: Session.info key: courses whose event lock this transaction already holds.
 _LOCKED_COURSES = "coursepulse.locked_event_courses"
+_EVENT_COLUMNS = (
+    "kind",
+    "occurred_at",
+    "course_id",
+    "user_id",
+    "lesson_id",
+    "progress_percentage",
+    "completed_lessons",
+    "total_lessons",
+)
+
+
+def event_values(
+    *,
+    kind: ProgressEventKind,
+    enrollment: Enrollment | EnrollmentRow,
+    total_lessons: int,
+    occurred_at: datetime,
+    lesson_id: int | None = None,
+) -> dict[str, Any]:
+    """The columns of an event: the change and the enrolment's progress right after it."""
+    return {
+        "kind": str(kind),
+        "occurred_at": occurred_at,
+        "course_id": enrollment.course_id,
+        "user_id": enrollment.user_id,
+        "lesson_id": lesson_id,
+        "progress_percentage": progress_percentage(enrollment.completed_lessons, total_lessons),
+        "completed_lessons": enrollment.completed_lessons,
+        "total_lessons": total_lessons,
+    }
+
+
+_EVENTS = ProgressEvent.__table__
+_ADD_EVENT = Query(
+    insert(_EVENTS).values({column: bindparam(f"event_{column}") for column in _EVENT_COLUMNS})
+)
+_EVENT_LOCK = Query(
+    select(
+        func.pg_advisory_xact_lock(
+            bindparam("space", type_=Integer()), bindparam("key", type_=Integer())
+        )
+    )
+)
+
+
+async def append_event_writing(
+    transaction: WriteTransaction,
+    *,
+    kind: ProgressEventKind,
+    enrollment: EnrollmentRow,
+    total_lessons: int,
+    occurred_at: datetime,
+    lesson_id: int | None = None,
+) -> None:
+    """`append_event` on a lean write transaction (the same columns and lock)."""
+    course_id = enrollment.course_id
+    if transaction.dialect.name == "postgresql" and course_id not in transaction.event_courses:
+        await transaction.execute(
+            _EVENT_LOCK, space=_EVENT_LOCK_SPACE, key=course_id % 2_147_483_647
+        )
+    values = event_values(
+        kind=kind,
+        enrollment=enrollment,
+        total_lessons=total_lessons,
+        occurred_at=occurred_at,
+        lesson_id=lesson_id,
+    )
+    await transaction.execute(
+        _ADD_EVENT, **{f"event_{column}": value for column, value in values.items()}
+    )
+    transaction.event_courses.add(course_id)
 
 
 async def append_event(
@@ -41,14 +117,13 @@ async def append_event(
         )
         locked.add(course_id)
     event = ProgressEvent(
-        kind=kind,
-        occurred_at=occurred_at,
-        course_id=course_id,
-        user_id=enrollment.user_id,
-        lesson_id=lesson_id,
-        progress_percentage=progress_percentage(enrollment.completed_lessons, total_lessons),
-        completed_lessons=enrollment.completed_lessons,
-        total_lessons=total_lessons,
+        **event_values(
+            kind=kind,
+            enrollment=enrollment,
+            total_lessons=total_lessons,
+            occurred_at=occurred_at,
+            lesson_id=lesson_id,
+        )
     )
     session.add(event)
     session.info.setdefault(EVENT_COURSES, set()).add(course_id)

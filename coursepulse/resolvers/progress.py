@@ -32,24 +32,45 @@ def format_time_spent(seconds: int) -> str:
     return _plural(minutes, "minute")
 
 
-def settle_status(enrollment: Enrollment, total_lessons: int, now: datetime) -> bool:
-    """Set status and completedAt from the counters; True when the course just got completed.
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """An enrolment's status and completedAt as its counters make them."""
 
-    COMPLETED exactly when every lesson of a non-empty course is complete;
-    completedAt is null whenever the status is not COMPLETED.
+    status: str
+    completed_at: datetime | None
+    #: True when this change completed the course.
+    just_completed: bool
+
+
+def settled(
+    status: str, completed_at: datetime | None, completed: int, total_lessons: int, now: datetime
+) -> Standing:
+    """The status rule: COMPLETED exactly when every lesson of a non-empty course is complete.
+
+    completedAt is null whenever the status is not COMPLETED; UNENROLLED stays as it is.
     """
-    if enrollment.status == EnrollmentStatus.UNENROLLED:
-        enrollment.completed_at = None
-        return False
-    done = total_lessons > 0 and enrollment.completed_lessons >= total_lessons
-    if done and enrollment.status != EnrollmentStatus.COMPLETED:
-        enrollment.status = EnrollmentStatus.COMPLETED
-        enrollment.completed_at = now
-        return True
-    if not done and enrollment.status == EnrollmentStatus.COMPLETED:
-        enrollment.status = EnrollmentStatus.ACTIVE
-        enrollment.completed_at = None
-    return False
+    if status == EnrollmentStatus.UNENROLLED:
+        return Standing(status, None, False)
+    done = total_lessons > 0 and completed >= total_lessons
+    if done and status != EnrollmentStatus.COMPLETED:
+        return Standing(EnrollmentStatus.COMPLETED, now, True)
+    if not done and status == EnrollmentStatus.COMPLETED:
+        return Standing(EnrollmentStatus.ACTIVE, None, False)
+    return Standing(status, completed_at, False)
+
+
+def settle_status(enrollment: Enrollment, total_lessons: int, now: datetime) -> bool:
+    """Apply `settled` to an ORM enrolment; True when the course just got completed."""
+    standing = settled(
+        enrollment.status,
+        enrollment.completed_at,
+        enrollment.completed_lessons,
+        total_lessons,
+        now,
+    )
+    enrollment.status = standing.status
+    enrollment.completed_at = standing.completed_at
+    return standing.just_completed
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,8 @@ from aiohttp import web
 
 from coursepulse.models import EnrollmentStatus
 from coursepulse.models.reads import ReadTransaction
-from coursepulse.resolvers import certificates, enrollments, lookups, roster
-from coursepulse.resolvers.enrollments import LessonChange
+from coursepulse.resolvers import certificates, completions, enrollments, lookups, roster
+from coursepulse.resolvers.completions import LessonChange
 from coursepulse.resolvers.errors import DomainError
 from coursepulse.resolvers.progress import ProgressRecord
 from coursepulse.rest import params, shapes
@@ -92,8 +92,10 @@ def _lesson_action(
     async def handler(request: web.Request) -> web.StreamResponse:
         course_id = params.path_id(request.match_info, "id")
         lesson_id = params.path_id(request.match_info, "lesson_id")
-        async with request.app[DATABASE].write() as session:
-            change = await act(session, request[VIEWER], course_id, lesson_id)
+        viewer = request[VIEWER]
+        change = await request.app[DATABASE].change(
+            lambda transaction: act(transaction, viewer, course_id, lesson_id)
+        )
         async with request.app[DATABASE].snapshot() as reads:
             details = await lookups.progress_details(
                 reads,
@@ -105,8 +107,8 @@ def _lesson_action(
     return handler
 
 
-complete_lesson = _lesson_action(enrollments.complete_lesson)
-incomplete_lesson = _lesson_action(enrollments.incomplete_lesson)
+complete_lesson = _lesson_action(completions.complete_lesson)
+incomplete_lesson = _lesson_action(completions.incomplete_lesson)
 
 
 @answers_domain_errors

@@ -6,7 +6,7 @@ from typing import Any
 from coursepulse.models import Certificate, Lesson
 from coursepulse.models.rows import CertificateRow, LessonRow
 from coursepulse.resolvers.certificates import certificate_url
-from coursepulse.resolvers.enrollments import LessonChange
+from coursepulse.resolvers.completions import LessonChange
 from coursepulse.resolvers.errors import DomainError
 from coursepulse.resolvers.lookups import ProgressDetails
 from coursepulse.resolvers.progress import ProgressRecord, format_time_spent

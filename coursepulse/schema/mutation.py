@@ -7,9 +7,9 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coursepulse import models
-from coursepulse.resolvers import certificates, courses, enrollments, users
+from coursepulse.resolvers import certificates, completions, courses, enrollments, users
+from coursepulse.resolvers.completions import LessonChange
 from coursepulse.resolvers.courses import CourseChanges
-from coursepulse.resolvers.enrollments import LessonChange
 from coursepulse.resolvers.validation import parse_id
 from coursepulse.schema.context import Context
 from coursepulse.schema.inputs import CourseInput, CourseUpdateInput, LessonInput, UserInput
@@ -75,10 +75,13 @@ class Mutation:
     ) -> LessonCompletionPayload:
         course_id = parse_id(courseId, field="courseId")
         lesson_id = parse_id(lessonId, field="lessonId")
-        async with _writing(info) as session:
-            change = await enrollments.complete_lesson(
-                session, info.context.viewer, course_id, lesson_id
+        viewer = info.context.viewer
+        change = await info.context.db.change(
+            lambda transaction: completions.complete_lesson(
+                transaction, viewer, course_id, lesson_id
             )
+        )
+        await info.context.refresh()
         return _lesson_payload(change)
 
     @strawberry.mutation
@@ -87,10 +90,13 @@ class Mutation:
     ) -> LessonCompletionPayload:
         course_id = parse_id(courseId, field="courseId")
         lesson_id = parse_id(lessonId, field="lessonId")
-        async with _writing(info) as session:
-            change = await enrollments.incomplete_lesson(
-                session, info.context.viewer, course_id, lesson_id
+        viewer = info.context.viewer
+        change = await info.context.db.change(
+            lambda transaction: completions.incomplete_lesson(
+                transaction, viewer, course_id, lesson_id
             )
+        )
+        await info.context.refresh()
         return _lesson_payload(change)
 
     @strawberry.mutation(
