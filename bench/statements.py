@@ -45,7 +45,7 @@ def basic(username: str, password: str) -> str:
 
 
 def _attach(db: Database, counter: Counter) -> None:
-    """Counts what the ORM sends and what the lean read transactions send."""
+    """Counts what the ORM sends and what the lean read and write transactions send."""
 
     def _observe(sql: str) -> None:
         if not counter.recording:
@@ -61,6 +61,7 @@ def _attach(db: Database, counter: Counter) -> None:
         _observe(str(args[2]))
 
     db.reads.observers.append(_observe)
+    db.writer.observers.append(_observe)
 
 
 async def count_operations(

@@ -138,6 +138,7 @@ class StatementCounter:
     def __init__(self, database: Database) -> None:
         self.engine = database.engine.sync_engine
         self.reads = database.reads
+        self.writer = database.writer
         self.statements: list[str] = []
 
     def _record(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -150,11 +151,13 @@ class StatementCounter:
     def __enter__(self) -> "StatementCounter":
         event.listen(self.engine, "before_cursor_execute", self._record)
         self.reads.observers.append(self._observe)
+        self.writer.observers.append(self._observe)
         return self
 
     def __exit__(self, *_exc: object) -> None:
         event.remove(self.engine, "before_cursor_execute", self._record)
         self.reads.observers.remove(self._observe)
+        self.writer.observers.remove(self._observe)
 
     @property
     def count(self) -> int:
