@@ -47,6 +47,7 @@ from coursepulse.models import ProgressEvent, ProgressEventKind, Role
 from coursepulse.models.db import Database, create_engine
 from coursepulse.resolvers import completions, enrollments
 from coursepulse.resolvers.errors import ResumeRequired
+from coursepulse.schema import shared_events
 from coursepulse.settings import Settings
 from coursepulse.web.keys import BROKER
 from tests.conftest import Account, School, graphql, make_course, make_user
@@ -203,6 +204,12 @@ async def course_is_followed(app: web.Application, course_id: int) -> None:
     """Wait until this process follows the course (its first subscription is registered)."""
     feeds = app[BROKER].feeds
     await until(lambda: course_id in feeds.course_ids)
+
+
+def followers(app: web.Application, course_id: int) -> int:
+    """Live subscriptions this process has on the course."""
+    feed = app[BROKER].feeds._feeds.get(course_id)
+    return len(feed.subscriptions) if feed is not None else 0
 
 
 async def read_until_error(
@@ -402,6 +409,31 @@ async def test_student_sees_own_lesson_completion_made_over_http(
     assert (event["completedLessons"], event["totalLessons"]) == (1, 4)
     assert event["occurredAt"].endswith("+00:00")
     assert int(event["id"]) == await last_event_id(db)
+
+
+async def test_subscribers_with_one_document_share_one_execution_of_an_event(
+    client: TestClient, db: Database, school: School
+) -> None:
+    # Given the instructor and an admin follow the course with the same document
+    await enroll(client, school, school.student)
+    async with (
+        LiveClient(ws_url(client), TRANSPORT_WS, account=school.instructor) as first,
+        LiveClient(ws_url(client), TRANSPORT_WS, account=school.admin) as second,
+    ):
+        one = first.subscribe(COURSE_ACTIVITY, courseId=str(school.course_id))
+        two = second.subscribe(COURSE_ACTIVITY, courseId=str(school.course_id))
+        await until(lambda: followers(client.server.app, school.course_id) == 2)
+
+        # When a lesson is completed
+        await complete(client, school, school.student, 0)
+
+        # Then both get the same answer, executed once for both
+        heard = [await one.next(), await two.next()]
+    event_id = await last_event_id(db)
+    assert heard[0] == heard[1]
+    assert int(heard[0]["id"]) == event_id
+    payload = shared_events._payloads[client.server.app[BROKER].feeds][event_id]
+    assert len(payload._results) == 1
 
 
 async def test_instructor_sees_every_students_events_in_order(

@@ -19,6 +19,7 @@ from coursepulse.schema.context import FreshLoaders
 from coursepulse.schema.errors import DomainErrors
 from coursepulse.schema.mutation import Mutation
 from coursepulse.schema.query import Query
+from coursepulse.schema.shared_events import SharedEventExecutor
 from coursepulse.schema.subscription import Subscription
 
 MAX_DEPTH = 12
@@ -101,6 +102,7 @@ def build_schema() -> Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
+        execution_context_class=SharedEventExecutor,
         extensions=[
             DomainErrors,
             FreshLoaders,

@@ -8,6 +8,7 @@ from coursepulse.events.stream import stream_events
 from coursepulse.resolvers import live
 from coursepulse.resolvers.validation import parse_id
 from coursepulse.schema.context import Context
+from coursepulse.schema.shared_events import shared_payload
 from coursepulse.schema.types import ProgressEvent
 
 Info = strawberry.Info[Context]
@@ -27,7 +28,7 @@ async def _events(
     async for event in stream_events(
         context.db, context.feeds, course_id, after=after, user_id=user_id
     ):
-        yield ProgressEvent.from_model(event)
+        yield shared_payload(context.feeds, event)
 
 
 @strawberry.type

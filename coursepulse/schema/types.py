@@ -1,6 +1,8 @@
 """GraphQL object types of the contract, built from domain rows (`from_model`)."""
 
+import dataclasses
 from datetime import datetime
+from typing import Any
 
 import strawberry
 
@@ -417,6 +419,8 @@ class ProgressEvent:
     )
     completed_lessons: int
     total_lessons: int
+    #: Execution results of subscription documents on this event (schema/shared_events.py).
+    _results: strawberry.Private[dict[Any, Any]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_model(cls, event: models.ProgressEvent) -> "ProgressEvent":
