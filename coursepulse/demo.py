@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from coursepulse.models import CourseStatus, Role, User
+from coursepulse.models import Course, CourseStatus, Role, User
 from coursepulse.models.db import Database
 from coursepulse.resolvers import completions, courses, enrollments, users
 from coursepulse.resolvers.users import viewer_of
@@ -78,7 +78,7 @@ async def load_demo(db: Database) -> list[DemoLogin]:
     """Create the demo users and catalogue unless already there; returns the logins."""
     async with db.write() as session:
         accounts = {login.username: await _user(session, login) for login in LOGINS}
-        if await courses.list_courses(session, viewer_of(accounts["admin"])):
+        if await session.scalar(select(Course.id).limit(1)) is not None:
             return LOGINS
         teacher = viewer_of(accounts["instructor"])
         created = []

@@ -1084,7 +1084,8 @@ async def test_resolvers_enforce_the_learner_rules(db: Database, school: School)
     with pytest.raises(Unauthenticated):
         await attempt(enrollments.enroll, None, course_id)
     with pytest.raises(Unauthenticated):
-        await attempt(enrollments.my_courses, None)
+        async with db.snapshot() as reads:
+            await enrollments.my_courses(reads, None)
     with pytest.raises(NotFound):
         await attempt(enrollments.enroll, student, draft_id)
     with pytest.raises(NotEnrolled):

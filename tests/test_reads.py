@@ -5,7 +5,15 @@ import dataclasses
 import pytest
 from sqlalchemy import select, text
 
-from coursepulse.models import Certificate, Course, Enrollment, Lesson, LessonCompletion, User
+from coursepulse.models import (
+    Certificate,
+    Course,
+    Enrollment,
+    Lesson,
+    LessonCompletion,
+    User,
+    writes,
+)
 from coursepulse.models.db import Database
 from coursepulse.models.rows import (
     CertificateRow,
@@ -15,6 +23,7 @@ from coursepulse.models.rows import (
     LessonRow,
     UserRow,
 )
+from coursepulse.models.writes import WriteTransaction
 from coursepulse.resolvers import completions, enrollments, lookups
 from tests.conftest import School
 
@@ -129,3 +138,28 @@ async def test_a_connection_the_server_dropped_is_replaced_unnoticed(
         backend_now = (await reads._fetch("SELECT pg_backend_pid()", ()))[0][0]
     assert set(found) == {school.course_id}
     assert backend_now != backend
+
+
+async def test_a_write_connection_the_server_dropped_is_replaced_unnoticed(
+    db: Database, school: School
+) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("PostgreSQL only: a SQLite file has no server to drop the connection")
+    viewer = school.student.viewer
+    async with db.write() as session:
+        await enrollments.enroll(session, viewer, school.course_id)
+
+    async def backend(transaction: WriteTransaction) -> int:
+        assert isinstance(transaction, writes._PostgresWrite)
+        return transaction.connection.get_server_pid()
+
+    before = await db.change(backend)
+    async with db.engine.connect() as connection:
+        await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": before})
+    change = await db.change(
+        lambda transaction: completions.complete_lesson(
+            transaction, viewer, school.course_id, school.lesson_ids[0]
+        )
+    )
+    assert change.message == "Lesson marked as complete"
+    assert await db.change(backend) != before

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
 
 from sqlalchemy import func, select
@@ -23,47 +24,54 @@ class Overflowed(Exception):
 
 
 class Subscription:
-    """One subscriber's bounded queue of events of one course."""
+    """One subscriber's bounded queue of events of one course.
+
+    Thousands of these wait idle at once, so the queue is allocated only while
+    events are waiting, and a single future wakes the one consumer.
+    """
+
+    __slots__ = ("_events", "_waiter", "buffer", "course_id", "overflowed", "start")
 
     def __init__(self, course_id: int, buffer: int, start: int = 0) -> None:
         self.course_id = course_id
         #: Events of the course up to this id were handed out before this subscription began.
         self.start = start
-        self._queue: asyncio.Queue[ProgressEvent] = asyncio.Queue(maxsize=buffer)
+        self.buffer = buffer
         self.overflowed = False
+        self._events: deque[ProgressEvent] | None = None
+        self._waiter: asyncio.Future[None] | None = None
 
     def offer(self, event: ProgressEvent) -> None:
         """Queue an event without waiting; a full queue marks the subscription overflowed."""
         if self.overflowed:
             return
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
+        if self._events is None:
+            self._events = deque()
+        if len(self._events) >= self.buffer:
+            # Nothing more is delivered: the events waiting would leave a gap behind the
+            # id the subscriber resumes from once it has noticed.
             self.overflowed = True
-            # Wake the consumer so it notices the overflow.
-            with contextlib.suppress(asyncio.QueueEmpty):
-                self._queue.get_nowait()
-            self._queue.put_nowait(_OVERFLOW)
+            self._events = None
+        else:
+            self._events.append(event)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def next(self) -> ProgressEvent:
         """The next event; raises `Overflowed` once the subscriber fell too far behind."""
-        event = await self._queue.get()
-        # Once overflowed, nothing more is delivered: the oldest waiting event was dropped to
-        # make room for the marker, so handing out the rest would leave a gap behind the id
-        # the subscriber resumes from.
-        if event is _OVERFLOW or self.overflowed:
-            raise Overflowed()
-        return event
-
-
-_OVERFLOW = ProgressEvent(
-    kind="overflow",
-    course_id=0,
-    user_id=0,
-    progress_percentage=0,
-    completed_lessons=0,
-    total_lessons=0,
-)
+        while True:
+            if self.overflowed:
+                raise Overflowed()
+            if self._events:
+                event = self._events.popleft()
+                if not self._events:
+                    self._events = None
+                return event
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
 
 
 class CourseFeed:

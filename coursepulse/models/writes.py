@@ -18,6 +18,8 @@ Every other change keeps the ORM (`Database.write()`).
 """
 
 import asyncio
+import contextlib
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -34,6 +36,8 @@ from coursepulse.models.reads import (
     open_sqlite,
     sqlite_without_waiting,
 )
+
+log = logging.getLogger("coursepulse.writes")
 
 
 class WriteTransaction(ReadTransaction):
@@ -143,39 +147,62 @@ class Writer:
     async def _run_postgres(
         self, work: Callable[..., Any], notify: Callable[..., Any] | None
     ) -> Any:
-        connection = await self._checkout_postgres()
+        connection, block = await self._begin_postgres()
         transaction = _PostgresWrite(self.dialect, self.observers, connection)
         try:
-            self._observe("BEGIN")
-            async with connection.transaction():
-                result = await work(transaction)
-                if notify is not None:
-                    await notify(transaction)
+            result = await work(transaction)
+            if notify is not None:
+                await notify(transaction)
+            await block.commit()
             return transaction, result
+        except BaseException:
+            if not connection.is_closed() and connection.is_in_transaction():
+                with contextlib.suppress(Exception):
+                    await block.rollback()
+            raise
         finally:
             # A refused change (a domain error) leaves the connection as good as before.
-            healthy = not connection.is_closed() and not connection.is_in_transaction()
-            if healthy:
+            if not connection.is_closed() and not connection.is_in_transaction():
                 self._postgres.put_nowait(connection)
             else:
-                self._postgres_opened -= 1
-                connection.terminate()
+                self._drop(connection)
 
-    async def _checkout_postgres(self) -> asyncpg.Connection:
+    async def _begin_postgres(self) -> tuple[asyncpg.Connection, Any]:
+        """A pooled connection in a new transaction; idle ones the server dropped are replaced."""
+        while True:
+            connection, fresh = await self._checkout_postgres()
+            block = connection.transaction()
+            self._observe("BEGIN")
+            try:
+                await block.start()
+            except Exception:
+                self._drop(connection)
+                if fresh:
+                    raise
+                log.info("replacing a write connection that went stale", exc_info=True)
+                continue
+            return connection, block
+
+    def _drop(self, connection: asyncpg.Connection) -> None:
+        self._postgres_opened -= 1
+        connection.terminate()
+
+    async def _checkout_postgres(self) -> tuple[asyncpg.Connection, bool]:
+        """A connection, and whether it was opened just now."""
         while not self._postgres.empty():
             connection = self._postgres.get_nowait()
             if not connection.is_closed():
-                return connection
+                return connection, False
             self._postgres_opened -= 1
         if self._postgres_opened < self.size:
             self._postgres_opened += 1
             try:
                 dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
-                return await asyncpg.connect(dsn)
+                return await asyncpg.connect(dsn), True
             except BaseException:
                 self._postgres_opened -= 1
                 raise
-        return await self._postgres.get()
+        return await self._postgres.get(), False
 
     async def close(self) -> None:
         if self._sqlite is not None:

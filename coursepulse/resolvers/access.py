@@ -75,7 +75,19 @@ async def can_see_course_reading(
 
 
 _COURSES = Course.__table__
-_COURSE = Query(select(_COURSES).where(_COURSES.c.id == bindparam("course_id")))
+#: A course row by id, for the lean read path.
+COURSE_BY_ID = Query(select(_COURSES).where(_COURSES.c.id == bindparam("course_id")))
+
+
+async def visible_course_reading(
+    reads: ReadTransaction, viewer: Viewer | None, course_id: int
+) -> CourseRow | None:
+    """The course if it exists and the viewer may see it (`visible_course`), else None."""
+    row = await reads.first(COURSE_BY_ID, course_id=course_id)
+    course = CourseRow(*row) if row is not None else None
+    if course is None or not await can_see_course_reading(reads, viewer, course):
+        return None
+    return course
 
 
 async def staff_course_reading(
@@ -83,9 +95,8 @@ async def staff_course_reading(
 ) -> CourseRow:
     """`staff_course` on a lean read transaction (read-only operations)."""
     viewer = require_viewer(viewer)
-    row = await reads.first(_COURSE, course_id=course_id)
-    course = CourseRow(*row) if row is not None else None
-    if course is None or not await can_see_course_reading(reads, viewer, course):
+    course = await visible_course_reading(reads, viewer, course_id)
+    if course is None:
         raise NotFound(f"Course {course_id} not found")
     if not await is_course_staff_reading(reads, viewer, course_id):
         raise Forbidden("Only the course's instructors and admins may do this")

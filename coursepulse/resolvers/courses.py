@@ -4,7 +4,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,11 +20,13 @@ from coursepulse.models import (
     User,
     utcnow,
 )
+from coursepulse.models.reads import Query, ReadTransaction
+from coursepulse.models.rows import CourseRow
 from coursepulse.resolvers.access import (
     get_course,
     require_author,
     staff_course,
-    visible_course,
+    visible_course_reading,
 )
 from coursepulse.resolvers.errors import InvalidInput, NotFound
 from coursepulse.resolvers.events import append_event
@@ -87,29 +89,41 @@ async def _flush_course(session: AsyncSession) -> None:
         raise InvalidInput("slug is already in use", field="slug") from error
 
 
-async def list_courses(session: AsyncSession, viewer: Viewer | None) -> list[Course]:
+_COURSES = Course.__table__
+_TAUGHT = CourseInstructor.__table__
+_PUBLISHED = _COURSES.c.status == str(CourseStatus.PUBLISHED)
+_ALL_COURSES = Query(select(_COURSES).order_by(_COURSES.c.id))
+_PUBLISHED_COURSES = Query(select(_COURSES).where(_PUBLISHED).order_by(_COURSES.c.id))
+_PUBLISHED_OR_TAUGHT = Query(
+    select(_COURSES)
+    .where(
+        or_(
+            _PUBLISHED,
+            _COURSES.c.id.in_(
+                select(_TAUGHT.c.course_id).where(_TAUGHT.c.user_id == bindparam("user_id"))
+            ),
+        )
+    )
+    .order_by(_COURSES.c.id)
+)
+
+
+async def list_courses(reads: ReadTransaction, viewer: Viewer | None) -> list[CourseRow]:
     """Published courses, plus the drafts and archives the viewer teaches (all, for admins)."""
-    query = select(Course).order_by(Course.id)
     if viewer is None:
-        query = query.where(Course.status == CourseStatus.PUBLISHED)
-    elif not viewer.is_admin:
-        taught = select(CourseInstructor.course_id).where(
-            CourseInstructor.user_id == viewer.user_id
-        )
-        query = query.where(
-            or_(Course.status == CourseStatus.PUBLISHED, Course.id.in_(taught))  # type: ignore[union-attr]
-        )
-    return list(await session.scalars(query))
+        rows = await reads.all(_PUBLISHED_COURSES)
+    elif viewer.is_admin:
+        rows = await reads.all(_ALL_COURSES)
+    else:
+        rows = await reads.all(_PUBLISHED_OR_TAUGHT, user_id=viewer.user_id)
+    return [CourseRow(*row) for row in rows]
 
 
 async def find_course(
-    session: AsyncSession, viewer: Viewer | None, course_id: int
-) -> Course | None:
+    reads: ReadTransaction, viewer: Viewer | None, course_id: int
+) -> CourseRow | None:
     """The course if the viewer may see it, else None."""
-    try:
-        return await visible_course(session, viewer, course_id)
-    except NotFound:
-        return None
+    return await visible_course_reading(reads, viewer, course_id)
 
 
 async def create_course(

@@ -1,5 +1,7 @@
 """What students do: enrol, leave, complete lessons, study, and read their progress."""
 
+from functools import cache
+
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,7 +17,7 @@ from coursepulse.models import (
     ProgressEventKind,
     utcnow,
 )
-from coursepulse.models.reads import Query, ReadTransaction
+from coursepulse.models.reads import Query, ReadTransaction, one_of
 from coursepulse.models.rows import CourseRow, EnrollmentRow
 from coursepulse.resolvers.access import (
     can_see_course_reading,
@@ -171,6 +173,7 @@ _COURSE_WITH_ENROLLMENT = Query(
     .where(_COURSES.c.id == bindparam("course_id"))
 )
 _COURSE_COLUMNS = len(_COURSES.columns)
+_ENROLLMENT_COLUMNS = len(_ENROLLMENTS.columns)
 
 
 async def course_progress(
@@ -204,19 +207,31 @@ async def course_progress(
     return ProgressRecord(enrollment, course)
 
 
+@cache
+def _my_courses_query(statuses: tuple[str, ...]) -> Query:
+    return Query(
+        select(_ENROLLMENTS, _COURSES)
+        .join(_COURSES, _COURSES.c.id == _ENROLLMENTS.c.course_id)
+        .where(
+            _ENROLLMENTS.c.user_id == bindparam("user_id"),
+            one_of(_ENROLLMENTS.c.status, statuses),
+        )
+        .order_by(_ENROLLMENTS.c.enrolled_at.desc(), _ENROLLMENTS.c.id.desc())
+    )
+
+
 async def my_courses(
-    session: AsyncSession, viewer: Viewer | None, status: EnrollmentStatus | None = None
+    reads: ReadTransaction, viewer: Viewer | None, status: EnrollmentStatus | None = None
 ) -> list[ProgressRecord]:
     """The viewer's enrolments with their courses, most recently enrolled first."""
     viewer = require_viewer(viewer)
     statuses = ENROLLED_STATUSES if status is None else (status,)
-    rows = await session.execute(
-        select(Enrollment, Course)
-        .join(Course, Course.id == Enrollment.course_id)
-        .where(
-            Enrollment.user_id == viewer.user_id,
-            Enrollment.status.in_(statuses),  # type: ignore[attr-defined]
-        )
-        .order_by(Enrollment.enrolled_at.desc(), Enrollment.id.desc())  # type: ignore[attr-defined]
+    rows = await reads.all(
+        _my_courses_query(tuple(str(item) for item in statuses)), user_id=viewer.user_id
     )
-    return [ProgressRecord(enrollment, course) for enrollment, course in rows]
+    return [
+        ProgressRecord(
+            EnrollmentRow(*row[:_ENROLLMENT_COLUMNS]), CourseRow(*row[_ENROLLMENT_COLUMNS:])
+        )
+        for row in rows
+    ]

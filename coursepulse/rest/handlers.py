@@ -143,8 +143,8 @@ async def certificate(request: web.Request) -> web.StreamResponse:
 @answers_domain_errors
 async def my_courses(request: web.Request) -> web.StreamResponse:
     status = params.choice(request.query, "status", "", tuple(MY_COURSE_STATUSES))
-    async with request.app[DATABASE].read() as session:
+    async with request.app[DATABASE].snapshot() as reads:
         records = await enrollments.my_courses(
-            session, request[VIEWER], MY_COURSE_STATUSES.get(status)
+            reads, request[VIEWER], MY_COURSE_STATUSES.get(status)
         )
     return json({"data": [shapes.my_course(record) for record in records]})

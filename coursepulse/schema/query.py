@@ -34,14 +34,14 @@ class Query:
         description="Published courses (instructors and admins also see their drafts)."
     )
     async def courses(self, info: Info) -> list[Course]:
-        async with info.context.reader.session() as session:
-            rows = await courses.list_courses(session, info.context.viewer)
+        rows = await courses.list_courses(await info.context.reader.reads(), info.context.viewer)
         return [Course.from_model(row) for row in rows]
 
     @strawberry.field
     async def course(self, info: Info, id: strawberry.ID) -> Course | None:
-        async with info.context.reader.session() as session:
-            row = await courses.find_course(session, info.context.viewer, parse_id(id))
+        row = await courses.find_course(
+            await info.context.reader.reads(), info.context.viewer, parse_id(id)
+        )
         return Course.from_model(row) if row is not None else None
 
     @strawberry.field(
@@ -50,10 +50,11 @@ class Query:
     async def my_courses(
         self, info: Info, status: EnrollmentStatus | None = None
     ) -> list[Progress]:
-        async with info.context.reader.session() as session:
-            records = await enrollments.my_courses(
-                session, info.context.viewer, models.EnrollmentStatus(status) if status else None
-            )
+        records = await enrollments.my_courses(
+            await info.context.reader.reads(),
+            info.context.viewer,
+            models.EnrollmentStatus(status) if status else None,
+        )
         return [Progress.from_record(record) for record in records]
 
     @strawberry.field(
