@@ -14,6 +14,7 @@ from coursepulse.app import create_app
 from coursepulse.models import CourseStatus, Enrollment, Lesson
 from coursepulse.models.db import Database
 from coursepulse.resolvers import users
+from coursepulse.schema.shared_events import SharedEventExecutor
 from coursepulse.settings import Settings
 from tests.conftest import (
     Account,
@@ -673,3 +674,26 @@ async def test_browsers_get_the_graphiql_explorer(client: TestClient) -> None:
     assert response.content_type == "text/html"
     page = await response.text()
     assert "graphiql" in page.lower()
+
+
+async def test_an_unexpected_failure_outside_any_field_is_masked_too(
+    client: TestClient,
+    school: School,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given the executor itself fails, before any field is resolved
+    def broken(self: SharedEventExecutor, serially: bool | None = None) -> None:
+        raise RuntimeError("executor state went wrong")
+
+    monkeypatch.setattr(SharedEventExecutor, "execute_operation", broken)
+
+    # When a student asks for anything
+    with caplog.at_level(logging.ERROR):
+        body = await graphql(client, "{ courses { id } }", as_=school.student)
+
+    # Then the answer is a masked internal_error, not the exception's text as bad input
+    assert error_codes(body) == ["internal_error"]
+    assert body["errors"][0]["extensions"]["requestId"]
+    assert "executor state" not in str(body)
+    assert any("executor state went wrong" in r.exc_text for r in caplog.records if r.exc_text)

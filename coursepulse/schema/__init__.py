@@ -16,7 +16,7 @@ from strawberry.extensions import (
 from strawberry.types import ExecutionContext
 
 from coursepulse.schema.context import FreshLoaders
-from coursepulse.schema.errors import DomainErrors
+from coursepulse.schema.errors import DomainErrors, convert_error, request_id_of
 from coursepulse.schema.mutation import Mutation
 from coursepulse.schema.query import Query
 from coursepulse.schema.shared_events import SharedEventExecutor
@@ -33,7 +33,13 @@ class CoursepulseSchema(Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        """Errors are logged by `DomainErrors`, once and only when unexpected."""
+        """Errors are converted and logged by `DomainErrors`, once and only when unexpected.
+
+        An exception from the execution machinery itself (outside any resolver) skips the
+        extension's hooks and reaches the result only through here: it is converted (and
+        so masked and logged) in place.
+        """
+        errors[:] = [convert_error(error, request_id_of(execution_context)) for error in errors]
 
 
 def _fail_closed(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:

@@ -43,32 +43,42 @@ def _rebuild(error: GraphQLError, message: str, extensions: dict[str, Any]) -> G
     )
 
 
+def convert_error(error: GraphQLError, request_id: str | None) -> GraphQLError:
+    """The error in the contract's shape; an error that already has a code is kept."""
+    if error.extensions and "code" in error.extensions:
+        return error
+    original = error.original_error
+    if isinstance(original, DomainError):
+        return _rebuild(error, original.message, error_extensions(original))
+    if error.path is None and (
+        original is None or isinstance(original, GraphQLError) or error.nodes
+    ):
+        # Raised before execution: syntax, validation, limits or variable coercion
+        # (which points at the variable). Anything else outside a field is unexpected.
+        return _rebuild(error, error.message, {"code": "invalid_input", "status": 400})
+    log.error(
+        "unexpected error in %s (request %s)",
+        ".".join(str(part) for part in error.path or ()) or "operation",
+        request_id,
+        exc_info=original or error,
+    )
+    return _rebuild(
+        error,
+        INTERNAL_MESSAGE,
+        {"code": "internal_error", "status": 500, "requestId": request_id},
+    )
+
+
+def request_id_of(execution_context: Any) -> str | None:
+    """The request id of the operation's context, when it has one."""
+    return getattr(getattr(execution_context, "context", None), "request_id", None)
+
+
 class DomainErrors(SchemaExtension):
     """Gives every error of a result the contract's extensions; masks unexpected ones."""
 
-    def _request_id(self) -> str | None:
-        context = self.execution_context.context
-        return getattr(context, "request_id", None)
-
     def convert(self, error: GraphQLError) -> GraphQLError:
-        original = error.original_error
-        if isinstance(original, DomainError):
-            return _rebuild(error, original.message, error_extensions(original))
-        if error.path is None:
-            # Raised before execution: syntax, validation, limits or variable coercion.
-            return _rebuild(error, error.message, {"code": "invalid_input", "status": 400})
-        request_id = self._request_id()
-        log.error(
-            "unexpected error in %s (request %s)",
-            ".".join(str(part) for part in error.path or ()) or "operation",
-            request_id,
-            exc_info=original or error,
-        )
-        return _rebuild(
-            error,
-            INTERNAL_MESSAGE,
-            {"code": "internal_error", "status": 500, "requestId": request_id},
-        )
+        return convert_error(error, request_id_of(self.execution_context))
 
     def _process(self, result: Any) -> None:
         errors = getattr(result, "errors", None)
