@@ -6,9 +6,10 @@ import base64
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
-from coursepulse.models import Course, Enrollment, Lesson
+from coursepulse.models import Course, Enrollment, Lesson, LessonCompletion
 from coursepulse.models.db import Database
 from coursepulse.resolvers import completions, enrollments
+from coursepulse.resolvers.viewer import Viewer
 from tests.conftest import School, StatementCounter, error_codes, graphql
 
 DELETE_LESSON = "mutation($id: ID!) { deleteLesson(id: $id) { totalLessons } }"
@@ -168,3 +169,53 @@ async def test_a_burst_of_requests_with_new_credentials_checks_the_password_once
     assert all(body["data"]["me"]["username"] == "jane_roe" for body in bodies)
     lookups = [sql for sql in count_statements.statements if "users.username =" in sql]
     assert len(lookups) == 1
+
+
+async def test_two_processes_completing_and_studying_at_once_lose_nothing(
+    db: Database, database_url: str, school: School
+) -> None:
+    # Given a second service process on the same database, and two enrolled students
+    other = Database.from_url(database_url)
+    students = [school.student, school.other_student]
+    async with db.write() as session:
+        for account in students:
+            await enrollments.enroll(session, account.viewer, school.course_id)
+
+    async def complete_every_lesson(database: Database, viewer: Viewer) -> None:
+        for lesson_id in school.lesson_ids:
+            await database.change(
+                lambda transaction, lesson_id=lesson_id: completions.complete_lesson(
+                    transaction, viewer, school.course_id, lesson_id
+                )
+            )
+
+    async def study(database: Database, viewer: Viewer) -> None:
+        for _ in range(4):
+            async with database.write() as session:
+                await enrollments.record_activity(session, viewer, school.course_id, 60)
+
+    # When each process completes lessons for one student while studying time is added
+    # for the other through the ORM's write transactions
+    try:
+        await asyncio.gather(
+            complete_every_lesson(db, students[0].viewer),
+            complete_every_lesson(other, students[1].viewer),
+            study(other, students[0].viewer),
+            study(db, students[1].viewer),
+        )
+    finally:
+        await other.dispose()
+
+    # Then every change is there, once
+    async with db.read() as session:
+        rows = (
+            await session.scalars(
+                select(Enrollment).where(Enrollment.course_id == school.course_id)
+            )
+        ).all()
+        completed = await session.scalar(select(func.count()).select_from(LessonCompletion))
+    assert sorted((row.completed_lessons, row.status, row.time_spent_seconds) for row in rows) == [
+        (4, "completed", 240),
+        (4, "completed", 240),
+    ]
+    assert completed == 8
