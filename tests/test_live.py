@@ -47,8 +47,9 @@ from coursepulse.models import ProgressEvent, ProgressEventKind, Role
 from coursepulse.models.db import Database, create_engine
 from coursepulse.resolvers import completions, enrollments
 from coursepulse.resolvers.errors import ResumeRequired
-from coursepulse.schema import shared_events
+from coursepulse.schema import build_schema, shared_events
 from coursepulse.settings import Settings
+from coursepulse.web.graphql_view import CoursepulseGraphQLView
 from coursepulse.web.keys import BROKER
 from tests.conftest import Account, School, graphql, make_course, make_user
 
@@ -1042,3 +1043,16 @@ async def test_a_thousand_subscribers_on_one_process_all_receive_the_event(
         f"mutation took {(answered - sent) * 1000:.1f} ms; "
         f"connecting and subscribing all took {connected - started:.1f} s"
     )
+
+
+def test_next_messages_are_encoded_as_plain_json() -> None:
+    view = CoursepulseGraphQLView(schema=build_schema())
+    shared = {"courseActivity": {"id": "3", "kind": "LESSON_COMPLETED", "lessonId": None}}
+    messages = [
+        {"id": "1", "type": "next", "payload": {"data": shared}},
+        {"id": 'second "tab"', "type": "next", "payload": {"data": shared}},
+        {"id": "3", "type": "next", "payload": {"data": None, "errors": [{"message": "no"}]}},
+        {"id": "4", "type": "complete"},
+    ]
+    for message in messages:
+        assert view.encode_json(message) == json.dumps(message, separators=(",", ":"))

@@ -44,11 +44,22 @@ def shared_payload(feeds: Feeds, event: EventRow) -> ProgressEvent:
 class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
     """Executes a subscription event once per (document, variables) for all its subscribers."""
 
+    def build_per_event_executor(self, payload: Any) -> Any:
+        """An executor for one event; when the event was executed already, its answer."""
+        if isinstance(payload, ProgressEvent):
+            cached = payload._results.get(self._key())
+            if cached is not None and cached[0] is self.operation:
+                return _Answered(cached[1])
+        return super().build_per_event_executor(payload)
+
+    def _key(self) -> tuple[int, tuple[tuple[str, str], ...]]:
+        return (id(self.operation), _frozen(self.variable_values.coerced))
+
     def execute_operation(self, serially: bool | None = None) -> Any:
         payload = self.root_value
         if not isinstance(payload, ProgressEvent):
             return super().execute_operation(serially)
-        key = (id(self.operation), _frozen(self.variable_values.coerced))
+        key = self._key()
         cached = payload._results.get(key)
         if cached is not None and cached[0] is self.operation:
             return cached[1]
@@ -66,6 +77,18 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
     def _remember(self, payload: ProgressEvent, key: Any, result: Any) -> None:
         if isinstance(result, ExecutionResult) and not result.errors:
             payload._results[key] = (self.operation, result)
+
+
+class _Answered:
+    """Stands in for a per-event executor whose event was executed already."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: ExecutionResult) -> None:
+        self.result = result
+
+    def execute_operation(self, serially: bool | None = None) -> ExecutionResult:
+        return self.result
 
 
 def _frozen(variables: dict[str, Any]) -> tuple[tuple[str, str], ...]:

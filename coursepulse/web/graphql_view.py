@@ -1,6 +1,7 @@
 """Strawberry's aiohttp view, with our context and JSON errors for malformed requests."""
 
 import json
+from collections import OrderedDict
 from typing import Any
 
 from aiohttp import web
@@ -105,4 +106,26 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
         return parsed
 
     def encode_json(self, data: Any) -> str:
+        if isinstance(data, dict) and data.get("type") == "next":
+            return _encode_next(data)
         return json.dumps(data, separators=(",", ":"))
+
+
+#: Recently encoded subscription results, by identity (schema/shared_events.py shares them).
+_ENCODED: OrderedDict[int, tuple[object, str]] = OrderedDict()
+_ENCODED_KEPT = 256
+
+
+def _encode_next(message: dict[str, Any]) -> str:
+    """A `next` message; a result shared by many subscribers is encoded once for all."""
+    payload = message.get("payload")
+    if not isinstance(payload, dict) or payload.keys() != {"data"}:
+        return json.dumps(message, separators=(",", ":"))
+    data = payload["data"]
+    kept = _ENCODED.get(id(data))
+    if kept is None or kept[0] is not data:
+        kept = _ENCODED[id(data)] = (data, json.dumps(data, separators=(",", ":")))
+        if len(_ENCODED) > _ENCODED_KEPT:
+            _ENCODED.popitem(last=False)
+    identifier = json.dumps(message["id"])
+    return f'{{"id":{identifier},"type":"next","payload":{{"data":{kept[1]}}}}}'
