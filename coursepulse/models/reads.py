@@ -27,6 +27,7 @@ import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import asyncpg
@@ -37,6 +38,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
+
+from coursepulse.models.types import UTCDateTime
 
 log = logging.getLogger("coursepulse.reads")
 
@@ -146,6 +149,18 @@ class Query:
         return found
 
 
+def _sqlite_utc(value: str) -> datetime:
+    """A timestamp as SQLite keeps it (naive UTC text), aware: what UTCDateTime gives."""
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _result_processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+    """The column type's own converter; one C call for SQLite timestamps instead of two layers."""
+    if isinstance(type_, UTCDateTime) and dialect.name == "sqlite":
+        return _sqlite_utc
+    return type_._cached_result_processor(dialect, None)
+
+
 def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
     compiled = statement.compile(dialect=dialect)
     if any(bind.expanding for bind in compiled.binds.values()):
@@ -157,9 +172,7 @@ def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
         if bind.value is not None or bind.callable is not None
     }
     processors = compiled._bind_processors
-    results = tuple(
-        column.type._cached_result_processor(dialect, None) for column in compiled._result_columns
-    )
+    results = tuple(_result_processor(column.type, dialect) for column in compiled._result_columns)
     return _Compiled(
         sql=str(compiled),
         names=names,
