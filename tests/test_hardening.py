@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from coursepulse.models import Course, Enrollment, Lesson, LessonCompletion
 from coursepulse.models.db import Database
-from coursepulse.resolvers import completions, enrollments
+from coursepulse.resolvers import completions, enrollments, lookups
 from coursepulse.resolvers.viewer import Viewer
 from tests.conftest import School, StatementCounter, error_codes, graphql
 
@@ -122,6 +122,76 @@ async def test_queries_over_one_websocket_see_changes_made_in_between(
     assert "errors" not in body, body
     assert (await titles("2"))[0] == "Renamed"
     await websocket.close()
+
+
+async def test_many_queries_at_once_over_one_websocket_each_get_their_answer(
+    client: TestClient, db: Database, school: School
+) -> None:
+    # Given one websocket of the instructor's dashboard
+    websocket = await client.ws_connect("/graphql", protocols=["graphql-transport-ws"])
+    await websocket.send_json(
+        {
+            "type": "connection_init",
+            "payload": {"Authorization": school.instructor.auth["Authorization"]},
+        }
+    )
+    assert (await websocket.receive_json(timeout=5))["type"] == "connection_ack"
+
+    # When it sends more queries at once than there are pooled read connections
+    count = db.reads.size * 3
+    for number in range(count):
+        await websocket.send_json(
+            {
+                "id": str(number),
+                "type": "subscribe",
+                "payload": {
+                    "query": LESSON_TITLES,
+                    "variables": {"c": str(school.course_id)},
+                },
+            }
+        )
+
+    # Then every one of them is answered with its own complete read
+    answers: dict[str, list[str]] = {}
+    completed: set[str] = set()
+    while len(completed) < count:
+        message = await websocket.receive_json(timeout=10)
+        if message["type"] == "next":
+            assert "errors" not in message["payload"], message
+            lessons = message["payload"]["data"]["course"]["lessons"]
+            answers[message["id"]] = [lesson["title"] for lesson in lessons]
+        else:
+            assert message["type"] == "complete", message
+            completed.add(message["id"])
+    await websocket.close()
+    assert len(answers) == count
+    assert all(titles[0] == "Lesson 1" for titles in answers.values())
+
+
+async def test_a_full_read_pool_serves_waiters_as_transactions_end_or_break(
+    db: Database, school: School
+) -> None:
+    pool = db.reads
+    held = [await pool.begin() for _ in range(pool.size)]
+    # Given every pooled connection is in use, a further reader waits
+    waiting = asyncio.ensure_future(pool.begin())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    # When one transaction ends, the waiter gets its connection
+    await pool.end(held.pop())
+    held.append(await asyncio.wait_for(waiting, 5))
+    # And when a connection breaks instead, its slot still goes to the next waiter
+    waiting = asyncio.ensure_future(pool.begin())
+    await asyncio.sleep(0.05)
+    broken = held.pop()
+    await pool._close_connection(pool._connection_of(broken))
+    await pool.end(broken)
+    held.append(await asyncio.wait_for(waiting, 5))
+    for transaction in held:
+        await pool.end(transaction)
+    # Then the pool still answers
+    async with db.snapshot() as reads:
+        assert await lookups.courses_by_id(reads, [school.course_id])
 
 
 REST_ENROLL = "/wp-json/fluent-community/v2/courses/{id}/enroll"

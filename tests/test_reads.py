@@ -163,3 +163,12 @@ async def test_a_write_connection_the_server_dropped_is_replaced_unnoticed(
     )
     assert change.message == "Lesson marked as complete"
     assert await db.change(backend) != before
+
+
+async def test_an_ended_read_transaction_refuses_further_statements(
+    db: Database, school: School
+) -> None:
+    async with db.snapshot() as reads:
+        assert await lookups.courses_by_id(reads, [school.course_id])
+    with pytest.raises(RuntimeError, match="ended"):
+        await lookups.courses_by_id(reads, [school.course_id])

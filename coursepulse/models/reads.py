@@ -136,10 +136,13 @@ class _Compiled:
 class Query:
     """A Core statement with named `bindparam`s, compiled once per dialect."""
 
-    __slots__ = ("_compiled", "statement")
+    __slots__ = ("_compiled", "statement", "unbounded")
 
-    def __init__(self, statement: Executable) -> None:
+    def __init__(self, statement: Executable, *, unbounded: bool = False) -> None:
         self.statement = statement
+        #: True when its cost grows with the data (a scan, a sort, a count): on SQLite it
+        #: then runs in a thread instead of on the event loop.
+        self.unbounded = unbounded
         self._compiled: dict[str, _Compiled] = {}
 
     def compiled(self, dialect: Dialect) -> _Compiled:
@@ -184,18 +187,27 @@ def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
 
 
 class ReadTransaction(ABC):
-    """One read-only transaction: every statement sees the same snapshot."""
+    """One read-only transaction: every statement sees the same snapshot.
+
+    Statements run one at a time; once the transaction has ended, using it raises.
+    """
 
     def __init__(self, dialect: Dialect, observers: list[StatementObserver]) -> None:
         self.dialect = dialect
         self._observers = observers
+        self._turn = asyncio.Lock()
+        self.ended = False
 
     async def all(self, query: Query, **params: Any) -> list[Row]:
         """Every row of the query, each column processed by its type."""
         compiled = query.compiled(self.dialect)
         for observe in self._observers:
             observe(compiled.sql)
-        raw = await self._fetch(compiled.sql, compiled.arguments(params))
+        arguments = compiled.arguments(params)
+        async with self._turn:
+            if self.ended:
+                raise RuntimeError("this read transaction has ended")
+            raw = await self._fetch(compiled.sql, arguments, offload=query.unbounded)
         return [compiled.row(item) for item in raw]
 
     async def first(self, query: Query, **params: Any) -> Row | None:
@@ -204,7 +216,9 @@ class ReadTransaction(ABC):
         return rows[0] if rows else None
 
     @abstractmethod
-    async def _fetch(self, sql: str, arguments: tuple[Any, ...]) -> Sequence[Sequence[Any]]: ...
+    async def _fetch(
+        self, sql: str, arguments: tuple[Any, ...], *, offload: bool = False
+    ) -> Sequence[Sequence[Any]]: ...
 
 
 class ReadPool(ABC):
@@ -215,8 +229,9 @@ class ReadPool(ABC):
         self.size = size
         #: Called with each statement's SQL (statement-count tests, benchmarks).
         self.observers: list[StatementObserver] = []
-        self._idle: asyncio.LifoQueue[Any] = asyncio.LifoQueue()
-        self._opened = 0
+        self._idle: list[Any] = []
+        #: One slot per connection in use; a slot freed (returned or dropped) wakes a waiter.
+        self._slots = asyncio.Semaphore(size)
         self._closed = False
 
     async def begin(self) -> ReadTransaction:
@@ -225,59 +240,63 @@ class ReadPool(ABC):
         An idle connection that fails to begin (the server restarted or dropped it)
         is discarded and the next one tried; a newly opened one that fails raises.
         """
-        while True:
-            connection, fresh = await self._checkout()
-            for observe in self.observers:
-                observe("BEGIN")
-            try:
-                return await self._begin(connection)
-            except Exception:
-                await self._discard(connection)
-                if fresh:
+        await self._slots.acquire()
+        try:
+            while True:
+                connection, fresh = await self._checkout()
+                for observe in self.observers:
+                    observe("BEGIN")
+                try:
+                    return await self._begin(connection)
+                except Exception:
+                    await self._close_quietly(connection)
+                    if fresh:
+                        raise
+                    log.info("replacing a read connection that went stale", exc_info=True)
+                except BaseException:
+                    await self._close_quietly(connection)
                     raise
-                log.info("replacing a read connection that went stale", exc_info=True)
-            except BaseException:
-                await self._discard(connection)
-                raise
+        except BaseException:
+            self._slots.release()
+            raise
 
     async def end(self, transaction: ReadTransaction) -> None:
         """Roll the transaction back and return its connection (dropped if it broke)."""
         connection = self._connection_of(transaction)
         try:
-            await self._rollback(connection)
+            async with transaction._turn:  # a statement still running finishes first
+                transaction.ended = True
+                await self._rollback(connection)
         except Exception:
             # Nothing was written; a connection that cannot roll back is broken: drop it.
             log.warning("dropping a read connection that failed to roll back", exc_info=True)
-            await self._discard(connection)
-            return
+            await self._close_quietly(connection)
         except BaseException:
-            await self._discard(connection)
+            await self._close_quietly(connection)
             raise
-        if self._closed:
-            await self._close_connection(connection)
         else:
-            self._idle.put_nowait(connection)
+            if self._closed:
+                await self._close_quietly(connection)
+            else:
+                self._idle.append(connection)
+        finally:
+            self._slots.release()
 
     async def close(self) -> None:
         self._closed = True
-        while not self._idle.empty():
-            await self._close_connection(self._idle.get_nowait())
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await self._close_quietly(connection)
 
     async def _checkout(self) -> tuple[Any, bool]:
-        """A connection, and whether it was opened just now."""
+        """An idle connection, or a new one (True): a slot is already held."""
         if self._closed:
             raise RuntimeError("the read pool is closed")
-        if self._idle.empty() and self._opened < self.size:
-            self._opened += 1
-            try:
-                return await self._open(), True
-            except BaseException:
-                self._opened -= 1
-                raise
-        return await self._idle.get(), False
+        if self._idle:
+            return self._idle.pop(), False
+        return await self._open(), True
 
-    async def _discard(self, connection: Any) -> None:
-        self._opened -= 1
+    async def _close_quietly(self, connection: Any) -> None:
         # A broken connection may fail to close; it is dropped either way.
         with contextlib.suppress(Exception):
             await self._close_connection(connection)
@@ -302,8 +321,8 @@ def _is_busy(error: sqlite3.OperationalError) -> bool:
     return "locked" in str(error) or "busy" in str(error)
 
 
-async def sqlite_without_waiting(call: Callable[[], T]) -> T:
-    """`call()` on the event loop; when SQLite is busy, retry later instead of blocking it.
+async def sqlite_without_waiting(call: Callable[[], T], *, in_thread: bool = False) -> T:
+    """`call()` on the event loop (or in a thread); when SQLite is busy, retry later.
 
     SQLite answers an indexed statement in microseconds, less than a hop to a thread
     costs, so the lean path calls it directly. Its connections have no busy timeout
@@ -314,7 +333,7 @@ async def sqlite_without_waiting(call: Callable[[], T]) -> T:
     waited = 0.0
     while True:
         try:
-            return call()
+            return await asyncio.to_thread(call) if in_thread else call()
         except sqlite3.OperationalError as error:
             if not _is_busy(error) or waited * 1000 >= SQLITE_BUSY_TIMEOUT_MS:
                 raise
@@ -330,10 +349,17 @@ class _SqliteTransaction(ReadTransaction):
         super().__init__(dialect, observers)
         self.connection = connection
 
-    async def _fetch(self, sql: str, arguments: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
-        return await sqlite_without_waiting(
-            lambda: self.connection.execute(sql, arguments).fetchall()
-        )
+    async def _fetch(
+        self, sql: str, arguments: tuple[Any, ...], *, offload: bool = False
+    ) -> Sequence[Sequence[Any]]:
+        def run() -> list[Any]:
+            return self.connection.execute(sql, arguments).fetchall()
+
+        if offload:
+            # A statement whose cost grows with the data runs in a thread (SQLite lets
+            # the event loop go on meanwhile); the transaction's turn keeps it alone.
+            return await sqlite_without_waiting(run, in_thread=True)
+        return await sqlite_without_waiting(run)
 
 
 def open_sqlite(path: str, *, read_only: bool) -> sqlite3.Connection:
@@ -381,12 +407,11 @@ class _PostgresTransaction(ReadTransaction):
     ) -> None:
         super().__init__(dialect, observers)
         self.connection = connection
-        # One statement at a time on a connection (DataLoaders may ask together).
-        self._lock = asyncio.Lock()
 
-    async def _fetch(self, sql: str, arguments: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
-        async with self._lock:
-            return await self.connection.fetch(sql, *arguments)
+    async def _fetch(
+        self, sql: str, arguments: tuple[Any, ...], *, offload: bool = False
+    ) -> Sequence[Sequence[Any]]:
+        return await self.connection.fetch(sql, *arguments)
 
 
 class PostgresReadPool(ReadPool):

@@ -38,6 +38,8 @@ from coursepulse.models.reads import (
 )
 
 log = logging.getLogger("coursepulse.writes")
+#: Commits between two write-ahead log checkpoints of the SQLite write connection.
+CHECKPOINT_EVERY = 500
 
 
 class WriteTransaction(ReadTransaction):
@@ -60,7 +62,10 @@ class _SqliteWrite(WriteTransaction):
         super().__init__(dialect, observers)
         self.connection = connection
 
-    async def _fetch(self, sql: str, arguments: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
+    async def _fetch(
+        self, sql: str, arguments: tuple[Any, ...], *, offload: bool = False
+    ) -> Sequence[Sequence[Any]]:
+        # Keys only, under the write lock: never given to a thread, never yielding.
         return self.connection.execute(sql, arguments).fetchall()
 
 
@@ -71,7 +76,9 @@ class _PostgresWrite(WriteTransaction):
         super().__init__(dialect, observers)
         self.connection = connection
 
-    async def _fetch(self, sql: str, arguments: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
+    async def _fetch(
+        self, sql: str, arguments: tuple[Any, ...], *, offload: bool = False
+    ) -> Sequence[Sequence[Any]]:
         return await self.connection.fetch(sql, *arguments)
 
 
@@ -86,7 +93,9 @@ class SessionWrite(WriteTransaction):
         super().__init__(session.bind.dialect, [])
         self.session = session
 
-    async def _fetch(self, sql: str, arguments: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
+    async def _fetch(
+        self, sql: str, arguments: tuple[Any, ...], *, offload: bool = False
+    ) -> Sequence[Sequence[Any]]:
         await self.session.flush()
         connection = await self.session.connection()
         result = await connection.exec_driver_sql(sql, arguments)
@@ -103,8 +112,10 @@ class Writer:
         self.observers: list[StatementObserver] = []
         self._sqlite: sqlite3.Connection | None = None
         self._sqlite_turn = asyncio.Lock()
-        self._postgres: asyncio.LifoQueue[asyncpg.Connection] = asyncio.LifoQueue()
-        self._postgres_opened = 0
+        self._sqlite_commits = 0
+        self._postgres_idle: list[asyncpg.Connection] = []
+        #: One slot per PostgreSQL connection in use; a freed slot wakes a waiter.
+        self._postgres_slots = asyncio.Semaphore(size)
 
     async def run(
         self,
@@ -115,21 +126,30 @@ class Writer:
 
         `notify(transaction)` runs just before COMMIT (PostgreSQL's NOTIFY is
         transactional); an exception rolls everything back and propagates.
+        Returns (transaction, what `work` returned).
         """
         if self.dialect.name == "sqlite":
             return await self._run_sqlite(work, notify)
-        return await self._run_postgres(work, notify)
+        async with self._postgres_slots:
+            return await self._run_postgres(work, notify)
 
     def _observe(self, sql: str) -> None:
         for observe in self.observers:
             observe(sql)
 
+    def _sqlite_connection(self) -> sqlite3.Connection:
+        if self._sqlite is None:
+            connection = open_sqlite(self.url.database or "", read_only=False)
+            connection.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoints copy the log into the database file and fsync: done in a thread
+            # (`_checkpoint`), never at COMMIT on the event loop.
+            connection.execute("PRAGMA wal_autocheckpoint=0")
+            self._sqlite = connection
+        return self._sqlite
+
     async def _run_sqlite(self, work: Callable[..., Any], notify: Callable[..., Any] | None) -> Any:
         async with self._sqlite_turn:
-            if self._sqlite is None:
-                self._sqlite = open_sqlite(self.url.database or "", read_only=False)
-                self._sqlite.execute("PRAGMA synchronous=NORMAL")
-            connection = self._sqlite
+            connection = self._sqlite_connection()
             self._observe("BEGIN IMMEDIATE")
             await sqlite_without_waiting(lambda: connection.execute("BEGIN IMMEDIATE"))
             transaction = _SqliteWrite(self.dialect, self.observers, connection)
@@ -139,10 +159,30 @@ class Writer:
                     await notify(transaction)
                 await sqlite_without_waiting(lambda: connection.execute("COMMIT"))
             except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
+                self._sqlite_rollback(connection)
                 raise
+            self._sqlite_commits += 1
+            if self._sqlite_commits % CHECKPOINT_EVERY == 0:
+                await self._checkpoint(connection)
             return transaction, result
+
+    def _sqlite_rollback(self, connection: sqlite3.Connection) -> None:
+        """Roll back; a connection that cannot is closed, so it never keeps the write lock."""
+        try:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.warning("closing the write connection, which failed to roll back", exc_info=True)
+            with contextlib.suppress(sqlite3.Error):
+                connection.close()
+            self._sqlite = None
+
+    async def _checkpoint(self, connection: sqlite3.Connection) -> None:
+        """Move the write-ahead log into the database file, in a thread."""
+        try:
+            await asyncio.to_thread(connection.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            log.warning("a write-ahead log checkpoint failed", exc_info=True)
 
     async def _run_postgres(
         self, work: Callable[..., Any], notify: Callable[..., Any] | None
@@ -163,51 +203,41 @@ class Writer:
         finally:
             # A refused change (a domain error) leaves the connection as good as before.
             if not connection.is_closed() and not connection.is_in_transaction():
-                self._postgres.put_nowait(connection)
+                self._postgres_idle.append(connection)
             else:
-                self._drop(connection)
+                connection.terminate()
 
     async def _begin_postgres(self) -> tuple[asyncpg.Connection, Any]:
-        """A pooled connection in a new transaction; idle ones the server dropped are replaced."""
+        """A connection in a new transaction; idle ones the server dropped are replaced."""
         while True:
-            connection, fresh = await self._checkout_postgres()
+            fresh = not self._postgres_idle
+            connection = await self._open_postgres() if fresh else self._postgres_idle.pop()
             block = connection.transaction()
             self._observe("BEGIN")
             try:
                 await block.start()
             except Exception:
-                self._drop(connection)
+                connection.terminate()
                 if fresh:
                     raise
                 log.info("replacing a write connection that went stale", exc_info=True)
                 continue
+            except BaseException:
+                connection.terminate()
+                raise
             return connection, block
 
-    def _drop(self, connection: asyncpg.Connection) -> None:
-        self._postgres_opened -= 1
-        connection.terminate()
-
-    async def _checkout_postgres(self) -> tuple[asyncpg.Connection, bool]:
-        """A connection, and whether it was opened just now."""
-        while not self._postgres.empty():
-            connection = self._postgres.get_nowait()
-            if not connection.is_closed():
-                return connection, False
-            self._postgres_opened -= 1
-        if self._postgres_opened < self.size:
-            self._postgres_opened += 1
-            try:
-                dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
-                return await asyncpg.connect(dsn), True
-            except BaseException:
-                self._postgres_opened -= 1
-                raise
-        return await self._postgres.get(), False
+    async def _open_postgres(self) -> asyncpg.Connection:
+        dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return await asyncpg.connect(dsn)
 
     async def close(self) -> None:
         if self._sqlite is not None:
             async with self._sqlite_turn:
-                self._sqlite.close()
-                self._sqlite = None
-        while not self._postgres.empty():
-            await self._postgres.get_nowait().close(timeout=5)
+                if self._sqlite is not None:
+                    self._sqlite.close()
+                    self._sqlite = None
+        idle, self._postgres_idle = self._postgres_idle, []
+        for connection in idle:
+            with contextlib.suppress(Exception):
+                await connection.close(timeout=5)

@@ -92,8 +92,10 @@ async def _flush_course(session: AsyncSession) -> None:
 _COURSES = Course.__table__
 _TAUGHT = CourseInstructor.__table__
 _PUBLISHED = _COURSES.c.status == str(CourseStatus.PUBLISHED)
-_ALL_COURSES = Query(select(_COURSES).order_by(_COURSES.c.id))
-_PUBLISHED_COURSES = Query(select(_COURSES).where(_PUBLISHED).order_by(_COURSES.c.id))
+_ALL_COURSES = Query(select(_COURSES).order_by(_COURSES.c.id), unbounded=True)
+_PUBLISHED_COURSES = Query(
+    select(_COURSES).where(_PUBLISHED).order_by(_COURSES.c.id), unbounded=True
+)
 _PUBLISHED_OR_TAUGHT = Query(
     select(_COURSES)
     .where(
@@ -104,7 +106,8 @@ _PUBLISHED_OR_TAUGHT = Query(
             ),
         )
     )
-    .order_by(_COURSES.c.id)
+    .order_by(_COURSES.c.id),
+    unbounded=True,
 )
 
 

@@ -84,7 +84,7 @@ def _count_query(searching: bool) -> Query:
         # Searching names needs the users; otherwise the count is an index range.
         counting = counting.join(_USERS, _USERS.c.id == _ENROLLMENTS.c.user_id)
         conditions.append(_SEARCH)
-    return Query(counting.where(*conditions))
+    return Query(counting.where(*conditions), unbounded=True)
 
 
 @cache
@@ -99,13 +99,15 @@ def _page_query(order_by: StudentOrder, descending: bool, searching: bool) -> Qu
     key = _sort_key(order_by)
     direction = key.desc() if descending else key.asc()
     tie = _ENROLLMENTS.c.id.desc() if descending else _ENROLLMENTS.c.id.asc()
+    # A search, a name order or a far page reads more rows than it returns.
     return Query(
         select(_ENROLLMENTS, _USERS)
         .join(_USERS, _USERS.c.id == _ENROLLMENTS.c.user_id)
         .where(*conditions)
         .order_by(direction.nulls_last(), tie)
         .limit(bindparam("limit"))
-        .offset(bindparam("offset"))
+        .offset(bindparam("offset")),
+        unbounded=True,
     )
 
 

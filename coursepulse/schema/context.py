@@ -1,7 +1,7 @@
 """The typed context every resolver receives as `info.context`."""
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from strawberry.extensions import SchemaExtension
@@ -27,19 +27,36 @@ class Context:
     connection_params: dict[str, Any] | None = field(default=None)
 
     async def refresh(self) -> None:
-        """Forget what this operation read: after a mutation, and before each operation of a
-        websocket (whose context lives as long as the connection)."""
+        """Forget what this operation read: after a mutation, the next reads see it."""
         await self.reader.close()
         self.loaders = Loaders(self.reader, self.viewer.user_id if self.viewer else None)
 
+    def for_operation(self) -> "Context":
+        """This context with a read transaction and DataLoaders of the operation's own.
+
+        A websocket's operations share the connection's context and may run at once:
+        each must read, and end its reads, without touching the others'.
+        """
+        reader = self.db.shared_reader()
+        viewer_id = self.viewer.user_id if self.viewer else None
+        return replace(self, reader=reader, loaders=Loaders(reader, viewer_id))
+
 
 class FreshLoaders(SchemaExtension):
-    """New DataLoaders and read transaction for every operation, closed when it ends."""
+    """New DataLoaders and read transaction for every operation, ended when it ends.
+
+    Ended also when the operation fails or is cancelled (a websocket closing cancels
+    its subscriptions), so no pooled connection is left behind.
+    """
 
     async def on_operation(self) -> AsyncIterator[None]:
         context = self.execution_context.context
-        if isinstance(context, Context):
-            await context.refresh()
-        yield
-        if isinstance(context, Context):
-            await context.reader.close()
+        if not isinstance(context, Context):
+            yield
+            return
+        own = context.for_operation()
+        self.execution_context.context = own
+        try:
+            yield
+        finally:
+            await own.reader.close()

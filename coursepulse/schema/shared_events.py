@@ -22,6 +22,8 @@ from coursepulse.schema.types import ProgressEvent
 
 #: Recent events whose GraphQL objects (and their execution results) are kept.
 SHARED_EVENTS = 4096
+#: Distinct (document, variables) results kept per event.
+RESULTS_PER_EVENT = 8
 
 #: Per application (its feeds): event id -> the event's GraphQL object.
 _payloads: WeakKeyDictionary[Feeds, OrderedDict[int, ProgressEvent]] = WeakKeyDictionary()
@@ -75,8 +77,15 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
         return result
 
     def _remember(self, payload: ProgressEvent, key: Any, result: Any) -> None:
-        if isinstance(result, ExecutionResult) and not result.errors:
-            payload._results[key] = (self.operation, result)
+        results = payload._results
+        # Variables differ between subscribers (each resumes `after` its own event):
+        # a few kinds are kept per event, the rest executed on their own.
+        if (
+            isinstance(result, ExecutionResult)
+            and not result.errors
+            and len(results) < RESULTS_PER_EVENT
+        ):
+            results[key] = (self.operation, result)
 
 
 class _Answered:
