@@ -212,9 +212,9 @@ class Writer:
         while True:
             fresh = not self._postgres_idle
             connection = await self._open_postgres() if fresh else self._postgres_idle.pop()
-            block = connection.transaction()
             self._observe("BEGIN")
             try:
+                block = connection.transaction()
                 await block.start()
             except Exception:
                 connection.terminate()
