@@ -84,11 +84,19 @@ def _count_query(searching: bool) -> Query:
         # Searching names needs the users; otherwise the count is an index range.
         counting = counting.join(_USERS, _USERS.c.id == _ENROLLMENTS.c.user_id)
         conditions.append(_SEARCH)
-    return Query(counting.where(*conditions), unbounded=True)
+    # Matching names reads every enrolment of the course: in a thread on SQLite. Without a
+    # search the count is an index range, about 30 ns per enrolment.
+    return Query(counting.where(*conditions), unbounded=searching)
+
+
+#: Rows skipped beyond which a page no longer counts as cheap (see `_page_query`).
+FAR_PAGE_OFFSET = 1000
 
 
 @cache
-def _page_query(order_by: StudentOrder, descending: bool, searching: bool) -> Query:
+def _page_query(
+    order_by: StudentOrder, descending: bool, searching: bool, far: bool = False
+) -> Query:
     """One page of the roster in one order: each shape is compiled once."""
     conditions = [
         _ENROLLMENTS.c.course_id == bindparam("course_id"),
@@ -99,7 +107,8 @@ def _page_query(order_by: StudentOrder, descending: bool, searching: bool) -> Qu
     key = _sort_key(order_by)
     direction = key.desc() if descending else key.asc()
     tie = _ENROLLMENTS.c.id.desc() if descending else _ENROLLMENTS.c.id.asc()
-    # A search, a name order or a far page reads more rows than it returns.
+    # A search, a name order (no index) or a far page reads more rows than it returns:
+    # in a thread on SQLite. A near page in an indexed order walks the index.
     return Query(
         select(_ENROLLMENTS, _USERS)
         .join(_USERS, _USERS.c.id == _ENROLLMENTS.c.user_id)
@@ -107,7 +116,7 @@ def _page_query(order_by: StudentOrder, descending: bool, searching: bool) -> Qu
         .order_by(direction.nulls_last(), tie)
         .limit(bindparam("limit"))
         .offset(bindparam("offset")),
-        unbounded=True,
+        unbounded=searching or far or order_by is StudentOrder.DISPLAY_NAME,
     )
 
 
@@ -147,11 +156,12 @@ async def course_students(
         params["pattern"] = _like_pattern(needle.lower())
     searching = "pattern" in params
     counted = await reads.first(_count_query(searching), **params)
+    offset = (page - 1) * per_page
     rows = await reads.all(
-        _page_query(order_by, descending, searching),
+        _page_query(order_by, descending, searching, offset > FAR_PAGE_OFFSET),
         **params,
         limit=per_page,
-        offset=(page - 1) * per_page,
+        offset=offset,
     )
     return RosterPage(
         course=course,
