@@ -184,7 +184,7 @@ async def test_a_full_read_pool_serves_waiters_as_transactions_end_or_break(
     waiting = asyncio.ensure_future(pool.begin())
     await asyncio.sleep(0.05)
     broken = held.pop()
-    await pool._close_connection(pool._connection_of(broken))
+    await pool._close_connection(broken.connection)
     await pool.end(broken)
     held.append(await asyncio.wait_for(waiting, 5))
     for transaction in held:

@@ -37,6 +37,7 @@ from gql.transport.exceptions import (
     TransportServerError,
 )
 from gql.transport.websockets import WebsocketsTransport
+from graphql.execution import Executor
 from sqlalchemy import func, select, text
 from websockets.exceptions import ConnectionClosed
 
@@ -48,6 +49,7 @@ from coursepulse.models.db import Database, create_engine
 from coursepulse.resolvers import completions, enrollments
 from coursepulse.resolvers.errors import ResumeRequired
 from coursepulse.schema import build_schema, shared_events
+from coursepulse.schema.types import ProgressEvent as EventType
 from coursepulse.settings import Settings
 from coursepulse.web.graphql_view import CoursepulseGraphQLView
 from coursepulse.web.keys import BROKER
@@ -413,8 +415,17 @@ async def test_student_sees_own_lesson_completion_made_over_http(
 
 
 async def test_subscribers_with_one_document_share_one_execution_of_an_event(
-    client: TestClient, db: Database, school: School
+    client: TestClient, db: Database, school: School, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    executed: list[int] = []
+    execute = Executor.execute_operation
+
+    def counting(self: Executor, serially: bool | None = None) -> Any:
+        if isinstance(self.root_value, EventType):
+            executed.append(int(self.root_value.id))
+        return execute(self, serially)
+
+    monkeypatch.setattr(Executor, "execute_operation", counting)
     # Given the instructor and an admin follow the course with the same document
     await enroll(client, school, school.student)
     async with (
@@ -433,6 +444,7 @@ async def test_subscribers_with_one_document_share_one_execution_of_an_event(
     event_id = await last_event_id(db)
     assert heard[0] == heard[1]
     assert int(heard[0]["id"]) == event_id
+    assert executed == [event_id]
     payload = shared_events._payloads[client.server.app[BROKER].feeds][event_id]
     assert len(payload._results) == 1
 

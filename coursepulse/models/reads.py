@@ -192,9 +192,13 @@ class ReadTransaction(ABC):
     Statements run one at a time; once the transaction has ended, using it raises.
     """
 
-    def __init__(self, dialect: Dialect, observers: list[StatementObserver]) -> None:
+    def __init__(
+        self, dialect: Dialect, observers: list[StatementObserver], connection: Any = None
+    ) -> None:
         self.dialect = dialect
         self._observers = observers
+        #: The driver connection the statements run on (None when another layer owns it).
+        self.connection = connection
         self._turn = asyncio.Lock()
         self.ended = False
 
@@ -262,7 +266,7 @@ class ReadPool(ABC):
 
     async def end(self, transaction: ReadTransaction) -> None:
         """Roll the transaction back and return its connection (dropped if it broke)."""
-        connection = self._connection_of(transaction)
+        connection = transaction.connection
         try:
             async with transaction._turn:  # a statement still running finishes first
                 transaction.ended = True
@@ -308,9 +312,6 @@ class ReadPool(ABC):
     async def _begin(self, connection: Any) -> ReadTransaction: ...
 
     @abstractmethod
-    def _connection_of(self, transaction: ReadTransaction) -> Any: ...
-
-    @abstractmethod
     async def _rollback(self, connection: Any) -> None: ...
 
     @abstractmethod
@@ -343,11 +344,7 @@ async def sqlite_without_waiting(call: Callable[[], T], *, in_thread: bool = Fal
 
 
 class _SqliteTransaction(ReadTransaction):
-    def __init__(
-        self, dialect: Dialect, observers: list[StatementObserver], connection: sqlite3.Connection
-    ) -> None:
-        super().__init__(dialect, observers)
-        self.connection = connection
+    connection: sqlite3.Connection
 
     async def _fetch(
         self, sql: str, arguments: tuple[Any, ...], *, offload: bool = False
@@ -390,10 +387,6 @@ class SqliteReadPool(ReadPool):
         connection.execute("BEGIN")  # deferred: the first read takes the snapshot
         return _SqliteTransaction(self.dialect, self.observers, connection)
 
-    def _connection_of(self, transaction: ReadTransaction) -> sqlite3.Connection:
-        assert isinstance(transaction, _SqliteTransaction)
-        return transaction.connection
-
     async def _rollback(self, connection: sqlite3.Connection) -> None:
         connection.execute("ROLLBACK")
 
@@ -401,12 +394,10 @@ class SqliteReadPool(ReadPool):
         connection.close()
 
 
-class _PostgresTransaction(ReadTransaction):
-    def __init__(
-        self, dialect: Dialect, observers: list[StatementObserver], connection: asyncpg.Connection
-    ) -> None:
-        super().__init__(dialect, observers)
-        self.connection = connection
+class PostgresTransaction(ReadTransaction):
+    """Statements on one asyncpg connection (read-only here, read-write in writes.py)."""
+
+    connection: asyncpg.Connection
 
     async def _fetch(
         self, sql: str, arguments: tuple[Any, ...], *, offload: bool = False
@@ -426,11 +417,7 @@ class PostgresReadPool(ReadPool):
 
     async def _begin(self, connection: asyncpg.Connection) -> ReadTransaction:
         await connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        return _PostgresTransaction(self.dialect, self.observers, connection)
-
-    def _connection_of(self, transaction: ReadTransaction) -> asyncpg.Connection:
-        assert isinstance(transaction, _PostgresTransaction)
-        return transaction.connection
+        return PostgresTransaction(self.dialect, self.observers, connection)
 
     async def _rollback(self, connection: asyncpg.Connection) -> None:
         await connection.execute("ROLLBACK")

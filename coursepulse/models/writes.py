@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coursepulse.models.reads import (
     DEFAULT_POOL_SIZE,
+    PostgresTransaction,
     Query,
     ReadTransaction,
     StatementObserver,
@@ -45,8 +46,10 @@ CHECKPOINT_EVERY = 500
 class WriteTransaction(ReadTransaction):
     """A read-write transaction; `first`/`all` run any compiled statement (RETURNING too)."""
 
-    def __init__(self, dialect: Dialect, observers: list[StatementObserver]) -> None:
-        super().__init__(dialect, observers)
+    def __init__(
+        self, dialect: Dialect, observers: list[StatementObserver], connection: Any = None
+    ) -> None:
+        super().__init__(dialect, observers, connection)
         #: Courses whose event log this transaction appended to (announced after commit).
         self.event_courses: set[int] = set()
 
@@ -56,11 +59,7 @@ class WriteTransaction(ReadTransaction):
 
 
 class _SqliteWrite(WriteTransaction):
-    def __init__(
-        self, dialect: Dialect, observers: list[StatementObserver], connection: sqlite3.Connection
-    ) -> None:
-        super().__init__(dialect, observers)
-        self.connection = connection
+    connection: sqlite3.Connection
 
     async def _fetch(
         self, sql: str, arguments: tuple[Any, ...], *, offload: bool = False
@@ -69,23 +68,15 @@ class _SqliteWrite(WriteTransaction):
         return self.connection.execute(sql, arguments).fetchall()
 
 
-class _PostgresWrite(WriteTransaction):
-    def __init__(
-        self, dialect: Dialect, observers: list[StatementObserver], connection: asyncpg.Connection
-    ) -> None:
-        super().__init__(dialect, observers)
-        self.connection = connection
-
-    async def _fetch(
-        self, sql: str, arguments: tuple[Any, ...], *, offload: bool = False
-    ) -> Sequence[Sequence[Any]]:
-        return await self.connection.fetch(sql, *arguments)
+class _PostgresWrite(PostgresTransaction, WriteTransaction):
+    """The read path's asyncpg statements, in a read-write transaction."""
 
 
-class SessionWrite(WriteTransaction):
-    """A `WriteTransaction` inside an ORM session's transaction (`Database.write()`).
+class SessionTransaction(WriteTransaction):
+    """The lean statements inside an ORM session's transaction (`write()` or `read()`).
 
-    Pending ORM changes are flushed before each statement, so both see the same rows.
+    Lets a rule written once on `ReadTransaction`/`WriteTransaction` serve the ORM paths
+    too. Pending ORM changes are flushed before each statement, so both see the same rows.
     """
 
     def __init__(self, session: AsyncSession) -> None:

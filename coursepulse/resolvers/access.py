@@ -13,22 +13,14 @@ from coursepulse.models import (
 )
 from coursepulse.models.reads import Query, ReadTransaction, one_of
 from coursepulse.models.rows import CourseRow
+from coursepulse.models.writes import SessionTransaction
 from coursepulse.resolvers.errors import Forbidden, NotFound
 from coursepulse.resolvers.viewer import Viewer, require_viewer
 
 
 async def is_course_staff(session: AsyncSession, viewer: Viewer | None, course_id: int) -> bool:
-    """True for admins and for the course's instructors."""
-    if viewer is None:
-        return False
-    if viewer.is_admin:
-        return True
-    found = await session.scalar(
-        select(CourseInstructor.user_id).where(
-            CourseInstructor.course_id == course_id, CourseInstructor.user_id == viewer.user_id
-        )
-    )
-    return found is not None
+    """True for admins and for the course's instructors (in the session's transaction)."""
+    return await is_course_staff_reading(SessionTransaction(session), viewer, course_id)
 
 
 _INSTRUCTORS = CourseInstructor.__table__
@@ -51,7 +43,7 @@ _IS_ENROLLED = Query(
 async def is_course_staff_reading(
     reads: ReadTransaction, viewer: Viewer | None, course_id: int
 ) -> bool:
-    """`is_course_staff` on a lean read transaction (read-only operations)."""
+    """True for admins and for the course's instructors."""
     if viewer is None:
         return False
     if viewer.is_admin:
@@ -61,14 +53,14 @@ async def is_course_staff_reading(
 
 
 async def can_see_course_reading(
-    reads: ReadTransaction, viewer: Viewer | None, course: CourseRow
+    reads: ReadTransaction, viewer: Viewer | None, course: Course | CourseRow
 ) -> bool:
-    """`can_see_course` on a lean read transaction (read-only operations)."""
+    """Published courses are public; others are seen by their staff and enrolled students."""
     if course.status == CourseStatus.PUBLISHED:
         return True
     if viewer is None:
         return False
-    if await is_course_staff_reading(reads, viewer, course.id):
+    if await is_course_staff_reading(reads, viewer, course.id):  # type: ignore[arg-type]
         return True
     enrolled = await reads.first(_IS_ENROLLED, course_id=course.id, user_id=viewer.user_id)
     return enrolled is not None
@@ -104,21 +96,8 @@ async def staff_course_reading(
 
 
 async def can_see_course(session: AsyncSession, viewer: Viewer | None, course: Course) -> bool:
-    """Published courses are public; others are seen by their staff and enrolled students."""
-    if course.status == CourseStatus.PUBLISHED:
-        return True
-    if viewer is None:
-        return False
-    if await is_course_staff(session, viewer, course.id):  # type: ignore[arg-type]
-        return True
-    enrolled = await session.scalar(
-        select(Enrollment.id).where(
-            Enrollment.course_id == course.id,
-            Enrollment.user_id == viewer.user_id,
-            Enrollment.status.in_(ENROLLED_STATUSES),  # type: ignore[attr-defined]
-        )
-    )
-    return enrolled is not None
+    """`can_see_course_reading`, in the session's transaction."""
+    return await can_see_course_reading(SessionTransaction(session), viewer, course)
 
 
 async def get_course(

@@ -24,7 +24,7 @@ from coursepulse.models import (
 from coursepulse.models.db import EVENT_COURSES
 from coursepulse.models.reads import Query
 from coursepulse.models.rows import CompletionRow, CourseRow, EnrollmentRow
-from coursepulse.models.writes import SessionWrite, WriteTransaction
+from coursepulse.models.writes import SessionTransaction, WriteTransaction
 from coursepulse.resolvers.access import can_see_course_reading
 from coursepulse.resolvers.errors import NotEnrolled, NotFound
 from coursepulse.resolvers.events import append_event_writing
@@ -223,7 +223,7 @@ async def _within_session(
     session: AsyncSession, act: Action, viewer: Viewer | None, course_id: int, lesson_id: int
 ) -> LessonChange:
     """The change inside the caller's ORM write transaction, announced when it commits."""
-    transaction = SessionWrite(session)
+    transaction = SessionTransaction(session)
     change = await act(transaction, viewer, course_id, lesson_id)
     session.info.setdefault(EVENT_COURSES, set()).update(transaction.event_courses)
     return change

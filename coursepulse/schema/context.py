@@ -27,7 +27,7 @@ class Context:
     connection_params: dict[str, Any] | None = field(default=None)
 
     async def refresh(self) -> None:
-        """Forget what this operation read: after a mutation, the next reads see it."""
+        """Forget what this operation read: after a mutation's commit, the next reads see it."""
         await self.reader.close()
         self.loaders = Loaders(self.reader, self.viewer.user_id if self.viewer else None)
 

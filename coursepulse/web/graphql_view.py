@@ -81,7 +81,6 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
             raise ConnectionRejectionError(
                 {"code": error.code, "status": error.status, "message": error.message}
             ) from error
-        await context.refresh()
         return UNSET
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
