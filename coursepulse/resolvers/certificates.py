@@ -20,7 +20,7 @@ from coursepulse.models.db import Database
 from coursepulse.models.rows import CertificateRow
 from coursepulse.resolvers.access import is_course_staff, require_admin
 from coursepulse.resolvers.enrollments import learning_enrollment
-from coursepulse.resolvers.errors import CourseNotComplete, NotFound
+from coursepulse.resolvers.errors import CourseNotComplete, IssueRefused, NotFound
 from coursepulse.resolvers.events import append_event
 from coursepulse.resolvers.progress import progress_percentage
 from coursepulse.resolvers.validation import clean_text
@@ -71,23 +71,33 @@ async def get_or_issue(
     viewer: Viewer | None,
     course_id: int,
     *,
+    may_issue: bool = True,
     now: datetime | None = None,
 ) -> Certificate:
     """The viewer's certificate for the course, issued on the first call after completion.
 
     Before completion: `course_not_complete` with the current percentage. Once
     issued, it stays the viewer's certificate whatever happens to the course.
+    Without `may_issue` (a request that must not change anything: a GET, a
+    cross-site request) an issued certificate is returned but none is issued.
     """
     existing = await find_own(session, viewer, course_id)
     if existing is not None:
         return existing
     _viewer, course, enrollment = await learning_enrollment(session, viewer, course_id)
+    # Concurrent first requests queue on the enrolment's lock: the ones that waited
+    # find the certificate the first one issued.
+    existing = await find_own(session, viewer, course_id)
+    if existing is not None:
+        return existing
     if enrollment.status != EnrollmentStatus.COMPLETED:
         raise CourseNotComplete(
             progress_percentage=progress_percentage(
                 enrollment.completed_lessons, course.total_lessons
             )
         )
+    if not may_issue:
+        raise IssueRefused()
     now = now or utcnow()
     student = await session.get(User, enrollment.user_id)
     assert student is not None  # foreign key
@@ -128,15 +138,20 @@ async def find_own(
     )
 
 
-async def obtain(db: Database, viewer: Viewer | None, course_id: int) -> Certificate:
+async def obtain(
+    db: Database, viewer: Viewer | None, course_id: int, *, may_issue: bool = True
+) -> Certificate:
     """The viewer's certificate: read when it exists, issued in a write transaction otherwise.
 
-    Reading first keeps repeated downloads from queueing behind writers.
+    Reading first keeps repeated downloads from queueing behind writers. Without
+    `may_issue` nothing is written: an issued certificate, or a coded refusal.
     """
     async with db.read() as session:
         existing = await find_own(session, viewer, course_id)
-    if existing is not None:
-        return existing
+        if existing is not None:
+            return existing
+        if not may_issue:
+            return await get_or_issue(session, viewer, course_id, may_issue=False)
     async with db.write() as session:
         return await get_or_issue(session, viewer, course_id)
 

@@ -62,6 +62,16 @@ class CourseNotComplete(DomainError):
     default_message = "You must complete all lessons to get a certificate"
 
 
+class IssueRefused(DomainError):
+    """A certificate would be issued by a request that must not change anything."""
+
+    code, status = "forbidden", 403
+    default_message = (
+        "A certificate is issued only by a POST request from this site; "
+        "send the same query by POST to receive it"
+    )
+
+
 class RateLimited(DomainError):
     code, status, default_message = "rate_limited", 429, "Too many requests"
 

@@ -18,7 +18,8 @@ def optional_int(query: Mapping[str, str], name: str, default: int, *, low: int,
     if raw is None or raw == "":
         return default
     raw = raw.strip()
-    if not raw.lstrip("-").isdigit() or len(raw) > 12:
+    # isdigit() also accepts digits int() refuses (superscripts): only ASCII digits count.
+    if not raw.lstrip("-").isdigit() or not raw.isascii() or len(raw) > 12:
         raise InvalidInput(f"Invalid parameter: {name} must be an integer", field=name)
     value = int(raw)
     if not low <= value <= high:

@@ -25,6 +25,9 @@ class Context:
     request: Any = None
     response: Any = None
     connection_params: dict[str, Any] | None = field(default=None)
+    #: False for requests that must not change anything (GraphQL over GET): a query
+    #: that would write on first use (`certificate`) only reads then.
+    may_change: bool = True
 
     async def refresh(self) -> None:
         """Forget what this operation read: after a mutation's commit, the next reads see it."""

@@ -1,13 +1,18 @@
 """Strawberry's aiohttp view, with our context and JSON errors for malformed requests."""
 
 import json
+import re
 from collections import OrderedDict
 from typing import Any
 
 from aiohttp import web
 from cross_web import HTTPException
+from graphql import GraphQLError, OperationDefinitionNode, get_operation_ast, parse
+from graphql import OperationType as AstOperationType
 from strawberry.aiohttp.views import GraphQLView
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLRequestData
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from coursepulse.resolvers.errors import InvalidCredentials
@@ -17,6 +22,7 @@ from coursepulse.web.credentials import viewer_from_authorization
 from coursepulse.web.keys import (
     BROKER,
     CREDENTIALS,
+    CROSS_SITE,
     DATABASE,
     REQUEST_ID,
     SETTINGS,
@@ -43,6 +49,8 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
             feeds=request.app[BROKER].feeds,
             request=request,
             response=response,
+            may_change=isinstance(response, web.WebSocketResponse)
+            or (request.method == "POST" and not request.get(CROSS_SITE, True)),
         )
 
     async def create_websocket_response(
@@ -96,6 +104,32 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
                 content_type="application/json",
             )
 
+    async def execute_single(  # type: ignore[override]
+        self,
+        request: web.Request,
+        request_adapter: Any,
+        sub_response: web.Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """A plain HTTP request runs queries and mutations; subscriptions need a websocket."""
+        if _is_subscription(request_data):
+            raise HTTPException(
+                400, "Subscriptions are served over a websocket on /graphql (graphql-transport-ws)"
+            )
+        return await super().execute_single(
+            request, request_adapter, sub_response, context, root_value, request_data
+        )
+
+    def decode_json(self, data: str | bytes) -> object:
+        """The JSON value; any body that is not valid UTF-8 JSON text is a JSONDecodeError.
+
+        Used for HTTP bodies and websocket messages alike, so both answer a malformed
+        message as malformed (400, or close 4400) instead of failing later on it.
+        """
+        return decode_json_text(data)
+
     def parse_json(self, data: str | bytes) -> Any:
         # Bodies, `variables` and `extensions` must be objects (a list is a batch, which the
         # base view refuses); other JSON values would reach `.get()` and fail with a 500.
@@ -108,6 +142,43 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
         if isinstance(data, dict) and data.get("type") == "next":
             return _encode_next(data)
         return json.dumps(data, separators=(",", ":"))
+
+
+def _is_subscription(request_data: GraphQLRequestData) -> bool:
+    """Whether the request's operation is a subscription (only documents that name one parse)."""
+    query = request_data.query
+    if not isinstance(query, str) or "subscription" not in query:
+        return False
+    try:
+        operation = get_operation_ast(parse(query), request_data.operation_name)
+    except GraphQLError:
+        return False  # reported by the normal path
+    return (
+        isinstance(operation, OperationDefinitionNode)
+        and operation.operation == AstOperationType.SUBSCRIPTION
+    )
+
+
+#: A JSON escape of a UTF-16 surrogate: only then can a decoded string hold a lone one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def decode_json_text(data: str | bytes) -> object:
+    """`json.loads`, raising JSONDecodeError also for invalid UTF-8, nesting deeper than
+    Python's recursion limit and lone surrogates (which no database can store)."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
+        value = json.loads(text)
+    except UnicodeDecodeError as error:
+        raise json.JSONDecodeError("the body is not UTF-8", "", error.start) from error
+    except RecursionError as error:
+        raise json.JSONDecodeError("JSON nested too deeply", "", 0) from error
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise json.JSONDecodeError("lone UTF-16 surrogate in a string", "", 0) from error
+    return value
 
 
 #: Recently encoded subscription results, by identity (schema/shared_events.py shares them).

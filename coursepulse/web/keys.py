@@ -24,3 +24,5 @@ WEBSOCKETS: web.AppKey["WeakSet[web.WebSocketResponse]"] = web.AppKey("websocket
 
 VIEWER = web.RequestKey("viewer", Viewer | None)  # type: ignore[arg-type]
 REQUEST_ID = web.RequestKey("request_id", str)
+#: Whether the browser says the request comes from another site (and its origin is not listed).
+CROSS_SITE = web.RequestKey("cross_site", bool)

@@ -13,7 +13,7 @@ from aiohttp import web
 from coursepulse.resolvers.errors import DomainError, InvalidCredentials
 from coursepulse.rest import PREFIX as REST_PREFIX
 from coursepulse.web.credentials import viewer_from_authorization
-from coursepulse.web.keys import CREDENTIALS, DATABASE, REQUEST_ID, SETTINGS, VIEWER
+from coursepulse.web.keys import CREDENTIALS, CROSS_SITE, DATABASE, REQUEST_ID, SETTINGS, VIEWER
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 access_log = logging.getLogger("coursepulse.access")
@@ -80,12 +80,20 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     access_log.info(
         "%s %s %s %.1fms request=%s",
         request.method,
-        request.path,
+        loggable(request.raw_path),
         response.status,
         (time.perf_counter() - started) * 1000,
         request_id,
     )
     return response
+
+
+def loggable(text: str) -> str:
+    """The text with control and other unprintable characters escaped, so it cannot start
+    a forged log line (the path is logged as sent: `%0A` stays `%0A`)."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -111,9 +119,10 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """CORS for the single-page apps listed in COURSEPULSE_ALLOWED_ORIGINS."""
     origin = request.headers.get("Origin")
     allowed = origin is not None and origin.rstrip("/") in request.app[SETTINGS].allowed_origins
+    request[CROSS_SITE] = not allowed and _cross_site(request, origin)
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         response: web.StreamResponse = web.Response(status=204 if allowed else 403)
-    elif request.method not in SAFE_METHODS and not allowed and _cross_site(request, origin):
+    elif request.method not in SAFE_METHODS and request[CROSS_SITE]:
         # A form on another site must not act with credentials the browser remembers.
         response = failure(request, "forbidden", 403, "Cross-site request refused")
     else:
