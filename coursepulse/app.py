@@ -1,5 +1,6 @@
 """The aiohttp application factory: everything is wired here, nothing at import time."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from weakref import WeakSet
@@ -14,20 +15,40 @@ from coursepulse.settings import Settings
 from coursepulse.web import certificates as certificate_routes
 from coursepulse.web.credentials import CredentialCache
 from coursepulse.web.graphql_view import CoursepulseGraphQLView
-from coursepulse.web.health import healthz, readyz
-from coursepulse.web.keys import BROKER, CREDENTIALS, DATABASE, SETTINGS, WEBSOCKETS
-from coursepulse.web.middlewares import authenticate, cors, request_context
+from coursepulse.web.health import healthz, readyz, schema_context
+from coursepulse.web.keys import (
+    BROKER,
+    CREDENTIALS,
+    DATABASE,
+    SCHEMA_READY,
+    SETTINGS,
+    WEBSOCKETS,
+)
+from coursepulse.web.middlewares import (
+    authenticate,
+    cors,
+    request_context,
+    unavailable_until_ready,
+)
 
 MAX_REQUEST_BYTES = 1024 * 1024
 
 
 def create_app(
-    settings: Settings | None = None, *, database: Database | None = None
+    settings: Settings | None = None,
+    *,
+    database: Database | None = None,
+    migrate_first: bool = False,
 ) -> web.Application:
-    """A ready-to-run application; pass `database` to share an engine (tests, CLI)."""
+    """A ready-to-run application; pass `database` to share an engine (tests, CLI).
+
+    With `migrate_first` (the database did not answer before start), the schema is
+    migrated in the background as soon as the database answers; until then GraphQL and
+    REST answer 503 and `/readyz` says not ready.
+    """
     settings = settings or Settings()
     app = web.Application(
-        middlewares=[request_context, cors, authenticate],
+        middlewares=[request_context, cors, unavailable_until_ready, authenticate],
         client_max_size=MAX_REQUEST_BYTES,
     )
     app[SETTINGS] = settings
@@ -59,7 +80,9 @@ def create_app(
             await websocket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
     app[WEBSOCKETS] = WeakSet()
+    app[SCHEMA_READY] = asyncio.Event()
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(schema_context(migrate_first=migrate_first))
     app.cleanup_ctx.append(broker_ctx)
     app.on_shutdown.append(close_websockets)
 

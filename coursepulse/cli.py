@@ -11,7 +11,7 @@ from typing import Any
 
 from coursepulse.logging_setup import configure_logging
 from coursepulse.models import Role
-from coursepulse.models.db import Database
+from coursepulse.models.db import Database, is_unavailable
 from coursepulse.models.migrate import migrate
 from coursepulse.resolvers import users
 from coursepulse.resolvers.errors import DomainError
@@ -60,12 +60,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if workers < 1:
         print("error (invalid_input): --workers must be 1 or more", file=sys.stderr)
         return 2
-    asyncio.run(_with_database(settings, lambda _db: asyncio.sleep(0)))
+    migrate_first = False
+    try:
+        asyncio.run(_with_database(settings, lambda _db: asyncio.sleep(0)))
+    except Exception as error:
+        if not is_unavailable(error):
+            raise
+        # Start anyway: /readyz says 503 and the schema is migrated once the database answers.
+        log.warning(
+            "the database does not answer (%s: %s); serving, not ready until it does",
+            type(error).__name__,
+            str(error).splitlines()[0][:200] if str(error) else "",
+        )
+        migrate_first = True
     log.info(
         "serving on http://%s:%s/graphql with %d worker(s)", settings.host, settings.port, workers
     )
     if workers == 1:
-        serve_forever(settings)
+        serve_forever(settings, migrate_first=migrate_first)
         return 0
     if not supports_reuse_port():
         print("error: --workers needs SO_REUSEPORT (Linux, BSD, macOS)", file=sys.stderr)
@@ -73,7 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not settings.database_url.startswith("postgresql") and settings.event_poll_seconds <= 0:
         # Without NOTIFY, a worker hears only its own writes: look at the log regularly too.
         settings = settings.model_copy(update={"event_poll_seconds": 0.5})
-    return serve_workers(settings, workers)
+    return serve_workers(settings, workers, migrate_first=migrate_first)
 
 
 def _read_password(given: str | None) -> str:

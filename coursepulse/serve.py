@@ -28,12 +28,17 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def serve_forever(settings: Settings, *, reuse_port: bool = False) -> None:
-    """Serve until SIGINT or SIGTERM, then close websockets (1001) and stop cleanly."""
+def serve_forever(
+    settings: Settings, *, reuse_port: bool = False, migrate_first: bool = False
+) -> None:
+    """Serve until SIGINT or SIGTERM, then close websockets (1001) and stop cleanly.
+
+    `migrate_first`: the database did not answer yet; migrate it once it does.
+    """
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     web.run_app(
-        create_app(settings),
+        create_app(settings, migrate_first=migrate_first),
         host=settings.host,
         port=settings.port,
         print=None,
@@ -44,20 +49,22 @@ def serve_forever(settings: Settings, *, reuse_port: bool = False) -> None:
     )
 
 
-def _worker(settings: Settings, number: int) -> None:
+def _worker(settings: Settings, number: int, migrate_first: bool) -> None:
     configure_logging(settings.log_level)
     log.info("worker %d (pid %d) serving", number, os.getpid())
-    serve_forever(settings, reuse_port=True)
+    serve_forever(settings, reuse_port=True, migrate_first=migrate_first)
 
 
-def serve_workers(settings: Settings, workers: int) -> int:
+def serve_workers(settings: Settings, workers: int, *, migrate_first: bool = False) -> int:
     """Run `workers` processes on one port; the kernel spreads connections between them.
 
     Returns the exit status: 0 when every worker stopped cleanly.
     """
     context = multiprocessing.get_context("spawn")
     processes = [
-        context.Process(target=_worker, args=(settings, number), name=f"coursepulse-{number}")
+        context.Process(
+            target=_worker, args=(settings, number, migrate_first), name=f"coursepulse-{number}"
+        )
         for number in range(1, workers + 1)
     ]
     for process in processes:

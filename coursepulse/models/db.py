@@ -7,12 +7,15 @@ of failing when a read transaction tries to upgrade to a write.
 """
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import asyncpg
 from sqlalchemy import bindparam, event, func, select, text
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -32,6 +35,35 @@ NOTIFY_CHANNEL = "coursepulse_progress"
 EVENT_COURSES = "coursepulse.event_courses"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _NOTIFY = Query(select(func.pg_notify(bindparam("channel"), bindparam("payload"))))
+
+
+_UNAVAILABLE = (
+    OSError,
+    sqlite3.OperationalError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ReadOnlySQLTransactionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.AdminShutdownError,
+)
+
+
+def is_unavailable(error: BaseException | None) -> bool:
+    """Whether the error says the database cannot be reached or cannot write (down,
+    refusing connections, read-only, out of disk), as opposed to a refused statement.
+    Drivers' errors arrive wrapped (SQLAlchemy, its asyncpg adapter): the chain is read."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, IntegrityError):
+            return False
+        if isinstance(error, _UNAVAILABLE):
+            return True
+        if isinstance(error, DBAPIError) and error.connection_invalidated:
+            return True
+        error = getattr(error, "orig", None) or error.__cause__
+        seen += 1
+    return False
 
 
 def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
@@ -80,6 +112,20 @@ class Database:
         self.after_commit: list[Callable[[set[int]], None]] = []
         self._reads: ReadPool | None = None
         self._writer: Writer | None = None
+        #: True from a write that failed because the database could not take it until
+        #: one succeeds again (readiness probes answer 503 meanwhile).
+        self.writes_failing = False
+
+    @asynccontextmanager
+    async def _watching_writes(self) -> AsyncIterator[None]:
+        """Records whether writes reach the database (see `writes_failing`)."""
+        try:
+            yield
+        except BaseException as error:
+            if is_unavailable(error):
+                self.writes_failing = True
+            raise
+        self.writes_failing = False
 
     @property
     def reads(self) -> ReadPool:
@@ -106,7 +152,7 @@ class Database:
         transaction on PostgreSQL (heard only once committed), and to the
         `after_commit` callbacks of this process.
         """
-        async with self._write_sessions() as session:
+        async with self._watching_writes(), self._write_sessions() as session:
             async with session.begin():
                 yield session
                 courses: set[int] = session.info.pop(EVENT_COURSES, set())
@@ -138,7 +184,8 @@ class Database:
                         _NOTIFY, channel=NOTIFY_CHANNEL, payload=str(course_id)
                     )
 
-        transaction, result = await self.writer.run(work, notify)
+        async with self._watching_writes():
+            transaction, result = await self.writer.run(work, notify)
         if transaction.event_courses:
             for callback in self.after_commit:
                 callback(set(transaction.event_courses))
@@ -158,9 +205,20 @@ class Database:
         return SharedReader(self)
 
     async def ping(self) -> None:
-        """Raise unless the database answers a trivial query."""
-        async with self.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        """Raise unless the database answers a trivial query (and, after a write failed
+        for want of the database, unless it takes a write transaction again)."""
+        if not self.writes_failing:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            return
+        async with self.write() as session:
+            if self.dialect == "postgresql":
+                # A replica, or a server set read-only (as done when a disk fills up).
+                if await session.scalar(text("SHOW transaction_read_only")) == "on":
+                    raise RuntimeError("the database takes no writes (read-only)")
+            else:
+                # BEGIN IMMEDIATE took the write lock; a write shows a read-only file.
+                await session.execute(text("PRAGMA user_version = 0"))
 
     async def dispose(self) -> None:
         if self._reads is not None:

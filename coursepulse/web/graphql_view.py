@@ -12,12 +12,14 @@ from graphql import OperationType as AstOperationType
 from strawberry.aiohttp.views import GraphQLView
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from coursepulse.resolvers.errors import InvalidCredentials
 from coursepulse.schema.context import Context
 from coursepulse.schema.loaders import Loaders
+from coursepulse.web import graphql_http
 from coursepulse.web.credentials import viewer_from_authorization
 from coursepulse.web.keys import (
     BROKER,
@@ -95,14 +97,49 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
         try:
             return await self.run(request=request)
         except HTTPException as error:
-            code = "invalid_input" if error.status_code < 500 else "internal_error"
-            if error.status_code == 404:
+            status, allow = error.status_code, graphql_http.ALLOWED_METHODS
+            if isinstance(error.__cause__, InvalidOperationTypeError):
+                status, allow = 405, "POST"  # a mutation sent by GET
+            code = "invalid_input" if status < 500 else "internal_error"
+            if status == 404:
                 code = "not_found"
-            return web.Response(
-                text=json.dumps(error_body(code, error.status_code, error.reason)),
-                status=error.status_code,
-                content_type="application/json",
+            response = web.Response(
+                text=json.dumps(error_body(code, status, error.reason)),
+                status=status,
+                content_type=graphql_http.response_media_type(request.headers.get("Accept")),
             )
+            if status == 405:
+                response.headers["Allow"] = allow
+            return response
+
+    async def process_result(self, request: web.Request, result: ExecutionResult) -> Any:
+        """The result as JSON; for graphql-response+json, a request error carries no `data`."""
+        body = await super().process_result(request, result)
+        if graphql_http.is_request_error(result.errors, result.data) and (
+            graphql_http.response_media_type(request.headers.get("Accept"))
+            == graphql_http.GRAPHQL_RESPONSE
+        ):
+            body.pop("data", None)  # type: ignore[misc]
+        return body
+
+    async def get_sub_response(self, request: web.Request) -> web.Response:
+        response = web.Response()
+        response[MEDIA_TYPE] = graphql_http.response_media_type(request.headers.get("Accept"))
+        return response
+
+    def create_response(self, response_data: Any, sub_response: web.Response) -> web.Response:
+        """The JSON answer in the negotiated media type; 400 for a request error under
+        graphql-response+json (its body then has no `data`)."""
+        media_type = sub_response.get(MEDIA_TYPE, graphql_http.JSON)
+        sub_response.text = self.encode_json(response_data)
+        sub_response.content_type = media_type
+        if (
+            media_type == graphql_http.GRAPHQL_RESPONSE
+            and isinstance(response_data, dict)
+            and "data" not in response_data
+        ):
+            sub_response.set_status(400)
+        return sub_response
 
     async def execute_single(  # type: ignore[override]
         self,
@@ -180,6 +217,9 @@ def decode_json_text(data: str | bytes) -> object:
             raise json.JSONDecodeError("lone UTF-16 surrogate in a string", "", 0) from error
     return value
 
+
+#: The media type a GraphQL answer is sent in (see web/graphql_http.py), per response.
+MEDIA_TYPE = web.ResponseKey("media_type", str)
 
 #: Recently encoded subscription results, by identity (schema/shared_events.py shares them).
 _ENCODED: OrderedDict[int, tuple[object, str]] = OrderedDict()

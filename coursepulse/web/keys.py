@@ -10,6 +10,7 @@ from coursepulse.settings import Settings
 from coursepulse.web.credentials import CredentialCache
 
 if TYPE_CHECKING:
+    import asyncio
     from weakref import WeakSet
 
     from coursepulse.events.brokers import Broker
@@ -20,6 +21,9 @@ DATABASE = web.AppKey("database", Database)
 CREDENTIALS = web.AppKey("credentials", CredentialCache)
 PDF_CACHE: web.AppKey["PdfCache"] = web.AppKey("pdf_cache")
 BROKER: web.AppKey["Broker"] = web.AppKey("broker")
+#: Set once the database schema is up to date (at once, or when a database that was
+#: down at start answers and has been migrated).
+SCHEMA_READY: web.AppKey["asyncio.Event"] = web.AppKey("schema_ready")
 WEBSOCKETS: web.AppKey["WeakSet[web.WebSocketResponse]"] = web.AppKey("websockets")
 
 VIEWER = web.RequestKey("viewer", Viewer | None)  # type: ignore[arg-type]

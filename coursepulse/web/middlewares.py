@@ -13,7 +13,15 @@ from aiohttp import web
 from coursepulse.resolvers.errors import DomainError, InvalidCredentials
 from coursepulse.rest import PREFIX as REST_PREFIX
 from coursepulse.web.credentials import viewer_from_authorization
-from coursepulse.web.keys import CREDENTIALS, CROSS_SITE, DATABASE, REQUEST_ID, SETTINGS, VIEWER
+from coursepulse.web.keys import (
+    CREDENTIALS,
+    CROSS_SITE,
+    DATABASE,
+    REQUEST_ID,
+    SCHEMA_READY,
+    SETTINGS,
+    VIEWER,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 access_log = logging.getLogger("coursepulse.access")
@@ -133,6 +141,23 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
         response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
         response.headers["Access-Control-Max-Age"] = "600"
         response.headers["Vary"] = "Origin"
+    return response
+
+
+#: Paths that answer while the database is not ready: the probes that report it.
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+RETRY_AFTER_SECONDS = 5
+
+
+@web.middleware
+async def unavailable_until_ready(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """503 (with Retry-After) while a database that was down at start is not migrated yet."""
+    if request.app[SCHEMA_READY].is_set() or request.path in PROBE_PATHS:
+        return await handler(request)
+    response = failure(
+        request, "internal_error", 503, "The database is not available yet; try again shortly"
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 
 
