@@ -17,6 +17,7 @@ from coursepulse.web.graphql_view import CoursepulseGraphQLView
 from coursepulse.web.health import healthz, readyz
 from coursepulse.web.keys import BROKER, CREDENTIALS, DATABASE, SETTINGS, WEBSOCKETS
 from coursepulse.web.middlewares import authenticate, cors, request_context
+from coursepulse.web.revocation import access_ctx
 
 MAX_REQUEST_BYTES = 1024 * 1024
 
@@ -61,6 +62,7 @@ def create_app(
     app[WEBSOCKETS] = WeakSet()
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(broker_ctx)
+    app.cleanup_ctx.append(access_ctx)
     app.on_shutdown.append(close_websockets)
 
     view = CoursepulseGraphQLView(

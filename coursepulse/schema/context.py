@@ -6,6 +6,7 @@ from typing import Any
 
 from strawberry.extensions import SchemaExtension
 
+from coursepulse.events.access import LiveGrants
 from coursepulse.events.feed import Feeds
 from coursepulse.models.db import Database, SharedReader
 from coursepulse.resolvers.viewer import Viewer
@@ -25,6 +26,8 @@ class Context:
     request: Any = None
     response: Any = None
     connection_params: dict[str, Any] | None = field(default=None)
+    #: The application's live grants (subscriptions whose access can be taken back).
+    access: LiveGrants | None = None
 
     async def refresh(self) -> None:
         """Forget what this operation read: after a mutation's commit, the next reads see it."""

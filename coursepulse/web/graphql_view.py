@@ -11,9 +11,10 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UNSET, UnsetType
 
 from coursepulse.resolvers.errors import InvalidCredentials
+from coursepulse.resolvers.viewer import Viewer
 from coursepulse.schema.context import Context
 from coursepulse.schema.loaders import Loaders
-from coursepulse.web.credentials import viewer_from_authorization
+from coursepulse.web.credentials import credential_from_authorization
 from coursepulse.web.keys import (
     BROKER,
     CREDENTIALS,
@@ -24,6 +25,7 @@ from coursepulse.web.keys import (
     WEBSOCKETS,
 )
 from coursepulse.web.middlewares import error_body
+from coursepulse.web.revocation import ACCESS
 
 
 class CoursepulseGraphQLView(GraphQLView[Context, None]):
@@ -43,6 +45,7 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
             feeds=request.app[BROKER].feeds,
             request=request,
             response=response,
+            access=request.app[ACCESS].grants,
         )
 
     async def create_websocket_response(
@@ -68,15 +71,14 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
             ),
             None,
         )
-        if header is None:
-            return UNSET
-        if not isinstance(header, str):
+        if header is not None and not isinstance(header, str):
             raise ConnectionRejectionError({"code": "invalid_credentials"})
-        app = context.request.app
         try:
-            context.viewer = await viewer_from_authorization(
-                header, app[DATABASE], app[CREDENTIALS]
-            )
+            if header is None:
+                # Signed in (or not) by the upgrade request's own header.
+                await _track_socket(context, context.request.headers.get("Authorization"))
+            else:
+                context.viewer = await _track_socket(context, header)
         except InvalidCredentials as error:
             raise ConnectionRejectionError(
                 {"code": error.code, "status": error.status, "message": error.message}
@@ -108,6 +110,16 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
         if isinstance(data, dict) and data.get("type") == "next":
             return _encode_next(data)
         return json.dumps(data, separators=(",", ":"))
+
+
+async def _track_socket(context: Context, header: str | None) -> Viewer | None:
+    """The viewer of the socket's sign-in, remembered with its credential so that the
+    socket closes (4403) when that credential stops holding (web/revocation.py)."""
+    app = context.request.app
+    credential = await credential_from_authorization(header, app[DATABASE], app[CREDENTIALS])
+    if credential is not None and isinstance(context.response, web.WebSocketResponse):
+        app[ACCESS].remember_socket(context.response, credential)
+    return credential.viewer if credential is not None else None
 
 
 #: Recently encoded subscription results, by identity (schema/shared_events.py shares them).
