@@ -46,23 +46,15 @@ from tests.test_live import (  # the autouse fixture runs these tests in asyncio
     ws_url,
 )
 
-CREATE_TOKEN = """
-mutation CreateToken($name: String!) {
-  createApiToken(name: $name) { token apiToken { id name createdAt lastUsedAt revokedAt } }
-}"""
-REVOKE_TOKEN = """
-mutation Revoke($id: ID!) { revokeApiToken(id: $id) { id name revokedAt } }
-"""
-MY_TOKENS = "{ myApiTokens { id name createdAt lastUsedAt revokedAt } }"
-CHANGE_PASSWORD = """
-mutation Change($current: String!, $new: String!) {
-  changePassword(currentPassword: $current, newPassword: $new) { username }
-}"""
+OPERATIONS = Path(__file__).resolve().parents[1] / "graphql" / "operations"
+# The documents clients use (graphql/operations/), run as they are.
+CREATE_TOKEN = (OPERATIONS / "CreateApiToken.graphql").read_text()
+REVOKE_TOKEN = (OPERATIONS / "RevokeApiToken.graphql").read_text()
+MY_TOKENS = (OPERATIONS / "MyApiTokens.graphql").read_text()
+CHANGE_PASSWORD = (OPERATIONS / "ChangePassword.graphql").read_text()
+REMOVE_INSTRUCTOR = (OPERATIONS / "RemoveInstructor.graphql").read_text()
 ADD_INSTRUCTOR = """
 mutation Add($c: ID!, $u: ID!) { addInstructor(courseId: $c, userId: $u) { id } }
-"""
-REMOVE_INSTRUCTOR = """
-mutation Remove($c: ID!, $u: ID!) { removeInstructor(courseId: $c, userId: $u) { id title } }
 """
 ME = "{ me { username role } }"
 NEW_PASSWORD = "a brand new passphrase"
@@ -208,8 +200,8 @@ async def test_removed_instructors_open_course_activity_ends_with_forbidden(
             client,
             REMOVE_INSTRUCTOR,
             school.instructor,
-            c=str(school.course_id),
-            u=str(co_teacher.id),
+            courseId=str(school.course_id),
+            userId=str(co_teacher.id),
         )
         assert data["removeInstructor"]["id"] == str(school.course_id)
 
@@ -254,7 +246,11 @@ async def test_an_admin_removed_from_the_instructors_keeps_watching(
 
         # When the admin is taken off the instructors
         await ok(
-            client, REMOVE_INSTRUCTOR, school.admin, c=str(school.course_id), u=str(school.admin.id)
+            client,
+            REMOVE_INSTRUCTOR,
+            school.admin,
+            courseId=str(school.course_id),
+            userId=str(school.admin.id),
         )
         await client.server.app[ACCESS].settle()
 
@@ -269,25 +265,35 @@ async def test_who_may_remove_an_instructor(
     course = str(school.course_id)
     # A student may not
     body = await graphql(
-        client, REMOVE_INSTRUCTOR, {"c": course, "u": str(co_teacher.id)}, as_=school.student
+        client,
+        REMOVE_INSTRUCTOR,
+        {"courseId": course, "userId": str(co_teacher.id)},
+        as_=school.student,
     )
     assert error_codes(body) == ["forbidden"]
     # An instructor of another course may not
     other = await make_user(db, "stranger", role=Role.INSTRUCTOR)
     body = await graphql(
-        client, REMOVE_INSTRUCTOR, {"c": course, "u": str(co_teacher.id)}, as_=other
+        client, REMOVE_INSTRUCTOR, {"courseId": course, "userId": str(co_teacher.id)}, as_=other
     )
     assert error_codes(body) == ["forbidden"]
     # An unknown user is not found; someone who does not teach it changes nothing
     body = await graphql(
-        client, REMOVE_INSTRUCTOR, {"c": course, "u": "999999"}, as_=school.instructor
+        client, REMOVE_INSTRUCTOR, {"courseId": course, "userId": "999999"}, as_=school.instructor
     )
     assert error_codes(body) == ["not_found"]
-    await ok(client, REMOVE_INSTRUCTOR, school.instructor, c=course, u=str(school.student.id))
+    await ok(
+        client, REMOVE_INSTRUCTOR, school.instructor, courseId=course, userId=str(school.student.id)
+    )
     # A co-teacher may remove the other instructor, but not the last one
-    await ok(client, REMOVE_INSTRUCTOR, co_teacher, c=course, u=str(school.instructor.id))
+    await ok(
+        client, REMOVE_INSTRUCTOR, co_teacher, courseId=course, userId=str(school.instructor.id)
+    )
     body = await graphql(
-        client, REMOVE_INSTRUCTOR, {"c": course, "u": str(co_teacher.id)}, as_=school.admin
+        client,
+        REMOVE_INSTRUCTOR,
+        {"courseId": course, "userId": str(co_teacher.id)},
+        as_=school.admin,
     )
     assert error_codes(body) == ["invalid_input"]
     # And the removed instructor has lost the course's staff views
@@ -423,14 +429,16 @@ async def test_changed_password_ends_the_old_credential_and_its_sockets_at_once(
         body = await graphql(
             client,
             CHANGE_PASSWORD,
-            {"current": "not my password", "new": NEW_PASSWORD},
+            {"currentPassword": "not my password", "newPassword": NEW_PASSWORD},
             as_=student,
         )
         assert error_codes(body) == ["invalid_credentials"]
         assert (await me_status(client, student.auth))[0] == 200
 
         # When he changes his password
-        changed = await ok(client, CHANGE_PASSWORD, student, current=PASSWORD, new=NEW_PASSWORD)
+        changed = await ok(
+            client, CHANGE_PASSWORD, student, currentPassword=PASSWORD, newPassword=NEW_PASSWORD
+        )
         assert changed["changePassword"]["username"] == "john_doe"
 
         # Then the old password is refused at once, and the new one signs in
@@ -446,12 +454,17 @@ async def test_new_password_follows_the_rules_of_new_users(
     client: TestClient, school: School
 ) -> None:
     body = await graphql(
-        client, CHANGE_PASSWORD, {"current": PASSWORD, "new": "short"}, as_=school.student
+        client,
+        CHANGE_PASSWORD,
+        {"currentPassword": PASSWORD, "newPassword": "short"},
+        as_=school.student,
     )
     assert error_codes(body) == ["invalid_input"]
     assert body["errors"][0]["extensions"]["field"] == "newPassword"
     assert (await me_status(client, school.student.auth))[0] == 200
-    body = await graphql(client, CHANGE_PASSWORD, {"current": PASSWORD, "new": NEW_PASSWORD})
+    body = await graphql(
+        client, CHANGE_PASSWORD, {"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD}
+    )
     assert error_codes(body) == ["unauthenticated"]
 
 
@@ -597,8 +610,8 @@ async def test_a_course_role_removed_on_one_app_ends_the_stream_on_another(
                 client,
                 REMOVE_INSTRUCTOR,
                 school.instructor,
-                c=str(school.course_id),
-                u=str(co_teacher.id),
+                courseId=str(school.course_id),
+                userId=str(co_teacher.id),
             )
             assert await ending_error(socket, "activity") == ["forbidden"]
             await still_open(socket)
