@@ -22,10 +22,12 @@ from sqlalchemy import event, select, text, update
 
 from coursepulse.app import create_app
 from coursepulse.cli import main
+from coursepulse.events.access import LiveGrants
 from coursepulse.models import ApiToken, Role
 from coursepulse.models.access import AccessChange, AccessNotice
 from coursepulse.models.db import Database, create_engine
 from coursepulse.resolvers import courses, users
+from coursepulse.resolvers.errors import Forbidden
 from coursepulse.settings import Settings
 from coursepulse.web.keys import BROKER
 from coursepulse.web.revocation import ACCESS
@@ -701,3 +703,54 @@ def test_access_notices_survive_the_notify_payload() -> None:
     assert AccessNotice.decode(notice.encode("abc")) == ("abc", notice)
     with pytest.raises(ValueError, match="nonsense"):
         AccessNotice.decode("abc nonsense 1 2")
+
+
+# ---- live grants, without a server ---------------------------------------------------------
+
+
+async def test_an_ended_grant_stops_its_stream_whether_waiting_or_between_events() -> None:
+    grants = LiveGrants()
+    closed: list[str] = []
+
+    async def source(name: str, wake: asyncio.Event) -> AsyncIterator[int]:
+        try:
+            yield 1
+            await wake.wait()
+            yield 2
+        finally:
+            closed.append(name)
+
+    async def allowed() -> None:
+        return None
+
+    # Between events: the consumer holds the first event when the grant ends
+    between = grants.watch(1, 10, allowed)
+    stream = grants.guarded(between, source("between", asyncio.Event()))
+    assert await anext(stream) == 1
+    between.end()
+    with pytest.raises(Forbidden):
+        await anext(stream)
+
+    # Waiting: the consumer waits for the next event when the grant ends
+    waiting = grants.watch(1, 10, allowed)
+    stream = grants.guarded(waiting, source("waiting", asyncio.Event()))
+    assert await anext(stream) == 1
+
+    async def consume() -> BaseException | None:
+        try:
+            await anext(stream)
+        except Forbidden as error:
+            current = asyncio.current_task()
+            assert current is not None
+            assert current.cancelling() == 0, "the cancellation used to wake it was taken back"
+            return error
+        return None
+
+    consumer = asyncio.create_task(consume())
+    await until(lambda: waiting._waiting)
+    waiting.end()
+    assert isinstance(await consumer, Forbidden)
+
+    # Both sources were closed, and the grants forgotten
+    assert sorted(closed) == ["between", "waiting"]
+    assert len(grants) == 0

@@ -88,10 +88,10 @@ class LiveGrants:
 
     async def guarded(self, grant: LiveGrant, events: AsyncGenerator[T, None]) -> AsyncIterator[T]:
         """`events` for as long as the grant holds; then `forbidden`."""
-        task = asyncio.current_task()
-        grant._task = task
         try:
             while not grant.ended:
+                # The task that waits now (whoever iterates this generator) is the one to wake.
+                task = grant._task = asyncio.current_task()
                 grant._waiting = True
                 try:
                     item = await anext(events)

@@ -35,6 +35,7 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
         viewer = request.get(VIEWER)
         db = request.app[DATABASE]
         reader = db.shared_reader()
+        access = request.app.get(ACCESS)
         return Context(
             db=db,
             settings=request.app[SETTINGS],
@@ -45,7 +46,7 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
             feeds=request.app[BROKER].feeds,
             request=request,
             response=response,
-            access=request.app[ACCESS].grants,
+            access=access.grants if access is not None else None,
         )
 
     async def create_websocket_response(
@@ -73,12 +74,11 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
         )
         if header is not None and not isinstance(header, str):
             raise ConnectionRejectionError({"code": "invalid_credentials"})
+        if header is None:
+            # Signed in (or not) by the upgrade request's own header, as verified before.
+            header = context.request.headers.get("Authorization")
         try:
-            if header is None:
-                # Signed in (or not) by the upgrade request's own header.
-                await _track_socket(context, context.request.headers.get("Authorization"))
-            else:
-                context.viewer = await _track_socket(context, header)
+            context.viewer = await _track_socket(context, header)
         except InvalidCredentials as error:
             raise ConnectionRejectionError(
                 {"code": error.code, "status": error.status, "message": error.message}
@@ -117,8 +117,13 @@ async def _track_socket(context: Context, header: str | None) -> Viewer | None:
     socket closes (4403) when that credential stops holding (web/revocation.py)."""
     app = context.request.app
     credential = await credential_from_authorization(header, app[DATABASE], app[CREDENTIALS])
-    if credential is not None and isinstance(context.response, web.WebSocketResponse):
-        app[ACCESS].remember_socket(context.response, credential)
+    access, websocket = app.get(ACCESS), context.response
+    if (
+        credential is not None
+        and access is not None
+        and isinstance(websocket, web.WebSocketResponse)
+    ):
+        access.remember_socket(websocket, credential)
     return credential.viewer if credential is not None else None
 
 
