@@ -18,12 +18,12 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import event, select, text, update
+from sqlalchemy import delete, event, select, text, update
 
 from coursepulse.app import create_app
 from coursepulse.cli import main
 from coursepulse.events.access import LiveGrants
-from coursepulse.models import ApiToken, Role
+from coursepulse.models import ApiToken, CourseInstructor, Role
 from coursepulse.models.access import AccessChange, AccessNotice
 from coursepulse.models.db import Database, create_engine
 from coursepulse.resolvers import courses, users
@@ -507,14 +507,34 @@ async def revoke_without_notice(db: Database, token_id: str) -> None:
 
 
 async def test_a_missed_notice_is_caught_by_the_periodic_check(
-    serve: Any, settings: Settings, db: Database, school: School, http: aiohttp.ClientSession
+    serve: Any,
+    settings: Settings,
+    db: Database,
+    school: School,
+    co_teacher: Account,
+    http: aiohttp.ClientSession,
 ) -> None:
     client = await serve(settings.model_copy(update={"access_recheck_seconds": 0.2}))
+    await enroll(client, school, school.student)
     token, token_id = await create_token(client, school.student)
-    async with signed_in_socket(http, ws_url(client), TRANSPORT_WS, bearer(token)) as socket:
-        await still_open(socket)
+    url = ws_url(client)
+    async with (
+        signed_in_socket(http, url, TRANSPORT_WS, bearer(token)) as by_token,
+        signed_in_socket(http, url, TRANSPORT_WS, co_teacher.auth) as dashboard,
+    ):
+        await still_open(by_token)
+        await live_subscription(dashboard, "activity", COURSE_ACTIVITY, school.course_id, db)
+
+        # When a token is revoked and an instructor removed behind the service's back
         await revoke_without_notice(db, token_id)
-        assert await closed_with(socket) == 4403
+        async with db.engine.begin() as connection:
+            await connection.execute(
+                delete(CourseInstructor).where(CourseInstructor.user_id == co_teacher.id)  # type: ignore[arg-type]
+            )
+
+        # Then the next check finds both
+        assert await closed_with(by_token) == 4403
+        assert await ending_error(dashboard, "activity") == ["forbidden"]
 
 
 async def test_after_a_lost_listener_connection_every_socket_is_checked_again(
@@ -680,6 +700,36 @@ async def test_token_list_and_revoke_on_the_command_line(
         assert status != 0
         assert "not_found" in err
         assert "Traceback" not in out + err
+
+
+async def test_a_role_changed_on_the_command_line_takes_effect(
+    db: Database,
+    database_url: str,
+    client: TestClient,
+    school: School,
+    http: aiohttp.ClientSession,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    admin = school.admin
+    async with signed_in_socket(http, ws_url(client), TRANSPORT_WS, admin.auth) as socket:
+        await still_open(socket)
+        capsys.readouterr()
+        status = await asyncio.to_thread(
+            main, ["user", "role", "admin", "student", "--database-url", database_url]
+        )
+        assert (status, capsys.readouterr().out.strip()) == (0, "admin is now student")
+        if db.dialect == "postgresql":
+            # Another Database (the command's) told this service through NOTIFY
+            assert await closed_with(socket) == 4403
+            assert await me_status(client, admin.auth) == (
+                200,
+                {"username": "admin", "role": "STUDENT"},
+            )
+    status = await asyncio.to_thread(
+        main, ["user", "role", "nobody", "admin", "--database-url", database_url]
+    )
+    assert status != 0
+    assert "not_found" in capsys.readouterr().err
 
 
 @pytest.fixture
