@@ -19,7 +19,7 @@ and grant checked again, and the same sweep runs every `access_recheck_seconds`.
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -106,7 +106,10 @@ class AccessEnforcer:
         await self._close_lapsed(self._sockets_where(lambda _credential: True))
         await self._end_lapsed(self.grants.all())
 
-    def _sockets_where(self, matches: Any) -> dict[web.WebSocketResponse, Credential]:
+    def _sockets_where(
+        self, matches: Callable[[Credential], bool]
+    ) -> dict[web.WebSocketResponse, Credential]:
+        """The open sockets whose credential matches."""
         return {
             websocket: credential
             for websocket, credential in list(self.sockets.items())
