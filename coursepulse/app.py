@@ -30,6 +30,7 @@ from coursepulse.web.middlewares import (
     request_context,
     unavailable_until_ready,
 )
+from coursepulse.web.revocation import access_ctx
 
 MAX_REQUEST_BYTES = 1024 * 1024
 
@@ -84,6 +85,7 @@ def create_app(
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(schema_context(migrate_first=migrate_first))
     app.cleanup_ctx.append(broker_ctx)
+    app.cleanup_ctx.append(access_ctx)
     app.on_shutdown.append(close_websockets)
 
     view = CoursepulseGraphQLView(

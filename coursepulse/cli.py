@@ -6,6 +6,7 @@ import getpass
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,55 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat() if moment is not None else "-"
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def work(db: Database) -> list[str]:
+        async with db.read() as session:
+            tokens = await users.tokens_of_username(session, args.username)
+        return [
+            f"{token.id}\t{token.name}\tcreated {_when(token.created_at)}"
+            f"\tlast used {_when(token.last_used_at)}"
+            f"\t{'revoked ' + _when(token.revoked_at) if token.revoked_at else 'active'}"
+            for token in tokens
+        ]
+
+    lines = asyncio.run(_with_database(settings, work))
+    for line in lines:
+        print(line)
+    if not lines:
+        print(f"{args.username} has no API tokens", file=sys.stderr)
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def work(db: Database) -> str:
+        async with db.write() as session:
+            token = await users.revoke_token(session, args.id)
+        return f"revoked token {token.id} ({token.name}) at {_when(token.revoked_at)}"
+
+    print(asyncio.run(_with_database(settings, work)))
+    return 0
+
+
+def cmd_user_role(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def work(db: Database) -> str:
+        async with db.write() as session:
+            user = await users.set_role(session, args.username, Role(args.role))
+        return f"{user.username} is now {user.role}"
+
+    print(asyncio.run(_with_database(settings, work)))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from coursepulse.demo import load_demo
 
@@ -197,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
     user_create.add_argument("--display-name")
     user_create.add_argument("--email")
     user_create.set_defaults(func=cmd_user_create)
+    user_role = user.add_parser(
+        "role", help="give a user another role (their open sessions are signed in again)"
+    )
+    _database_options(user_role)
+    user_role.add_argument("username")
+    user_role.add_argument("role", choices=[role.value for role in Role])
+    user_role.set_defaults(func=cmd_user_role)
 
     token = commands.add_parser("token", help="manage API tokens").add_subparsers(
         dest="token_command", required=True
@@ -206,6 +263,18 @@ def build_parser() -> argparse.ArgumentParser:
     token_create.add_argument("username")
     token_create.add_argument("--name", default="cli", help="what the token is for")
     token_create.set_defaults(func=cmd_token_create)
+    token_list = token.add_parser(
+        "list", help="list a user's API tokens (id, name, created, last used, revoked)"
+    )
+    _database_options(token_list)
+    token_list.add_argument("username")
+    token_list.set_defaults(func=cmd_token_list)
+    token_revoke = token.add_parser(
+        "revoke", help="revoke an API token by id: it stops working at once, everywhere"
+    )
+    _database_options(token_revoke)
+    token_revoke.add_argument("id", type=int)
+    token_revoke.set_defaults(func=cmd_token_revoke)
 
     demo = commands.add_parser("demo", help="load the demo catalogue and users (idempotent)")
     _database_options(demo)

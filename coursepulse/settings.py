@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     #: Also read the event log this often for live subscribers (0: only when woken). Needed
     #: when several processes share a SQLite file; PostgreSQL's NOTIFY wakes every process.
     event_poll_seconds: float = Field(default=0.0, ge=0)
+    #: Seconds between checks that open websockets' sign-ins and live subscriptions still hold
+    #: (0: only when an access change is heard). Catches a missed notice.
+    access_recheck_seconds: float = Field(default=60.0, ge=0)
     #: Log every SQL statement (development only).
     sql_echo: bool = False
 

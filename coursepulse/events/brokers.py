@@ -5,24 +5,37 @@
   inside its transaction, so only committed events are heard, by every process
   on the database. Each process LISTENs on a dedicated connection; when that
   connection is lost it reconnects and every feed catches up from the log.
+
+The same connection LISTENs on the access channel (models/access.py): notices of
+other processes' access changes go to `access_heard`; after a reconnect, notices
+may have been missed, so `reconnected` is told to check every sign-in again.
 """
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import asyncpg
 from sqlalchemy.engine import make_url
 
 from coursepulse.events.feed import Feeds
+from coursepulse.models.access import ACCESS_CHANNEL, AccessNotice
 from coursepulse.models.db import NOTIFY_CHANNEL, Database
 
 log = logging.getLogger("coursepulse.events")
 
 
+AccessListener = Callable[[list[AccessNotice]], None]
+
+
 class Broker(Protocol):
     feeds: Feeds
+    #: Told of other processes' access changes (this process's own come from the database).
+    access_heard: list[AccessListener]
+    #: Told when notices may have been missed (the listener connection was lost).
+    reconnected: list[Callable[[], None]]
 
     async def start(self) -> None: ...
 
@@ -41,6 +54,9 @@ class InProcessBroker:
         self.feeds = feeds
         self.poll_seconds = poll_seconds
         self._poller: asyncio.Task[None] | None = None
+        # One process: its own access changes reach it through `Database.after_access_change`.
+        self.access_heard: list[AccessListener] = []
+        self.reconnected: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         self.db.after_commit.append(self.feeds.wake)
@@ -84,6 +100,8 @@ class PostgresBroker:
         self._lost = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        self.access_heard: list[AccessListener] = []
+        self.reconnected: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         """Listen now if the database answers; otherwise keep trying in the background
@@ -114,6 +132,20 @@ class PostgresBroker:
             return
         self.feeds.wake({course_id})
 
+    def _on_access_notify(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            origin, notice = AccessNotice.decode(payload)
+        except ValueError:
+            log.warning("ignoring malformed access notice %r", payload[:100])
+            return
+        if origin == self.db.origin:
+            return  # this process acted on its own change when it committed
+        for listener in self.access_heard:
+            try:
+                listener([notice])
+            except Exception:
+                log.exception("an access listener failed on %r", payload[:100])
+
     def _on_terminated(self, _connection: Any) -> None:
         log.warning("lost the PostgreSQL listener connection; reconnecting")
         self.connected.clear()
@@ -123,6 +155,7 @@ class PostgresBroker:
         connection = await asyncpg.connect(self.dsn)
         connection.add_termination_listener(self._on_terminated)
         await connection.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        await connection.add_listener(ACCESS_CHANNEL, self._on_access_notify)
         self._connection = connection
         self._lost.clear()
         self.connected.set()
@@ -164,6 +197,12 @@ class PostgresBroker:
             log.info("PostgreSQL listener reconnected; catching up from the event log")
             # Whatever was committed while we were away is in the log: read it now.
             self.feeds.wake_all()
+            # Access notices are not logged: whoever listens checks every sign-in again.
+            for listener in self.reconnected:
+                try:
+                    listener()
+                except Exception:
+                    log.exception("a reconnect listener failed")
 
 
 def create_broker(

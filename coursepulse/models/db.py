@@ -7,6 +7,7 @@ of failing when a read transaction tries to upgrade to a write.
 """
 
 import asyncio
+import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from coursepulse.models.access import ACCESS_CHANNEL, ACCESS_NOTICES, AccessNotice
 from coursepulse.models.reads import Query, ReadPool, ReadTransaction, create_read_pool
 from coursepulse.models.writes import Writer, WriteTransaction
 
@@ -110,6 +112,10 @@ class Database:
         )
         #: Called with the courses that have new events, after each write commits.
         self.after_commit: list[Callable[[set[int]], None]] = []
+        #: Called with the access changes (models/access.py) of each write, after it commits.
+        self.after_access_change: list[Callable[[list[AccessNotice]], None]] = []
+        #: Names this Database in its NOTIFY payloads, so it can skip hearing its own.
+        self.origin = secrets.token_hex(6)
         self._reads: ReadPool | None = None
         self._writer: Writer | None = None
         #: True from a write that failed because the database could not take it until
@@ -162,9 +168,24 @@ class Database:
                             text("SELECT pg_notify(:channel, :payload)"),
                             {"channel": NOTIFY_CHANNEL, "payload": str(course_id)},
                         )
+                notices = await self._announce_access_changes(session)
             for callback in self.after_commit:
                 if courses:
                     callback(courses)
+            if notices:
+                for access_callback in self.after_access_change:
+                    access_callback(notices)
+
+    async def _announce_access_changes(self, session: AsyncSession) -> list[AccessNotice]:
+        """The session's access notices, sent by NOTIFY in its transaction on PostgreSQL."""
+        notices: list[AccessNotice] = session.info.pop(ACCESS_NOTICES, [])
+        if notices and self.dialect == "postgresql":
+            for notice in notices:
+                await session.execute(
+                    text("SELECT pg_notify(:channel, :payload)"),
+                    {"channel": ACCESS_CHANNEL, "payload": notice.encode(self.origin)},
+                )
+        return notices
 
     @property
     def writer(self) -> Writer:

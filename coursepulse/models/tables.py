@@ -53,6 +53,10 @@ class ApiToken(SQLModel, table=True):
     name: str = Field(sa_column=Column(String(100), nullable=False))
     token_digest: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    #: When the token last signed a request in, to the minute (not written per request).
+    last_used_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    #: Set when the token was revoked; a revoked token no longer authenticates.
+    revoked_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
 
 
 class Course(SQLModel, table=True):

@@ -4,7 +4,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +20,7 @@ from coursepulse.models import (
     User,
     utcnow,
 )
+from coursepulse.models.access import AccessChange, AccessNotice, note_access_change
 from coursepulse.models.reads import Query, ReadTransaction
 from coursepulse.models.rows import CourseRow
 from coursepulse.resolvers.access import (
@@ -192,6 +193,37 @@ async def add_instructor(
     if await session.get(CourseInstructor, (course_id, user_id)) is None:
         session.add(CourseInstructor(course_id=course_id, user_id=user_id))
         await session.flush()
+    return course
+
+
+async def remove_instructor(
+    session: AsyncSession, viewer: Viewer | None, course_id: int, user_id: int
+) -> Course:
+    """Take a user off the course's instructors (who may: as `add_instructor`).
+
+    Removing someone who does not teach the course changes nothing; the last
+    instructor stays (`invalid_input`: add another first), so a course always has
+    staff besides the admins. The removed user's live views of the course's
+    activity end (an access notice, heard once this commits).
+    """
+    course = await staff_course(session, viewer, course_id, lock=True)
+    if await session.get(User, user_id) is None:
+        raise NotFound(f"User {user_id} not found")
+    teaching = await session.get(CourseInstructor, (course_id, user_id))
+    if teaching is None:
+        return course
+    instructors = await session.scalar(
+        select(func.count())
+        .select_from(CourseInstructor)
+        .where(CourseInstructor.course_id == course_id)
+    )
+    if (instructors or 0) <= 1:
+        raise InvalidInput(
+            "the course's last instructor cannot be removed: add another first", field="userId"
+        )
+    await session.delete(teaching)
+    await session.flush()
+    note_access_change(session, AccessNotice(AccessChange.COURSE_ROLE, user_id, course_id))
     return course
 
 

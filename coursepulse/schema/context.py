@@ -6,6 +6,7 @@ from typing import Any
 
 from strawberry.extensions import SchemaExtension
 
+from coursepulse.events.access import LiveGrants
 from coursepulse.events.feed import Feeds
 from coursepulse.models.db import Database, SharedReader
 from coursepulse.resolvers.viewer import Viewer
@@ -28,6 +29,8 @@ class Context:
     #: False for requests that must not change anything (GraphQL over GET): a query
     #: that would write on first use (`certificate`) only reads then.
     may_change: bool = True
+    #: The application's live grants (subscriptions whose access can be taken back).
+    access: LiveGrants | None = None
 
     async def refresh(self) -> None:
         """Forget what this operation read: after a mutation's commit, the next reads see it."""

@@ -14,12 +14,14 @@ from coursepulse.resolvers.validation import parse_id
 from coursepulse.schema.context import Context
 from coursepulse.schema.inputs import CourseInput, CourseUpdateInput, LessonInput, UserInput
 from coursepulse.schema.types import (
+    ApiToken,
     Certificate,
     Course,
     Enrollment,
     EnrollPayload,
     Lesson,
     LessonCompletionPayload,
+    NewApiToken,
     Progress,
     UnenrollPayload,
     User,
@@ -214,3 +216,41 @@ class Mutation:
         async with _writing(info) as session:
             row = await certificates.revoke(session, info.context.viewer, certificateId, reason)
         return Certificate.from_model(row, info.context.settings.base_url)
+
+    @strawberry.mutation(
+        description=(
+            "Ends the viewer's credentials everywhere: cached sign-ins and open websockets"
+            " that used the old password."
+        )
+    )
+    async def change_password(self, info: Info, currentPassword: str, newPassword: str) -> User:
+        async with _writing(info) as session:
+            user = await users.change_password(
+                session, info.context.viewer, currentPassword, newPassword
+            )
+        return User.from_model(user)
+
+    @strawberry.mutation
+    async def create_api_token(self, info: Info, name: str) -> NewApiToken:
+        async with _writing(info) as session:
+            token, row = await users.create_api_token(session, info.context.viewer, name)
+        return NewApiToken(token=token, api_token=ApiToken.from_model(row))
+
+    @strawberry.mutation(description="The token stops working at once, on open websockets too.")
+    async def revoke_api_token(self, info: Info, id: strawberry.ID) -> ApiToken:
+        token_id = parse_id(id)
+        async with _writing(info) as session:
+            row = await users.revoke_api_token(session, info.context.viewer, token_id)
+        return ApiToken.from_model(row)
+
+    @strawberry.mutation(description="Their live courseActivity subscriptions end with forbidden.")
+    async def remove_instructor(
+        self, info: Info, courseId: strawberry.ID, userId: strawberry.ID
+    ) -> Course:
+        course_id = parse_id(courseId, field="courseId")
+        user_id = parse_id(userId, field="userId")
+        async with _writing(info) as session:
+            course = await courses.remove_instructor(
+                session, info.context.viewer, course_id, user_id
+            )
+        return Course.from_model(course)

@@ -3,11 +3,12 @@
 import strawberry
 
 from coursepulse import models
-from coursepulse.resolvers import certificates, courses, enrollments, roster
+from coursepulse.resolvers import certificates, courses, enrollments, roster, users
 from coursepulse.resolvers.validation import parse_id
 from coursepulse.schema.context import Context
 from coursepulse.schema.enums import EnrollmentStatus, SortOrder, StudentOrderField
 from coursepulse.schema.types import (
+    ApiToken,
     Certificate,
     CertificateVerification,
     Course,
@@ -119,6 +120,12 @@ class Query:
             info.context.db, info.context.viewer, course_id, may_issue=info.context.may_change
         )
         return Certificate.from_model(row, info.context.settings.base_url)
+
+    @strawberry.field(description="The viewer's API tokens, revoked ones included.")
+    async def my_api_tokens(self, info: Info) -> list[ApiToken]:
+        async with info.context.reader.session() as session:
+            rows = await users.my_api_tokens(session, info.context.viewer)
+        return [ApiToken.from_model(row) for row in rows]
 
     @strawberry.field(description="Public: anyone may check a certificate number.")
     async def verify_certificate(self, info: Info, certificateId: str) -> CertificateVerification:

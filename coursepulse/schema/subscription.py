@@ -54,7 +54,16 @@ class Subscription:
         self, info: Info, courseId: strawberry.ID, after: strawberry.ID | None = None
     ) -> AsyncGenerator[ProgressEvent, None]:
         course_id, after_id = parse_id(courseId, field="courseId"), _after(after)
-        async with info.context.db.read() as session:
-            await live.authorize_course_activity(session, info.context.viewer, course_id)
-        async for event in _events(info, course_id, after_id, None):
+        db, viewer, grants = info.context.db, info.context.viewer, info.context.access
+
+        async def authorize() -> None:
+            async with db.read() as session:
+                await live.authorize_course_activity(session, viewer, course_id)
+
+        await authorize()
+        events = _events(info, course_id, after_id, None)
+        if grants is not None and viewer is not None:
+            # Ends with `forbidden` once the viewer is no longer the course's staff.
+            events = grants.guarded(grants.watch(viewer.user_id, course_id, authorize), events)
+        async for event in events:
             yield event

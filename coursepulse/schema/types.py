@@ -435,3 +435,30 @@ class ProgressEvent:
             completed_lessons=event.completed_lessons,
             total_lessons=event.total_lessons,
         )
+
+
+@strawberry.type(
+    description="An API token as its owner sees it; the secret itself is shown once, at creation."
+)
+class ApiToken:
+    id: strawberry.ID
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_model(cls, token: models.ApiToken) -> "ApiToken":
+        return cls(
+            id=gid(token.id),
+            name=token.name,
+            created_at=token.created_at,
+            last_used_at=token.last_used_at,
+            revoked_at=token.revoked_at,
+        )
+
+
+@strawberry.type
+class NewApiToken:
+    token: str = strawberry.field(description="The secret, shown only here (cp_...).")
+    api_token: ApiToken

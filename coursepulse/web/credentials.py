@@ -3,20 +3,28 @@
 Password hashing is slow on purpose; an SPA sends the same header on every
 request. A verified header is remembered for `auth_cache_seconds`, keyed by its
 SHA-256 digest (the secret itself is never kept). Failures are not cached.
+Entries carry the `Credential` (viewer, role, token id): when access changes, the
+entries of that user or token are dropped (`forget_user`, `forget_token`).
 """
 
 import asyncio
 import base64
 import binascii
 import hashlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from coursepulse.models.db import Database
 from coursepulse.resolvers import users
 from coursepulse.resolvers.errors import InvalidCredentials
+from coursepulse.resolvers.users import Credential
 from coursepulse.resolvers.viewer import Viewer
+
+log = logging.getLogger("coursepulse.web")
 
 MAX_ENTRIES = 10_000
 #: Password hashes computed at once (argon2 takes tens of milliseconds and 64 MiB each).
@@ -36,34 +44,41 @@ class CredentialCache:
     ) -> None:
         self.ttl = ttl_seconds
         self.max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[float, Viewer]] = OrderedDict()
-        self._checking: dict[str, asyncio.Future[Viewer]] = {}
+        self._entries: OrderedDict[str, tuple[float, Credential]] = OrderedDict()
+        self._checking: dict[str, asyncio.Future[Credential]] = {}
         self.hashing = asyncio.Semaphore(max_hashing)
+        #: Grows whenever entries are forgotten: a check begun before must not be cached.
+        self._generation = 0
 
-    async def verify_once(self, digest: str, verify: Callable[[], Awaitable[Viewer]]) -> Viewer:
-        """The cached viewer, or the result of `verify` shared by every concurrent caller."""
+    async def verify_once(
+        self, digest: str, verify: Callable[[], Awaitable[Credential]]
+    ) -> Credential:
+        """The cached credential, or the result of `verify` shared by every concurrent caller."""
         cached = self.get(digest)
         if cached is not None:
             return cached
         pending = self._checking.get(digest)
         if pending is not None:
             return await asyncio.shield(pending)
-        future: asyncio.Future[Viewer] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Credential] = asyncio.get_running_loop().create_future()
         # Read the outcome here too, so a failure nobody else awaited is not reported as lost.
         future.add_done_callback(lambda done: done.cancelled() or done.exception())
         self._checking[digest] = future
+        generation = self._generation
         try:
-            viewer = await verify()
+            credential = await verify()
         except BaseException as error:
             future.set_exception(error)
             raise
         finally:
-            del self._checking[digest]
-        self.put(digest, viewer)
-        future.set_result(viewer)
-        return viewer
+            if self._checking.get(digest) is future:
+                del self._checking[digest]
+        if generation == self._generation:
+            self.put(digest, credential)
+        future.set_result(credential)
+        return credential
 
-    def get(self, digest: str) -> Viewer | None:
+    def get(self, digest: str) -> Credential | None:
         entry = self._entries.get(digest)
         if entry is None:
             return None
@@ -73,13 +88,36 @@ class CredentialCache:
             return None
         return viewer
 
-    def put(self, digest: str, viewer: Viewer) -> None:
+    def put(self, digest: str, credential: Credential) -> None:
         if self.ttl <= 0:
             return
-        self._entries[digest] = (time.monotonic() + self.ttl, viewer)
+        self._entries[digest] = (time.monotonic() + self.ttl, credential)
         self._entries.move_to_end(digest)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+
+    # ---- access changes (web/revocation.py) ------------------------------------------------
+
+    def forget_user(self, user_id: int) -> int:
+        """Drop every cached sign-in of the user (password or role changed); how many."""
+        return self._forget(lambda credential: credential.viewer.user_id == user_id)
+
+    def forget_token(self, token_id: int) -> int:
+        """Drop the cached sign-ins of an API token (revoked); how many."""
+        return self._forget(lambda credential: credential.token_id == token_id)
+
+    def clear(self) -> None:
+        """Drop everything (access notices may have been missed)."""
+        self._forget(lambda _credential: True)
+
+    def _forget(self, matches: Callable[[Credential], bool]) -> int:
+        self._generation += 1
+        # Checks under way read the database before the change: later callers start anew.
+        self._checking.clear()
+        stale = [digest for digest, (_, credential) in self._entries.items() if matches(credential)]
+        for digest in stale:
+            del self._entries[digest]
+        return len(stale)
 
 
 def _basic_credentials(encoded: str) -> tuple[str, str]:
@@ -97,19 +135,43 @@ async def viewer_from_authorization(
     header: str | None, db: Database, cache: CredentialCache
 ) -> Viewer | None:
     """The viewer an Authorization header names; None without one; `invalid_credentials` else."""
+    credential = await credential_from_authorization(header, db, cache)
+    return credential.viewer if credential is not None else None
+
+
+async def credential_from_authorization(
+    header: str | None, db: Database, cache: CredentialCache
+) -> Credential | None:
+    """The verified credential of an Authorization header (see viewer_from_authorization)."""
     if header is None or not header.strip():
         return None
     digest = hashlib.sha256(header.encode()).hexdigest()
     scheme, _, value = header.strip().partition(" ")
 
-    async def verify() -> Viewer:
-        async with db.read() as session:
-            if scheme.lower() == "basic":
+    async def verify() -> Credential:
+        if scheme.lower() == "basic":
+            async with db.read() as session:
                 username, password = _basic_credentials(value)
                 async with cache.hashing:
-                    return await users.authenticate_password(session, username, password)
-            if scheme.lower() == "bearer" and value.strip():
-                return await users.authenticate_token(session, value.strip())
+                    return await users.sign_in_password(session, username, password)
+        if scheme.lower() == "bearer" and value.strip():
+            async with db.read() as session:
+                credential = await users.sign_in_token(session, value.strip())
+            await _record_token_use(db, credential)
+            return credential
         raise InvalidCredentials("Unsupported Authorization scheme; use Basic or Bearer")
 
     return await cache.verify_once(digest, verify)
+
+
+async def _record_token_use(db: Database, credential: Credential) -> None:
+    """Keep the token's `lastUsedAt` to the minute: one small write a minute at most, never
+    one per request (cached sign-ins do not come here at all)."""
+    if credential.token_id is None or not credential.token_use_due:
+        return
+    try:
+        async with db.write() as session:
+            await users.record_token_use(session, credential.token_id)
+    except SQLAlchemyError:
+        # Bookkeeping only: a busy or read-only database must not refuse the sign-in.
+        log.warning("could not record the use of API token %s", credential.token_id)

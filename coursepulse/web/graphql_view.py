@@ -17,10 +17,11 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from coursepulse.resolvers.errors import InvalidCredentials
+from coursepulse.resolvers.viewer import Viewer
 from coursepulse.schema.context import Context
 from coursepulse.schema.loaders import Loaders
 from coursepulse.web import graphql_http
-from coursepulse.web.credentials import viewer_from_authorization
+from coursepulse.web.credentials import credential_from_authorization
 from coursepulse.web.keys import (
     BROKER,
     CREDENTIALS,
@@ -32,6 +33,7 @@ from coursepulse.web.keys import (
     WEBSOCKETS,
 )
 from coursepulse.web.middlewares import error_body
+from coursepulse.web.revocation import ACCESS
 
 
 class CoursepulseGraphQLView(GraphQLView[Context, None]):
@@ -41,6 +43,7 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
         viewer = request.get(VIEWER)
         db = request.app[DATABASE]
         reader = db.shared_reader()
+        access = request.app.get(ACCESS)
         return Context(
             db=db,
             settings=request.app[SETTINGS],
@@ -53,6 +56,7 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
             response=response,
             may_change=isinstance(response, web.WebSocketResponse)
             or (request.method == "POST" and not request.get(CROSS_SITE, True)),
+            access=access.grants if access is not None else None,
         )
 
     async def create_websocket_response(
@@ -78,15 +82,13 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
             ),
             None,
         )
-        if header is None:
-            return UNSET
-        if not isinstance(header, str):
+        if header is not None and not isinstance(header, str):
             raise ConnectionRejectionError({"code": "invalid_credentials"})
-        app = context.request.app
+        if header is None:
+            # Signed in (or not) by the upgrade request's own header, as verified before.
+            header = context.request.headers.get("Authorization")
         try:
-            context.viewer = await viewer_from_authorization(
-                header, app[DATABASE], app[CREDENTIALS]
-            )
+            context.viewer = await _track_socket(context, header)
         except InvalidCredentials as error:
             raise ConnectionRejectionError(
                 {"code": error.code, "status": error.status, "message": error.message}
@@ -220,6 +222,22 @@ def decode_json_text(data: str | bytes) -> object:
 
 #: The media type a GraphQL answer is sent in (see web/graphql_http.py), per response.
 MEDIA_TYPE = web.ResponseKey("media_type", str)
+
+
+async def _track_socket(context: Context, header: str | None) -> Viewer | None:
+    """The viewer of the socket's sign-in, remembered with its credential so that the
+    socket closes (4403) when that credential stops holding (web/revocation.py)."""
+    app = context.request.app
+    credential = await credential_from_authorization(header, app[DATABASE], app[CREDENTIALS])
+    access, websocket = app.get(ACCESS), context.response
+    if (
+        credential is not None
+        and access is not None
+        and isinstance(websocket, web.WebSocketResponse)
+    ):
+        access.remember_socket(websocket, credential)
+    return credential.viewer if credential is not None else None
+
 
 #: Recently encoded subscription results, by identity (schema/shared_events.py shares them).
 _ENCODED: OrderedDict[int, tuple[object, str]] = OrderedDict()
