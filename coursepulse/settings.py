@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     #: Also read the event log this often for live subscribers (0: only when woken). Needed
     #: when several processes share a SQLite file; PostgreSQL's NOTIFY wakes every process.
     event_poll_seconds: float = Field(default=0.0, ge=0)
+    #: Most a request may cost (see README, "Query limits"); anonymous requests get less.
+    max_query_cost: int = Field(default=50_000, ge=1)
+    anonymous_max_query_cost: int = Field(default=20_000, ge=1)
     #: Log every SQL statement (development only).
     sql_echo: bool = False
 
