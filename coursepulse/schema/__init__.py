@@ -4,11 +4,23 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from graphql import DocumentNode, GraphQLError, GraphQLSchema, parse, specified_rules
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    GraphQLSchema,
+    NameNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    parse,
+    specified_rules,
+)
+from graphql import OperationType as AstOperationType
 from strawberry import Schema
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
+from strawberry.types.graphql import OperationType
 
 from coursepulse.schema.caches import BoundedCache
 from coursepulse.schema.context import FreshLoaders
@@ -22,6 +34,7 @@ from coursepulse.schema.limits import (
     with_limits,
 )
 from coursepulse.schema.mutation import Mutation
+from coursepulse.schema.persisted import PersistedQueries, Resolved, load_manifest
 from coursepulse.schema.query import Query
 from coursepulse.schema.shared_events import SharedEventExecutor
 from coursepulse.schema.subscription import Subscription
@@ -73,6 +86,11 @@ class DocumentPolicy:
             with_budget(limits.validation_seconds),
         )
         self.cache: BoundedCache[_Prepared] = BoundedCache(DOCUMENT_CACHE_BYTES)
+        manifest = settings.trusted_documents
+        self.persisted = PersistedQueries(
+            settings.persisted_queries_bytes,
+            trusted=load_manifest(manifest) if manifest is not None else None,
+        )
 
     def parse(self, query: str) -> DocumentNode:
         """The parsed document, from the cache when it was seen recently; raises GraphQLError."""
@@ -139,7 +157,16 @@ class Documents(SchemaExtension):
         return self.execution_context.schema.documents  # type: ignore[attr-defined,no-any-return]
 
     def on_operation(self) -> Iterator[None]:
-        self.execution_context.parse_options["max_tokens"] = self.policy.limits.tokens
+        """Sets the parser's token limit; resolves persisted and trusted documents."""
+        context = self.execution_context
+        context.parse_options["max_tokens"] = self.policy.limits.tokens
+        self._register: str | None = None
+        resolved = self.policy.persisted.resolve(context.query, context.operation_extensions)
+        if isinstance(resolved, Resolved):
+            context.query = resolved.query
+            self._register = resolved.register
+        else:
+            _refuse(context, resolved)
         yield
 
     def on_parse(self) -> Iterator[None]:
@@ -159,8 +186,36 @@ class Documents(SchemaExtension):
         context = self.execution_context
         if context.pre_execution_errors is None and context.graphql_document is not None:
             errors = self.policy.validate(context.query, context.graphql_document)
+            if not errors and self._register and context.query:
+                self.policy.persisted.register(self._register, context.query)
             context.pre_execution_errors = errors or self.policy.cost_errors(context)
         yield
+
+
+def _refuse(context: ExecutionContext, error: GraphQLError) -> None:
+    """Ends the operation before parsing with `error`, as Strawberry ends invalid ones.
+
+    Strawberry needs a document to tell the operation's type (and refuses types the
+    transport does not allow) before it looks at validation errors: it gets a stand-in
+    of an allowed type, which never runs since the operation already has its error.
+    """
+    allowed = context.allowed_operations
+    kind = OperationType.QUERY if OperationType.QUERY in allowed else next(iter(allowed))
+    name = context.operation_name if isinstance(context.operation_name, str) else None
+    context.graphql_document = DocumentNode(
+        definitions=(
+            OperationDefinitionNode(
+                operation=AstOperationType(kind.value),
+                name=NameNode(value=name) if name else None,
+                variable_definitions=(),
+                directives=(),
+                selection_set=SelectionSetNode(
+                    selections=(FieldNode(name=NameNode(value="__typename")),)
+                ),
+            ),
+        )
+    )
+    context.pre_execution_errors = [error]
 
 
 def build_schema(settings: Settings | None = None, limits: Limits | None = None) -> Schema:
