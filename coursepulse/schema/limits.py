@@ -429,7 +429,8 @@ class CostWalk:
         self.model = model
         self.document = document
         self.operation = _operation(document, operation_name)
-        self.variables = variables
+        # Not yet checked against their definitions: anything but an object counts as none.
+        self.variables = variables if isinstance(variables, Mapping) else {}
         self.visits = 0
         self.defaults = {
             definition.variable.name.value: definition.default_value
