@@ -5,6 +5,7 @@ document answering megabytes) over real HTTP, and the measures themselves counte
 """
 
 import asyncio
+import gc
 import time
 import uuid
 from pathlib import Path
@@ -12,11 +13,12 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from graphql import get_introspection_query, parse
+from graphql import ASTValidationRule, get_introspection_query, parse, specified_rules
+from strawberry.schema.schema import validate_document
 
 from coursepulse.schema import DOCUMENT_CACHE_BYTES, build_schema
 from coursepulse.schema.caches import BoundedCache
-from coursepulse.schema.limits import CostModel, CostWalk, DocumentShape, Limits
+from coursepulse.schema.limits import CostModel, CostWalk, DocumentShape, Limits, with_budget
 from coursepulse.settings import Settings
 from tests.conftest import School, error_codes, graphql
 
@@ -410,3 +412,29 @@ async def test_maxima_come_from_the_settings(db: Any, settings: Settings) -> Non
             "cost": 100,
             "maxCost": 50,
         }
+
+
+def test_garbage_collection_does_not_count_against_the_validation_budget() -> None:
+    # Given a heap with many containers, so that a full collection takes a while
+    heap = [[] for _ in range(400_000)]
+    collected: list[float] = []
+
+    class CollectsGarbage(ASTValidationRule):
+        def enter_document(self, *_args: object) -> None:
+            started = time.thread_time()
+            gc.collect()
+            collected.append(time.thread_time() - started)
+
+    # When a full collection happens during a validation with a 10 ms budget
+    schema = build_schema()
+    document = parse((OPERATIONS / "CourseProgress.graphql").read_text())
+    errors = validate_document(
+        schema._schema,  # type: ignore[attr-defined]
+        document,
+        (CollectsGarbage, *specified_rules, with_budget(0.01)),
+    )
+    del heap
+
+    # Then the collection took longer than the budget, and the document still validated
+    assert collected[0] > 0.01
+    assert errors == []

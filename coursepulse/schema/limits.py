@@ -14,6 +14,7 @@ A fragment that spreads itself (directly or not) counts as empty here: graphql-c
 `NoFragmentCycles` rule reports it, and no walk ever follows a cycle.
 """
 
+import gc
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -276,11 +277,42 @@ class ValidationBudgetExceeded(ValidationAbortedError):
     """Validation ran out of CPU time: the document is refused, this once."""
 
 
+class _CollectorTime:
+    """CPU seconds the garbage collector has spent since it was first watched.
+
+    A full collection of a large process takes tenths of a second in whichever request
+    allocates at the wrong moment: that time is not the document's, and the budget
+    leaves it out.
+    """
+
+    def __init__(self) -> None:
+        self.spent = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.thread_time()
+        else:
+            self.spent += time.thread_time() - self._started
+
+
+_collector_time: _CollectorTime | None = None
+
+
+def _collector() -> _CollectorTime:
+    global _collector_time  # one watcher per process, installed on first use
+    if _collector_time is None:
+        _collector_time = _CollectorTime()
+        gc.callbacks.append(_collector_time)
+    return _collector_time
+
+
 class ValidationBudget(ASTValidationRule):
     """Aborts validation once it has used its CPU time (`Limits.validation_seconds`).
 
-    Checked every few nodes, between the visits of all rules: a single rule's visit of one
-    node is not interrupted, which is why the document's shape is bounded first.
+    CPU time of the validating thread, garbage collection left out. Checked every few
+    nodes, between the visits of all rules: a single rule's visit of one node is not
+    interrupted, which is why the document's shape is bounded first.
     """
 
     seconds = Limits().validation_seconds
@@ -288,7 +320,8 @@ class ValidationBudget(ASTValidationRule):
 
     def __init__(self, context: ValidationContext) -> None:
         super().__init__(context)
-        self.deadline = time.thread_time() + self.seconds
+        self.collector = _collector()
+        self.deadline = time.thread_time() - self.collector.spent + self.seconds
         self.countdown = self._EVERY
 
     def enter(self, node: Node, *_args: object) -> None:
@@ -296,7 +329,7 @@ class ValidationBudget(ASTValidationRule):
         if self.countdown:
             return
         self.countdown = self._EVERY
-        if time.thread_time() > self.deadline:
+        if time.thread_time() - self.collector.spent > self.deadline:
             raise ValidationBudgetExceeded(
                 "The document took too long to validate",
                 extensions={"code": TOO_COMPLEX, "status": 400},
