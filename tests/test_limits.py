@@ -13,7 +13,13 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from graphql import ASTValidationRule, get_introspection_query, parse, specified_rules
+from graphql import (
+    ASTValidationRule,
+    GraphQLError,
+    get_introspection_query,
+    parse,
+    specified_rules,
+)
 from strawberry.schema.schema import validate_document
 
 from coursepulse.schema import DOCUMENT_CACHE_BYTES, build_schema
@@ -438,3 +444,19 @@ def test_garbage_collection_does_not_count_against_the_validation_budget() -> No
     # Then the collection took longer than the budget, and the document still validated
     assert collected[0] > 0.01
     assert errors == []
+
+
+def test_rules_an_extension_adds_run_with_the_limits() -> None:
+    class NoMe(ASTValidationRule):
+        def enter_field(self, node: Any, *_args: object) -> None:
+            if node.name.value == "me":
+                self.report_error(GraphQLError("No me here", node))
+
+    policy = build_schema().documents  # type: ignore[attr-defined]
+    rules = (*specified_rules, NoMe)
+    me = "{ me { id } }"
+    assert [error.message for error in policy.validate(me, parse(me), rules)] == ["No me here"]
+    assert policy.validate(me, parse(me)) == []
+    fan = fan_out(12)
+    refused = policy.validate(fan, parse(fan), rules)
+    assert {error.extensions["code"] for error in refused} == {"query_too_complex"}

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from graphql import (
+    ASTValidationRule,
     DocumentNode,
     FieldNode,
     GraphQLError,
@@ -80,11 +81,9 @@ class DocumentPolicy:
         self.settings = settings
         self.limits = limits
         self.cost_model = CostModel(schema)
-        self.rules = (
-            with_limits(limits),
-            *specified_rules,
-            with_budget(limits.validation_seconds),
-        )
+        self.limit_rule = with_limits(limits)
+        self.budget_rule = with_budget(limits.validation_seconds)
+        self.rules = (self.limit_rule, *specified_rules, self.budget_rule)
         self.cache: BoundedCache[_Prepared] = BoundedCache(DOCUMENT_CACHE_BYTES)
         manifest = settings.trusted_documents
         self.persisted = PersistedQueries(
@@ -100,8 +99,20 @@ class DocumentPolicy:
             self.cache.put(query, prepared, len(query))
         return prepared.document
 
-    def validate(self, query: str | None, document: DocumentNode) -> list[GraphQLError]:
-        """The document's validation errors (limits first), computed once per document."""
+    def validate(
+        self,
+        query: str | None,
+        document: DocumentNode,
+        rules: tuple[type[ASTValidationRule], ...] | None = None,
+    ) -> list[GraphQLError]:
+        """The document's validation errors (limits first), computed once per document.
+
+        `rules` other than graphql-core's (an extension may add some) are run every time.
+        """
+        if rules is not None and rules != tuple(specified_rules):
+            return validate_document(
+                self.schema, document, (self.limit_rule, *rules, self.budget_rule)
+            )
         prepared = self.cache.get(query) if query else None
         if prepared is not None and prepared.document is document and prepared.errors is not None:
             return prepared.errors
@@ -185,7 +196,9 @@ class Documents(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         if context.pre_execution_errors is None and context.graphql_document is not None:
-            errors = self.policy.validate(context.query, context.graphql_document)
+            errors = self.policy.validate(
+                context.query, context.graphql_document, context.validation_rules
+            )
             if not errors and self._register and context.query:
                 self.policy.persisted.register(self._register, context.query)
             context.pre_execution_errors = errors or self.policy.cost_errors(context)
