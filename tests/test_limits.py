@@ -460,3 +460,19 @@ def test_rules_an_extension_adds_run_with_the_limits() -> None:
     fan = fan_out(12)
     refused = policy.validate(fan, parse(fan), rules)
     assert {error.extensions["code"] for error in refused} == {"query_too_complex"}
+
+
+def test_a_cost_is_kept_with_its_document_for_the_page_sizes_it_depends_on() -> None:
+    policy = build_schema().documents  # type: ignore[attr-defined]
+    roster = "query R($n: Int!) { courseStudents(courseId: 1, perPage: $n) { nodes { userId } } }"
+    document = policy.parse(roster)
+    asked = [{"n": 10}, {"n": 100}, {"n": True}, {"n": 10}, {}, {"n": [1]}, {"n": 3}]
+    costs = [policy.cost(roster, document, "R", variables) for variables in asked]
+    assert costs == [11, 101, 101, 11, 21, 101, 4]  # no n: the argument's default, 20
+    (names, known), *_ = policy.cache.get(roster).costs.values()
+    assert names == ("n",)
+    assert len(known) == 5  # a list value is not kept
+    # A document whose cost depends on no variable is walked once
+    catalogue = "query C($x: ID) { courses { id } }"
+    policy.cost(catalogue, policy.parse(catalogue), "C", {"x": "1"})
+    assert policy.cache.get(catalogue).costs == {"C": ((), {(): 100})}

@@ -1,8 +1,9 @@
 """The GraphQL schema served at /graphql (Strawberry)."""
 
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from graphql import (
     ASTValidationRule,
@@ -28,6 +29,7 @@ from coursepulse.schema.context import FreshLoaders
 from coursepulse.schema.errors import DomainErrors, convert_error, request_id_of
 from coursepulse.schema.limits import (
     CostModel,
+    CostWalk,
     Limits,
     ValidationBudgetExceeded,
     too_complex,
@@ -62,12 +64,31 @@ class CoursepulseSchema(Schema):
         errors[:] = [convert_error(error, request_id_of(execution_context)) for error in errors]
 
 
+#: A cost as it depends on some variables: their names, and the cost by their values.
+_CostPlan = tuple[tuple[str, ...], dict[tuple[object, ...], int]]
+#: Costs kept per operation of a document (one per page size a client asks for, say).
+_COSTS_KEPT = 16
+
+
 @dataclass
 class _Prepared:
-    """A document as parsed, and its validation errors once validated."""
+    """A document as parsed, its validation errors once validated, and its costs."""
 
     document: DocumentNode
     errors: list[GraphQLError] | None = None
+    costs: dict[str | None, _CostPlan] = field(default_factory=dict)
+
+
+def _cost_key(names: tuple[str, ...], variables: object) -> tuple[object, ...] | None:
+    """The values of `names` as a key (type included: True is not 1); None: not keyable."""
+    given = variables if isinstance(variables, Mapping) else {}
+    key: list[object] = []
+    for name in names:
+        value = given.get(name)
+        if not isinstance(value, int | str | None) or (isinstance(value, str) and len(value) > 64):
+            return None
+        key.append((name in given, type(value).__name__, value))
+    return tuple(key)
 
 
 class DocumentPolicy:
@@ -130,12 +151,40 @@ class DocumentPolicy:
             return self.settings.anonymous_max_query_cost
         return self.settings.max_query_cost
 
+    def cost(
+        self,
+        query: str | None,
+        document: DocumentNode,
+        operation_name: str | None,
+        variables: Mapping[str, Any] | None,
+    ) -> int:
+        """The operation's cost, kept with the document for the variables it depends on."""
+        prepared = self.cache.get(query) if query else None
+        if prepared is None or prepared.document is not document:
+            return self.cost_model.cost(document, operation_name, variables)
+        plan = prepared.costs.get(operation_name)
+        if plan is not None:
+            key = _cost_key(plan[0], variables)
+            if key is not None and key in plan[1]:
+                return plan[1][key]
+        walk = CostWalk(self.cost_model, document, operation_name, variables or {})
+        cost = walk.cost()
+        names = tuple(dict.fromkeys(walk.read))
+        key = _cost_key(names, variables)
+        if key is not None:
+            known = prepared.costs.setdefault(operation_name, (names, {}))[1]
+            if len(known) >= _COSTS_KEPT:
+                known.clear()
+            known[key] = cost
+        return cost
+
     def cost_errors(self, execution_context: ExecutionContext) -> list[GraphQLError]:
         """A `query_too_complex` error when the operation to run costs more than allowed."""
         document = execution_context.graphql_document
         if document is None:
             return []
-        cost = self.cost_model.cost(
+        cost = self.cost(
+            execution_context.query,
             document,
             execution_context.operation_name,
             execution_context.variables,

@@ -465,6 +465,8 @@ class CostWalk:
         # Not yet checked against their definitions: anything but an object counts as none.
         self.variables = variables if isinstance(variables, Mapping) else {}
         self.visits = 0
+        #: Variables the cost depends on (page sizes given as variables), in reading order.
+        self.read: list[str] = []
         self.defaults = {
             definition.variable.name.value: definition.default_value
             for definition in (self.operation.variable_definitions if self.operation else None)
@@ -495,6 +497,7 @@ class CostWalk:
             value = argument.value
             if isinstance(value, VariableNode):
                 variable = value.name.value
+                self.read.append(variable)
                 if variable in self.variables:
                     return self.variables[variable]
                 value = self.defaults.get(variable)
