@@ -28,6 +28,7 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLEnumType,
     GraphQLError,
     GraphQLField,
     GraphQLInputObjectType,
@@ -429,13 +430,13 @@ def _introspection_sizes(schema: GraphQLSchema) -> dict[str, int]:
     with_fields = [t for t in types if isinstance(t, GraphQLObjectType | GraphQLInterfaceType)]
     fields = [f for t in with_fields for f in t.fields.values()]
     inputs = [t for t in types if isinstance(t, GraphQLInputObjectType)]
-    enums = [t for t in types if hasattr(t, "values") and not isinstance(t, GraphQLObjectType)]
+    enums = [t for t in types if isinstance(t, GraphQLEnumType)]
     return {
         "__Schema.types": len(types),
         "__Schema.directives": len(schema.directives),
         "__Type.fields": _mean([len(t.fields) for t in with_fields]),
         "__Type.inputFields": _mean([len(t.fields) for t in inputs]),
-        "__Type.enumValues": _mean([len(t.values) for t in enums]),  # type: ignore[attr-defined]
+        "__Type.enumValues": _mean([len(t.values) for t in enums]),
         "__Type.interfaces": 1,
         "__Type.possibleTypes": 1,
         "__Field.args": _mean([len(f.args) for f in fields]),
