@@ -89,7 +89,7 @@ def create_app(
     app.on_shutdown.append(close_websockets)
 
     view = CoursepulseGraphQLView(
-        schema=build_schema(),
+        schema=build_schema(settings),
         graphql_ide="graphiql" if settings.graphiql else None,
         allowed_origins=settings.allowed_origins,
         connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),

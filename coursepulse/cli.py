@@ -203,6 +203,25 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trusted_documents_build(args: argparse.Namespace) -> int:
+    import json
+
+    from coursepulse.schema.persisted import build_manifest
+
+    operations = Path(args.operations)
+    manifest = build_manifest(operations)
+    if not manifest:
+        print(f"error (invalid_input): no *.graphql documents in {operations}", file=sys.stderr)
+        return 2
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {len(manifest)} trusted documents to {args.output}")
+    return 0
+
+
 def _database_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database-url", help="SQLAlchemy URL (env COURSEPULSE_DATABASE_URL)")
 
@@ -283,6 +302,20 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export-schema", help="write the GraphQL SDL")
     export.add_argument("--output", default="graphql/schema.graphql", help="file, or - for stdout")
     export.set_defaults(func=cmd_export_schema)
+
+    trusted = commands.add_parser(
+        "trusted-documents", help="the manifest of documents allowed in trusted mode"
+    ).add_subparsers(dest="trusted_command", required=True)
+    trusted_build = trusted.add_parser(
+        "build", help="write {sha256: document} for graphql/operations/*.graphql"
+    )
+    trusted_build.add_argument(
+        "--operations", default="graphql/operations", help="folder of *.graphql documents"
+    )
+    trusted_build.add_argument(
+        "--output", default="-", help="file for COURSEPULSE_TRUSTED_DOCUMENTS, or - for stdout"
+    )
+    trusted_build.set_defaults(func=cmd_trusted_documents_build)
     return parser
 
 

@@ -1,5 +1,6 @@
 """Service settings, from `COURSEPULSE_*` environment variables or CLI flags."""
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator
@@ -37,6 +38,13 @@ class Settings(BaseSettings):
     #: Seconds between checks that open websockets' sign-ins and live subscriptions still hold
     #: (0: only when an access change is heard). Catches a missed notice.
     access_recheck_seconds: float = Field(default=60.0, ge=0)
+    #: Most a request may cost (see README, "Query limits"); anonymous requests get less.
+    max_query_cost: int = Field(default=50_000, ge=1)
+    anonymous_max_query_cost: int = Field(default=20_000, ge=1)
+    #: Bytes of documents registered by automatic persisted queries (per process).
+    persisted_queries_bytes: int = Field(default=1_000_000, ge=0)
+    #: A trusted-documents manifest ({sha256: document}); when set, only those documents run.
+    trusted_documents: Path | None = None
     #: Log every SQL statement (development only).
     sql_echo: bool = False
 

@@ -1,30 +1,57 @@
 """The GraphQL schema served at /graphql (Strawberry)."""
 
 import contextlib
-from collections.abc import Iterator
-from functools import lru_cache
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from graphql import ASTValidationRule, GraphQLError, ValidationContext, parse
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    GraphQLSchema,
+    NameNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    parse,
+    specified_rules,
+)
+from graphql import OperationType as AstOperationType
 from strawberry import Schema
-from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
+from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
+from strawberry.types.graphql import OperationType
 
+from coursepulse.schema.caches import BoundedCache
 from coursepulse.schema.context import FreshLoaders
 from coursepulse.schema.errors import DomainErrors, convert_error, request_id_of
+from coursepulse.schema.limits import (
+    CostModel,
+    CostWalk,
+    Limits,
+    ValidationBudgetExceeded,
+    too_complex,
+    with_budget,
+    with_limits,
+)
 from coursepulse.schema.mutation import Mutation
+from coursepulse.schema.persisted import PersistedQueries, Resolved, load_manifest
 from coursepulse.schema.query import Query
 from coursepulse.schema.shared_events import SharedEventExecutor
 from coursepulse.schema.subscription import Subscription
+from coursepulse.settings import Settings
 
-MAX_DEPTH = 12
-MAX_TOKENS = 5000
-MAX_ALIASES = 30
-#: Distinct documents whose parse and validation results are kept (clients send a few).
-DOCUMENT_CACHE_SIZE = 512
+#: Parsed documents and their validation are kept for this many bytes of document text
+#: (a parsed document takes about 100 bytes of memory per byte of text: ~30 MB in all).
+DOCUMENT_CACHE_BYTES = 320_000
 
 
 class CoursepulseSchema(Schema):
+    #: Set by `build_schema`: the limits, caches and cost model of this schema's requests.
+    documents: "DocumentPolicy"
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -37,55 +64,169 @@ class CoursepulseSchema(Schema):
         errors[:] = [convert_error(error, request_id_of(execution_context)) for error in errors]
 
 
-def _fail_closed(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
-    """The rule, refusing (as invalid input) documents it cannot measure.
+#: A cost as it depends on some variables: their names, and the cost by their values.
+_CostPlan = tuple[tuple[str, ...], dict[tuple[object, ...], int]]
+#: Costs kept per operation of a document (one per page size a client asks for, say).
+_COSTS_KEPT = 16
 
-    Strawberry's limiter rules raise on some documents graphql-core accepts or
-    reports later (an empty selection set `{ }`, a spread of an unknown fragment).
-    Raised there, the exception escapes `DomainErrors` and reaches the client raw,
-    without a code; skipping the check instead would let an unmeasured document run.
+
+@dataclass
+class _Prepared:
+    """A document as parsed, its validation errors once validated, and its costs."""
+
+    document: DocumentNode
+    errors: list[GraphQLError] | None = None
+    costs: dict[str | None, _CostPlan] = field(default_factory=dict)
+
+
+def _cost_key(names: tuple[str, ...], variables: object) -> tuple[object, ...] | None:
+    """The values of `names` as a key (type included: True is not 1); None: not keyable."""
+    given = variables if isinstance(variables, Mapping) else {}
+    key: list[object] = []
+    for name in names:
+        value = given.get(name)
+        if not isinstance(value, int | str | None) or (isinstance(value, str) and len(value) > 64):
+            return None
+        key.append((name in given, type(value).__name__, value))
+    return tuple(key)
+
+
+class DocumentPolicy:
+    """What a schema's requests may ask: limits, cost maxima, and the document cache.
+
+    One per schema (so per app): two apps in one process share no cache.
     """
 
-    class FailClosed(rule):  # type: ignore[valid-type,misc]
-        def __init__(self, context: ValidationContext) -> None:
-            try:
-                super().__init__(context)
-            except Exception:  # any failure refuses the document
-                ASTValidationRule.__init__(self, context)
-                self.report_error(GraphQLError("The document is malformed or empty"))
+    def __init__(self, schema: GraphQLSchema, settings: Settings, limits: Limits) -> None:
+        self.schema = schema
+        self.settings = settings
+        self.limits = limits
+        self.cost_model = CostModel(schema)
+        self.limit_rule = with_limits(limits)
+        self.budget_rule = with_budget(limits.validation_seconds)
+        self.rules = (self.limit_rule, *specified_rules, self.budget_rule)
+        self.cache: BoundedCache[_Prepared] = BoundedCache(DOCUMENT_CACHE_BYTES)
+        manifest = settings.trusted_documents
+        self.persisted = PersistedQueries(
+            settings.persisted_queries_bytes,
+            trusted=load_manifest(manifest) if manifest is not None else None,
+        )
 
-    return FailClosed
+    def parse(self, query: str) -> DocumentNode:
+        """The parsed document, from the cache when it was seen recently; raises GraphQLError."""
+        prepared = self.cache.get(query)
+        if prepared is None:
+            prepared = _Prepared(parse(query, max_tokens=self.limits.tokens))
+            self.cache.put(query, prepared, len(query))
+        return prepared.document
 
+    def validate(
+        self,
+        query: str | None,
+        document: DocumentNode,
+        rules: tuple[type[ASTValidationRule], ...] | None = None,
+    ) -> list[GraphQLError]:
+        """The document's validation errors (limits first), computed once per document.
 
-#: Depth and alias limits, built once: the same rule classes on every request let the
-#: validation cache recognise a document it has already validated.
-_LIMIT_RULES = [
-    _fail_closed(rule)
-    for limiter in (
-        QueryDepthLimiter(max_depth=MAX_DEPTH),
-        MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-    )
-    for rule in limiter.validation_rules
-]
+        `rules` other than graphql-core's (an extension may add some) are run every time.
+        """
+        if rules is not None and rules != tuple(specified_rules):
+            return validate_document(
+                self.schema, document, (self.limit_rule, *rules, self.budget_rule)
+            )
+        prepared = self.cache.get(query) if query else None
+        if prepared is not None and prepared.document is document and prepared.errors is not None:
+            return prepared.errors
+        errors = validate_document(self.schema, document, self.rules)
+        # Running out of time says nothing lasting about the document: not kept.
+        if prepared is not None and not any(
+            isinstance(error, ValidationBudgetExceeded) for error in errors
+        ):
+            prepared.errors = errors
+        return errors
+
+    def max_cost(self, context: object) -> int:
+        """The most this request may cost: less without a signed-in viewer."""
+        if getattr(context, "viewer", None) is None:
+            return self.settings.anonymous_max_query_cost
+        return self.settings.max_query_cost
+
+    def cost(
+        self,
+        query: str | None,
+        document: DocumentNode,
+        operation_name: str | None,
+        variables: Mapping[str, Any] | None,
+    ) -> int:
+        """The operation's cost, kept with the document for the variables it depends on."""
+        prepared = self.cache.get(query) if query else None
+        if prepared is None or prepared.document is not document:
+            return self.cost_model.cost(document, operation_name, variables)
+        plan = prepared.costs.get(operation_name)
+        if plan is not None:
+            key = _cost_key(plan[0], variables)
+            if key is not None and key in plan[1]:
+                return plan[1][key]
+        walk = CostWalk(self.cost_model, document, operation_name, variables or {})
+        cost = walk.cost()
+        names = tuple(dict.fromkeys(walk.read))
+        key = _cost_key(names, variables)
+        if key is not None:
+            known = prepared.costs.setdefault(operation_name, (names, {}))[1]
+            if len(known) >= _COSTS_KEPT:
+                known.clear()
+            known[key] = cost
+        return cost
+
+    def cost_errors(self, execution_context: ExecutionContext) -> list[GraphQLError]:
+        """A `query_too_complex` error when the operation to run costs more than allowed."""
+        document = execution_context.graphql_document
+        if document is None:
+            return []
+        cost = self.cost(
+            execution_context.query,
+            document,
+            execution_context.operation_name,
+            execution_context.variables,
+        )
+        maximum = self.max_cost(execution_context.context)
+        if cost <= maximum:
+            return []
+        return [
+            too_complex(
+                f"The operation costs {cost}, more than the {maximum} allowed",
+                cost=cost,
+                maxCost=maximum,
+            )
+        ]
 
 
 class Documents(SchemaExtension):
-    """Parse and validation caches with the abuse limits, in one extension.
+    """Parsing and validation through the schema's `DocumentPolicy`, in one extension.
 
-    Limits: at most MAX_TOKENS tokens, MAX_DEPTH levels and MAX_ALIASES aliases.
-    Parsed and validated documents are kept (LRU, DOCUMENT_CACHE_SIZE) so a client's
-    usual operations are parsed and validated once. One extension instead of four:
-    Strawberry visits every extension for every result, and a live course sends
-    thousands of results per event.
+    Limits (see coursepulse/schema/limits.py): tokens, depth, aliases, directives, fields,
+    fragment spreads and a CPU budget for validation, then the operation's cost. Parsed
+    and validated documents are kept (bounded by bytes), so a client's usual operations
+    are parsed and validated once. One extension instead of four: Strawberry visits
+    every extension for every result, and a live course sends thousands of results per
+    event.
     """
 
-    cached_parse = staticmethod(lru_cache(maxsize=DOCUMENT_CACHE_SIZE)(parse))
-    cached_validate = staticmethod(lru_cache(maxsize=DOCUMENT_CACHE_SIZE)(validate_document))
+    @property
+    def policy(self) -> DocumentPolicy:
+        return self.execution_context.schema.documents  # type: ignore[attr-defined,no-any-return]
 
     def on_operation(self) -> Iterator[None]:
+        """Sets the parser's token limit; resolves persisted and trusted documents."""
         context = self.execution_context
-        context.parse_options["max_tokens"] = MAX_TOKENS
-        context.validation_rules = context.validation_rules + tuple(_LIMIT_RULES)
+        context.parse_options["max_tokens"] = self.policy.limits.tokens
+        self._register: str | None = None
+        resolved = self.policy.persisted.resolve(context.query, context.operation_extensions)
+        if isinstance(resolved, Resolved):
+            context.query = resolved.query
+            self._register = resolved.register
+        else:
+            _refuse(context, resolved)
         yield
 
     def on_parse(self) -> Iterator[None]:
@@ -96,28 +237,60 @@ class Documents(SchemaExtension):
         it is reported as `invalid_input` like any other request error.
         """
         context = self.execution_context
-        if context.query:
+        if context.query and context.graphql_document is None:
             with contextlib.suppress(GraphQLError):
-                context.graphql_document = self.cached_parse(context.query, **context.parse_options)
+                context.graphql_document = self.policy.parse(context.query)
         yield
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        context.pre_execution_errors = self.cached_validate(
-            context.schema._schema, context.graphql_document, context.validation_rules
-        )
+        if context.pre_execution_errors is None and context.graphql_document is not None:
+            errors = self.policy.validate(
+                context.query, context.graphql_document, context.validation_rules
+            )
+            if not errors and self._register and context.query:
+                self.policy.persisted.register(self._register, context.query)
+            context.pre_execution_errors = errors or self.policy.cost_errors(context)
         yield
 
 
-def build_schema() -> Schema:
+def _refuse(context: ExecutionContext, error: GraphQLError) -> None:
+    """Ends the operation before parsing with `error`, as Strawberry ends invalid ones.
+
+    Strawberry needs a document to tell the operation's type (and refuses types the
+    transport does not allow) before it looks at validation errors: it gets a stand-in
+    of an allowed type, which never runs since the operation already has its error.
+    """
+    allowed = context.allowed_operations
+    kind = OperationType.QUERY if OperationType.QUERY in allowed else next(iter(allowed))
+    name = context.operation_name if isinstance(context.operation_name, str) else None
+    context.graphql_document = DocumentNode(
+        definitions=(
+            OperationDefinitionNode(
+                operation=AstOperationType(kind.value),
+                name=NameNode(value=name) if name else None,
+                variable_definitions=(),
+                directives=(),
+                selection_set=SelectionSetNode(
+                    selections=(FieldNode(name=NameNode(value="__typename")),)
+                ),
+            ),
+        )
+    )
+    context.pre_execution_errors = [error]
+
+
+def build_schema(settings: Settings | None = None, limits: Limits | None = None) -> Schema:
     """The schema with its error mapping, abuse limits and parse/validation caches."""
-    return CoursepulseSchema(
+    schema = CoursepulseSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         execution_context_class=SharedEventExecutor,
         extensions=[DomainErrors, FreshLoaders, Documents],
     )
+    schema.documents = DocumentPolicy(schema._schema, settings or Settings(), limits or Limits())
+    return schema
 
 
 def schema_sdl() -> str:

@@ -1,7 +1,9 @@
 """Turning failures into the contract's error shape: `extensions.code` and `extensions.status`.
 
-Domain errors keep their message and gain their code; request errors (syntax,
-validation, variables) become `invalid_input`; anything else is masked as
+Domain errors keep their message and gain their code; errors that already carry a code
+keep it (the request limits' `query_too_complex`, with `cost` and `maxCost`, and the
+persisted-query errors); other request errors (syntax, validation, variables) become
+`invalid_input`; anything else is masked as
 `internal_error` and logged with the request id, so no stack trace or SQL leaks.
 """
 

@@ -169,6 +169,13 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
         """
         return decode_json_text(data)
 
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """GraphiQL for a browser's GET without a document; a persisted query's GET
+        (only `extensions`, as CDNs and Apollo clients send it) is an operation."""
+        return "extensions" not in request.query_params and super().should_render_graphql_ide(
+            request
+        )
+
     def parse_json(self, data: str | bytes) -> Any:
         # Bodies, `variables` and `extensions` must be objects (a list is a batch, which the
         # base view refuses); other JSON values would reach `.get()` and fail with a 500.
