@@ -16,7 +16,9 @@ from coursepulse.web.credentials import CredentialCache
 from coursepulse.web.graphql_view import CoursepulseGraphQLView
 from coursepulse.web.health import healthz, readyz
 from coursepulse.web.keys import BROKER, CREDENTIALS, DATABASE, SETTINGS, WEBSOCKETS
-from coursepulse.web.middlewares import authenticate, cors, request_context
+from coursepulse.web.middlewares import authenticate, cors, read_body_in_time, request_context
+from coursepulse.web.throttle import SignInLimits, SignInThrottle
+from coursepulse.web.ws_protocols import WS_QUOTA, WebsocketQuota
 
 MAX_REQUEST_BYTES = 1024 * 1024
 
@@ -27,11 +29,19 @@ def create_app(
     """A ready-to-run application; pass `database` to share an engine (tests, CLI)."""
     settings = settings or Settings()
     app = web.Application(
-        middlewares=[request_context, cors, authenticate],
+        middlewares=[request_context, read_body_in_time, cors, authenticate],
         client_max_size=MAX_REQUEST_BYTES,
+        # aiohttp closes a connection that has no complete request head this long after
+        # it opened or after its last response: the header timeout, and the idle one.
+        handler_args={"keepalive_timeout": settings.http_header_timeout_seconds},
     )
     app[SETTINGS] = settings
-    app[CREDENTIALS] = CredentialCache(settings.auth_cache_seconds)
+    app[CREDENTIALS] = CredentialCache(
+        settings.auth_cache_seconds, throttle=sign_in_throttle(settings)
+    )
+    app[WS_QUOTA] = WebsocketQuota(
+        settings.max_websockets_per_user, settings.max_subscriptions_per_user
+    )
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         owned = database is None
@@ -77,3 +87,15 @@ def create_app(
     certificate_routes.add_routes(app)
     rest_routes.add_routes(app)
     return app
+
+
+def sign_in_throttle(settings: Settings) -> SignInThrottle:
+    """The sign-in throttle the settings describe."""
+    return SignInThrottle(
+        SignInLimits(
+            window_seconds=settings.signin_window_seconds,
+            per_address=settings.signin_failures_per_address,
+            per_user_and_address=settings.signin_failures_per_user_and_address,
+            per_user=settings.signin_failures_per_user,
+        )
+    )

@@ -12,15 +12,19 @@ import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from coursepulse.models.db import Database
 from coursepulse.resolvers import users
 from coursepulse.resolvers.errors import InvalidCredentials
 from coursepulse.resolvers.viewer import Viewer
+from coursepulse.web.throttle import FairHashing, SignInThrottle
 
 MAX_ENTRIES = 10_000
 #: Password hashes computed at once (argon2 takes tens of milliseconds and 64 MiB each).
 MAX_HASHING = 4
+#: Of those, how many one client address may hold (a flood from it waits for its own share).
+HASHING_PER_ADDRESS = 2
 
 
 class CredentialCache:
@@ -28,17 +32,25 @@ class CredentialCache:
 
     Concurrent requests with the same header (an SPA's first burst) share one
     check, and at most `max_hashing` password hashes run at once, so a flood of
-    wrong passwords queues instead of taking every core and the memory with it.
+    wrong passwords queues instead of taking every core and the memory with it;
+    `throttle` refuses an address or username with too many recent failures
+    before anything is hashed, and no address holds more than its share of hashing.
     """
 
     def __init__(
-        self, ttl_seconds: float, max_entries: int = MAX_ENTRIES, max_hashing: int = MAX_HASHING
+        self,
+        ttl_seconds: float,
+        max_entries: int = MAX_ENTRIES,
+        max_hashing: int = MAX_HASHING,
+        *,
+        throttle: SignInThrottle | None = None,
     ) -> None:
         self.ttl = ttl_seconds
         self.max_entries = max_entries
         self._entries: OrderedDict[str, tuple[float, Viewer]] = OrderedDict()
         self._checking: dict[str, asyncio.Future[Viewer]] = {}
-        self.hashing = asyncio.Semaphore(max_hashing)
+        self.hashing = FairHashing(max_hashing, min(HASHING_PER_ADDRESS, max_hashing))
+        self.throttle = throttle or SignInThrottle()
 
     async def verify_once(self, digest: str, verify: Callable[[], Awaitable[Viewer]]) -> Viewer:
         """The cached viewer, or the result of `verify` shared by every concurrent caller."""
@@ -94,22 +106,58 @@ def _basic_credentials(encoded: str) -> tuple[str, str]:
 
 
 async def viewer_from_authorization(
-    header: str | None, db: Database, cache: CredentialCache
+    header: str | None, db: Database, cache: CredentialCache, *, address: str
 ) -> Viewer | None:
-    """The viewer an Authorization header names; None without one; `invalid_credentials` else."""
+    """The viewer an Authorization header names; None without one; `invalid_credentials` else.
+
+    `address` is the client's (throttle.client_address): failed sign-ins are
+    counted by it, and `rate_limited` answers once it has too many.
+    """
     if header is None or not header.strip():
         return None
     digest = hashlib.sha256(header.encode()).hexdigest()
     scheme, _, value = header.strip().partition(" ")
 
     async def verify() -> Viewer:
-        async with db.read() as session:
-            if scheme.lower() == "basic":
-                username, password = _basic_credentials(value)
-                async with cache.hashing:
-                    return await users.authenticate_password(session, username, password)
-            if scheme.lower() == "bearer" and value.strip():
-                return await users.authenticate_token(session, value.strip())
+        if scheme.lower() == "basic":
+            username, password = _basic_credentials(value)
+            check = partial(_password_check, db, cache, username, password, address)
+            return await _throttled(cache, username, address, check)
+        if scheme.lower() == "bearer" and value.strip():
+            return await _throttled(cache, None, address, partial(_token_check, db, value.strip()))
         raise InvalidCredentials("Unsupported Authorization scheme; use Basic or Bearer")
 
     return await cache.verify_once(digest, verify)
+
+
+async def _password_check(
+    db: Database, cache: CredentialCache, username: str, password: str, address: str
+) -> Viewer:
+    # The hashing slot is taken before a database connection, so waiting holds none.
+    async with cache.hashing.slot(address), db.read() as session:
+        return await users.authenticate_password(session, username, password)
+
+
+async def _token_check(db: Database, token: str) -> Viewer:
+    async with db.read() as session:
+        return await users.authenticate_token(session, token)
+
+
+async def _throttled(
+    cache: CredentialCache,
+    username: str | None,
+    address: str,
+    check: Callable[[], Awaitable[Viewer]],
+) -> Viewer:
+    """The check's viewer, counted by the throttle; `rate_limited` before it runs when over."""
+    attempt = cache.throttle.begin(username, address)
+    try:
+        viewer = await check()
+    except InvalidCredentials:
+        attempt.failed()
+        raise
+    except BaseException:
+        attempt.abandoned()
+        raise
+    attempt.succeeded()
+    return viewer

@@ -24,9 +24,15 @@ from coursepulse.web.keys import (
     WEBSOCKETS,
 )
 from coursepulse.web.middlewares import error_body
+from coursepulse.web.throttle import client_address
+from coursepulse.web.ws_protocols import LegacyWSHandler, TransportWSHandler
 
 
 class CoursepulseGraphQLView(GraphQLView[Context, None]):
+    # Our limits, sign-in answers and init timeouts on both protocols (web/ws_protocols.py).
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
+
     async def get_context(
         self, request: web.Request, response: web.Response | web.WebSocketResponse
     ) -> Context:
@@ -75,8 +81,12 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
         app = context.request.app
         try:
             context.viewer = await viewer_from_authorization(
-                header, app[DATABASE], app[CREDENTIALS]
+                header,
+                app[DATABASE],
+                app[CREDENTIALS],
+                address=client_address(context.request, context.settings.trusted_proxies),
             )
+        # RateLimited passes through: the protocol handlers close with 4429 for it.
         except InvalidCredentials as error:
             raise ConnectionRejectionError(
                 {"code": error.code, "status": error.status, "message": error.message}
