@@ -9,6 +9,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -21,10 +22,12 @@ from coursepulse.resolvers.viewer import Viewer
 from coursepulse.web.throttle import FairHashing, SignInThrottle
 
 MAX_ENTRIES = 10_000
-#: Password hashes computed at once (argon2 takes tens of milliseconds and 64 MiB each).
-MAX_HASHING = 4
-#: Of those, how many one client address may hold (a flood from it waits for its own share).
-HASHING_PER_ADDRESS = 2
+#: Password hashes computed at once (argon2 takes tens of milliseconds of a core and 64 MiB
+#: each): one per core (at least two, at most eight); more would only slow each one down.
+MAX_HASHING = min(8, max(2, os.cpu_count() or 2))
+#: Of those, how many one client address may hold: a flood from one address waits for its
+#: own share, and the other half of the cores stays free for everyone else's sign-ins.
+HASHING_PER_ADDRESS = max(1, MAX_HASHING // 2)
 
 
 class CredentialCache:
@@ -49,7 +52,7 @@ class CredentialCache:
         self.max_entries = max_entries
         self._entries: OrderedDict[str, tuple[float, Viewer]] = OrderedDict()
         self._checking: dict[str, asyncio.Future[Viewer]] = {}
-        self.hashing = FairHashing(max_hashing, min(HASHING_PER_ADDRESS, max_hashing))
+        self.hashing = FairHashing(max_hashing, max(1, min(HASHING_PER_ADDRESS, max_hashing // 2)))
         self.throttle = throttle or SignInThrottle()
 
     async def verify_once(self, digest: str, verify: Callable[[], Awaitable[Viewer]]) -> Viewer:

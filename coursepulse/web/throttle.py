@@ -157,13 +157,17 @@ class SignInThrottle:
     """Admits or refuses sign-in attempts by their recent failures (see the module)."""
 
     def __init__(
-        self, limits: SignInLimits | None = None, *, clock: Callable[[], float] = time.monotonic
+        self,
+        limits: SignInLimits | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_tracked: int = MAX_TRACKED,
     ) -> None:
         self.limits = limits or SignInLimits()
         self.clock = clock
-        self._addresses = _Table(MAX_TRACKED)
-        self._pairs = _Table(MAX_TRACKED)
-        self._users = _Table(MAX_TRACKED)
+        self._addresses = _Table(max_tracked)
+        self._pairs = _Table(max_tracked)
+        self._users = _Table(max_tracked)
         self._known: OrderedDict[str, OrderedDict[str, None]] = OrderedDict()
 
     def begin(self, username: str | None, address: str) -> SignInAttempt:
@@ -195,6 +199,10 @@ class SignInThrottle:
             table.get(key).pending += 1
             keys.append((table, key))
         return SignInAttempt(self, username, address, keys)
+
+    def tracked(self) -> int:
+        """Keys held in the windows (bounded by `max_tracked` per kind)."""
+        return sum(len(table.windows) for table in (self._addresses, self._pairs, self._users))
 
     def is_known(self, username: str, address: str) -> bool:
         """True when `address` has signed in as `username` (recently, in this process)."""
