@@ -172,6 +172,13 @@ async def read_body_in_time(request: web.Request, handler: Handler) -> web.Strea
                 await request.read()
         except TimeoutError:
             response = failure(request, "invalid_input", 408, "Request body not received in time")
+            response.headers["X-Request-ID"] = request[REQUEST_ID]
             response.force_close()
+            # Sent now and the connection closed: aiohttp would otherwise linger, reading
+            # the rest of the body for up to 10 s more.
+            await response.prepare(request)
+            await response.write_eof()
+            if request.transport is not None:
+                request.transport.close()
             return response
     return await handler(request)
