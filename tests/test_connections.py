@@ -7,6 +7,7 @@ Websockets are raw aiohttp frames of either protocol, so close codes and
 """
 
 import asyncio
+import contextlib
 import json
 import shutil
 import time
@@ -18,14 +19,20 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
+from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse
+from graphql.execution import Executor
 
 from coursepulse.app import create_app
 from coursepulse.models.db import Database
+from coursepulse.schema import shared_events
+from coursepulse.schema.types import ProgressEvent as EventType
 from coursepulse.settings import Settings
 from coursepulse.web.ws_protocols import WS_QUOTA
 from tests.conftest import School
 from tests.test_live import (  # noqa: F401  (_asyncio_debug: an autouse fixture)
+    COMPLETE_LESSON,
     COURSE_ACTIVITY,
+    INCOMPLETE_LESSON,
     LEGACY_WS,
     PROGRESS_UPDATED,
     PROTOCOLS,
@@ -34,7 +41,11 @@ from tests.test_live import (  # noqa: F401  (_asyncio_debug: an autouse fixture
     _asyncio_debug,
     base64_of,
     basic_header,
+    complete,
     enroll,
+    followers,
+    last_event_id,
+    mutate,
     raw_socket,
     ws_url,
 )
@@ -331,6 +342,75 @@ async def test_a_user_over_the_subscription_limit_gets_rate_limited_on_that_oper
         await second.subscribe("5", PROGRESS_UPDATED, courseId=course, after="0")
         assert (await second.next_event())["kind"] == "ENROLLED"
     await until(lambda: not quota.operations)
+
+
+async def test_subscribers_resuming_from_different_events_share_one_execution_of_an_event(
+    client: TestClient,
+    db: Database,
+    http: aiohttp.ClientSession,
+    school: School,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    executed: list[int] = []
+    execute = Executor.execute_operation
+
+    def counting(self: Executor, serially: bool | None = None) -> Any:
+        if isinstance(self.root_value, EventType):
+            executed.append(int(self.root_value.id))
+        return execute(self, serially)
+
+    monkeypatch.setattr(Executor, "execute_operation", counting)
+    await enroll(client, school, school.student, school.other_student)
+    lesson = {"courseId": str(school.course_id), "lessonId": str(school.lesson_ids[1])}
+    for _ in range(6):  # twelve more events in the log
+        await mutate(client, COMPLETE_LESSON, school.other_student, **lesson)
+        await mutate(client, INCOMPLETE_LESSON, school.other_student, **lesson)
+    latest = await last_event_id(db)
+    course = str(school.course_id)
+    # Given twelve staff subscribers of one document, each resuming after its own event
+    # (more kinds of variables than an event keeps results for)
+    async with contextlib.AsyncExitStack() as stack:
+        sockets = []
+        for number in range(12):
+            socket = await stack.enter_async_context(raw_socket(http, ws_url(client), TRANSPORT_WS))
+            ack = await socket.init({"Authorization": basic_header(school.instructor)})
+            assert ack["type"] == "connection_ack"
+            after = str(latest - 1 - number)
+            await socket.subscribe(str(number), COURSE_ACTIVITY, courseId=course, after=after)
+            sockets.append(socket)
+        await until(lambda: followers(client.server.app, school.course_id) == 12)
+        for socket in sockets:  # each has its replay before the live event
+            while int((await socket.next_event())["id"]) != latest:
+                pass
+        executed.clear()
+        # When a lesson is completed
+        await complete(client, school, school.student, 0)
+        heard = [await socket.next_event() for socket in sockets]
+    # Then all twelve got one answer, executed once
+    assert len({json.dumps(event, sort_keys=True) for event in heard}) == 1
+    assert executed == [latest + 1]
+
+
+def test_only_variables_below_the_root_fields_arguments_tell_event_answers_apart() -> None:
+    document = parse(
+        """
+        subscription S($courseId: ID!, $after: ID, $withLesson: Boolean!, $live: Boolean!) {
+          ...Root
+        }
+        fragment Root on Subscription {
+          courseActivity(courseId: $courseId, after: $after) @include(if: $live) {
+            id
+            ... on ProgressEvent { ...Lesson }
+          }
+        }
+        fragment Lesson on ProgressEvent { lessonId @include(if: $withLesson) }
+        """
+    )
+    operation, *fragments = document.definitions
+    assert isinstance(operation, OperationDefinitionNode)
+    by_name = {f.name.value: f for f in fragments if isinstance(f, FragmentDefinitionNode)}
+    used = shared_events._per_event_variables(operation, by_name)
+    assert used == {"withLesson", "live"}
 
 
 @pytest.fixture(params=PROTOCOLS)
