@@ -9,7 +9,11 @@ Websockets are raw aiohttp frames of either protocol, so close codes and
 import asyncio
 import contextlib
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -136,6 +140,41 @@ async def test_a_request_head_sent_slowly_is_cut_off_after_the_header_timeout(
         writer.close()
     assert answer == b""  # nothing answered: the head never completed
     assert time.monotonic() - started >= 0.9  # cut off by the timeout, not before
+
+
+async def test_coursepulse_serve_cuts_off_a_slow_head_too(tmp_path: Path) -> None:
+    # `serve` runs aiohttp's web.run_app, whose own keep-alive default must not win
+    env = {
+        **os.environ,
+        "COURSEPULSE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'school.db'}",
+        "COURSEPULSE_HTTP_HEADER_TIMEOUT_SECONDS": "1",
+    }
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "coursepulse", "serve", "--port", str(port)),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    break
+                except OSError:
+                    await asyncio.sleep(0.2)
+        started = time.monotonic()
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
+        assert await closed_by_server(reader) == b""
+        assert time.monotonic() - started >= 0.9
+        writer.close()
+    finally:
+        server.terminate()
+        async with asyncio.timeout(WAIT):
+            await server.wait()
 
 
 async def test_two_hundred_slow_heads_are_all_closed_while_others_are_served(
