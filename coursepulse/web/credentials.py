@@ -156,11 +156,13 @@ async def _throttled(
     attempt = cache.throttle.begin(username, address)
     try:
         viewer = await check()
-    except InvalidCredentials:
+    except (InvalidCredentials, asyncio.CancelledError):
+        # A check cancelled midway counts as failed: its hash runs on in its thread, and
+        # a client must not escape the count by going away before the answer.
         attempt.failed()
         raise
     except BaseException:
-        attempt.abandoned()
+        attempt.abandoned()  # the check itself broke (the database is down, say)
         raise
     attempt.succeeded()
     return viewer
