@@ -162,6 +162,16 @@ async def test_one_address_cannot_hold_every_hashing_slot() -> None:
     assert not hashing._queues  # nothing left behind per address
 
 
+def test_trusted_proxies_are_read_from_the_environment_and_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COURSEPULSE_TRUSTED_PROXIES", "10.0.0.1, 192.168.0.0/16,fd00::/8")
+    assert Settings().trusted_proxies == ["10.0.0.1", "192.168.0.0/16", "fd00::/8"]
+    monkeypatch.setenv("COURSEPULSE_TRUSTED_PROXIES", "10.0.0.1,proxy.internal")
+    with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6"):
+        Settings()
+
+
 # ---- over HTTP and websockets ---------------------------------------------------------
 
 
@@ -300,6 +310,21 @@ async def test_x_forwarded_for_counts_only_behind_a_trusted_proxy(
         assert response.status == 401
     fresh = from_address("192.0.2.200", "john_doe", PASSWORD)
     assert (await client.post("/graphql", json={"query": ME}, headers=fresh)).status == 429
+
+
+async def test_ipv6_clients_count_by_their_64_bit_network(
+    serve: Any, settings: Settings, school: School
+) -> None:
+    limits = {"trusted_proxies": ["127.0.0.1"], "signin_failures_per_address": 1}
+    client = await serve(settings.model_copy(update=limits))
+
+    async def guess(address: str) -> int:
+        headers = from_address(address, "john_doe", "wrong password")
+        return (await client.post("/graphql", json={"query": ME}, headers=headers)).status
+
+    assert await guess("2001:db8:1:2::5") == 401
+    assert await guess("2001:db8:1:2:ffff::1") == 429  # the same /64
+    assert await guess("2001:db8:1:3::1") == 401  # the next one
 
 
 @pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
