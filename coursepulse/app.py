@@ -27,10 +27,13 @@ from coursepulse.web.keys import (
 from coursepulse.web.middlewares import (
     authenticate,
     cors,
+    read_body_in_time,
     request_context,
     unavailable_until_ready,
 )
 from coursepulse.web.revocation import access_ctx
+from coursepulse.web.throttle import SignInLimits, SignInThrottle
+from coursepulse.web.ws_protocols import WS_QUOTA, WebsocketQuota
 
 MAX_REQUEST_BYTES = 1024 * 1024
 
@@ -49,11 +52,25 @@ def create_app(
     """
     settings = settings or Settings()
     app = web.Application(
-        middlewares=[request_context, cors, unavailable_until_ready, authenticate],
+        middlewares=[
+            request_context,
+            read_body_in_time,
+            cors,
+            unavailable_until_ready,
+            authenticate,
+        ],
         client_max_size=MAX_REQUEST_BYTES,
+        # aiohttp closes a connection that has no complete request head this long after
+        # it opened or after its last response: the header timeout, and the idle one.
+        handler_args={"keepalive_timeout": settings.http_header_timeout_seconds},
     )
     app[SETTINGS] = settings
-    app[CREDENTIALS] = CredentialCache(settings.auth_cache_seconds)
+    app[CREDENTIALS] = CredentialCache(
+        settings.auth_cache_seconds, throttle=sign_in_throttle(settings)
+    )
+    app[WS_QUOTA] = WebsocketQuota(
+        settings.max_websockets_per_user, settings.max_subscriptions_per_user
+    )
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         owned = database is None
@@ -102,3 +119,15 @@ def create_app(
     certificate_routes.add_routes(app)
     rest_routes.add_routes(app)
     return app
+
+
+def sign_in_throttle(settings: Settings) -> SignInThrottle:
+    """The sign-in throttle the settings describe."""
+    return SignInThrottle(
+        SignInLimits(
+            window_seconds=settings.signin_window_seconds,
+            per_address=settings.signin_failures_per_address,
+            per_user_and_address=settings.signin_failures_per_user_and_address,
+            per_user=settings.signin_failures_per_user,
+        )
+    )

@@ -1,5 +1,6 @@
 """Service settings, from `COURSEPULSE_*` environment variables or CLI flags."""
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated
 
@@ -48,11 +49,46 @@ class Settings(BaseSettings):
     #: Log every SQL statement (development only).
     sql_echo: bool = False
 
+    # ---- sign-in throttling (web/throttle.py), per process --------------------------------
+    #: Length of the sliding window failed sign-ins are counted in.
+    signin_window_seconds: float = Field(default=60.0, gt=0)
+    #: Failed sign-ins one client address may make in a window, whatever the usernames.
+    signin_failures_per_address: int = Field(default=200, ge=1)
+    #: Failed sign-ins for one username from one address in a window.
+    signin_failures_per_user_and_address: int = Field(default=10, ge=1)
+    #: Failed sign-ins for one username from all addresses that never signed in as that
+    #: user, in a window; over it those addresses are refused for it, known ones are not.
+    signin_failures_per_user: int = Field(default=100, ge=1)
+    #: Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For is
+    #: believed for the client address; empty: the peer address is the client's.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # ---- connection limits -----------------------------------------------------------------
+    #: Seconds a connection may take to send a complete request head (from its opening or
+    #: the end of its previous response); also how long an idle keep-alive connection stays.
+    http_header_timeout_seconds: float = Field(default=15.0, gt=0)
+    #: Seconds a client may take to send a request body.
+    http_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Open websockets one user may have (anonymous ones: one address), per process.
+    max_websockets_per_user: int = Field(default=20, ge=1)
+    #: Operations (subscriptions) one user may have running over websockets, per process.
+    max_subscriptions_per_user: int = Field(default=100, ge=1)
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [proxy.strip() for proxy in value.split(",") if proxy.strip()]
+        if isinstance(value, list):
+            for proxy in value:
+                ipaddress.ip_network(proxy, strict=False)  # ValueError: not an address
         return value
 
     @property

@@ -5,14 +5,32 @@ subscriber's selection of it would otherwise be executed on its own: for
 thousands of progress bars watching one course, the same fields resolved on the
 same event thousands of times. An event's fields depend on the event alone (not
 on the viewer), so the result of executing one document with the same variables
-on one event is the same for everyone: it is computed once and reused.
+on one event is the same for everyone: it is computed once and reused. Only the
+variables the event's fields read count: subscribers that resume `after`
+different events, or follow other courses, share one execution.
+
+What a subscriber cannot share is the execution of a document of its own (a
+distinct text, such as one with a nonce in it): each distinct document is
+executed on its own (the log row is still read once per course, and its GraphQL
+object built once); a user's subscriptions are bounded in number
+(COURSEPULSE_MAX_SUBSCRIPTIONS_PER_USER), so are the executions one user causes.
 """
 
 from collections import OrderedDict
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from graphql import ExecutionResult
+from graphql import (
+    ExecutionResult,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    VariableNode,
+    Visitor,
+    visit,
+)
 from graphql.pyutils import is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
@@ -55,7 +73,15 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
         return super().build_per_event_executor(payload)
 
     def _key(self) -> tuple[int, tuple[tuple[str, str], ...]]:
-        return (id(self.operation), _frozen(self.variable_values.coerced))
+        # Only the variables the event's fields can see: the root field's own arguments
+        # (`courseId`, `after`, which differ between subscribers) shape the stream, not
+        # the event's answer, whose root resolver returns the event as it is.
+        used = _per_event_variables(self.operation, self.fragment_definitions)
+        coerced = self.variable_values.coerced
+        return (
+            id(self.operation),
+            _frozen({name: coerced[name] for name in used if name in coerced}),
+        )
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         payload = self.root_value
@@ -78,8 +104,8 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
 
     def _remember(self, payload: ProgressEvent, key: Any, result: Any) -> None:
         results = payload._results
-        # Variables differ between subscribers (each resumes `after` its own event):
-        # a few kinds are kept per event, the rest executed on their own.
+        # Documents (or the variables their event fields read) may differ between
+        # subscribers: a few kinds are kept per event, the rest executed on their own.
         if (
             isinstance(result, ExecutionResult)
             and not result.errors
@@ -98,6 +124,65 @@ class _Answered:
 
     def execute_operation(self, serially: bool | None = None) -> ExecutionResult:
         return self.result
+
+
+#: Per operation (by identity): the variables its per-event execution reads.
+_EVENT_VARIABLES: OrderedDict[int, tuple[OperationDefinitionNode, frozenset[str]]] = OrderedDict()
+_EVENT_VARIABLES_KEPT = 1024
+
+
+class _Variables(Visitor):
+    """Collects the variables, and the fragments spread, in what it visits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+        self.spreads: set[str] = set()
+
+    def enter_variable(self, node: VariableNode, *_args: Any) -> None:
+        self.names.add(node.name.value)
+
+    def enter_fragment_spread(self, node: FragmentSpreadNode, *_args: Any) -> None:
+        self.spreads.add(node.name.value)
+
+
+def _per_event_variables(
+    operation: OperationDefinitionNode, fragments: dict[str, FragmentDefinitionNode]
+) -> frozenset[str]:
+    """Variables used anywhere but in the arguments of the operation's root fields.
+
+    Measured once per parsed operation, in time linear in its size (each fragment once).
+    """
+    kept = _EVENT_VARIABLES.get(id(operation))
+    if kept is not None and kept[0] is operation:
+        return kept[1]
+    found = _Variables()
+    roots, seen_roots = [operation.selection_set], set()
+    while roots:
+        for selection in roots.pop().selections:
+            for directive in selection.directives or ():
+                visit(directive, found)
+            if isinstance(selection, FieldNode):
+                if selection.selection_set is not None:
+                    visit(selection.selection_set, found)
+            elif isinstance(selection, InlineFragmentNode):
+                roots.append(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name not in seen_roots and name in fragments:
+                    seen_roots.add(name)
+                    roots.append(fragments[name].selection_set)
+    visited: set[str] = set()
+    while waiting := found.spreads - visited:
+        name = waiting.pop()
+        visited.add(name)
+        if name in fragments:
+            visit(fragments[name].selection_set, found)
+    used = frozenset(found.names)
+    _EVENT_VARIABLES[id(operation)] = (operation, used)
+    if len(_EVENT_VARIABLES) > _EVENT_VARIABLES_KEPT:
+        _EVENT_VARIABLES.popitem(last=False)
+    return used
 
 
 def _frozen(variables: dict[str, Any]) -> tuple[tuple[str, str], ...]:

@@ -12,9 +12,11 @@ import base64
 import binascii
 import hashlib
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -23,12 +25,17 @@ from coursepulse.resolvers import users
 from coursepulse.resolvers.errors import InvalidCredentials
 from coursepulse.resolvers.users import Credential
 from coursepulse.resolvers.viewer import Viewer
+from coursepulse.web.throttle import FairHashing, SignInThrottle
 
 log = logging.getLogger("coursepulse.web")
 
 MAX_ENTRIES = 10_000
-#: Password hashes computed at once (argon2 takes tens of milliseconds and 64 MiB each).
-MAX_HASHING = 4
+#: Password hashes computed at once (argon2 takes tens of milliseconds of a core and 64 MiB
+#: each): one per core (at least two, at most eight); more would only slow each one down.
+MAX_HASHING = min(8, max(2, os.cpu_count() or 2))
+#: Of those, how many one client address may hold: a flood from one address waits for its
+#: own share, and the other half of the cores stays free for everyone else's sign-ins.
+HASHING_PER_ADDRESS = max(1, MAX_HASHING // 2)
 
 
 class CredentialCache:
@@ -36,17 +43,25 @@ class CredentialCache:
 
     Concurrent requests with the same header (an SPA's first burst) share one
     check, and at most `max_hashing` password hashes run at once, so a flood of
-    wrong passwords queues instead of taking every core and the memory with it.
+    wrong passwords queues instead of taking every core and the memory with it;
+    `throttle` refuses an address or username with too many recent failures
+    before anything is hashed, and no address holds more than its share of hashing.
     """
 
     def __init__(
-        self, ttl_seconds: float, max_entries: int = MAX_ENTRIES, max_hashing: int = MAX_HASHING
+        self,
+        ttl_seconds: float,
+        max_entries: int = MAX_ENTRIES,
+        max_hashing: int = MAX_HASHING,
+        *,
+        throttle: SignInThrottle | None = None,
     ) -> None:
         self.ttl = ttl_seconds
         self.max_entries = max_entries
         self._entries: OrderedDict[str, tuple[float, Credential]] = OrderedDict()
         self._checking: dict[str, asyncio.Future[Credential]] = {}
-        self.hashing = asyncio.Semaphore(max_hashing)
+        self.hashing = FairHashing(max_hashing, max(1, min(HASHING_PER_ADDRESS, max_hashing // 2)))
+        self.throttle = throttle or SignInThrottle()
         #: Grows whenever entries are forgotten: a check begun before must not be cached.
         self._generation = 0
 
@@ -132,15 +147,19 @@ def _basic_credentials(encoded: str) -> tuple[str, str]:
 
 
 async def viewer_from_authorization(
-    header: str | None, db: Database, cache: CredentialCache
+    header: str | None, db: Database, cache: CredentialCache, *, address: str
 ) -> Viewer | None:
-    """The viewer an Authorization header names; None without one; `invalid_credentials` else."""
-    credential = await credential_from_authorization(header, db, cache)
+    """The viewer an Authorization header names; None without one; `invalid_credentials` else.
+
+    `address` is the client's (throttle.client_address): failed sign-ins are
+    counted by it, and `rate_limited` answers once it has too many.
+    """
+    credential = await credential_from_authorization(header, db, cache, address=address)
     return credential.viewer if credential is not None else None
 
 
 async def credential_from_authorization(
-    header: str | None, db: Database, cache: CredentialCache
+    header: str | None, db: Database, cache: CredentialCache, *, address: str
 ) -> Credential | None:
     """The verified credential of an Authorization header (see viewer_from_authorization)."""
     if header is None or not header.strip():
@@ -150,15 +169,11 @@ async def credential_from_authorization(
 
     async def verify() -> Credential:
         if scheme.lower() == "basic":
-            async with db.read() as session:
-                username, password = _basic_credentials(value)
-                async with cache.hashing:
-                    return await users.sign_in_password(session, username, password)
+            username, password = _basic_credentials(value)
+            check = partial(_password_check, db, cache, username, password, address)
+            return await _throttled(cache, username, address, check)
         if scheme.lower() == "bearer" and value.strip():
-            async with db.read() as session:
-                credential = await users.sign_in_token(session, value.strip())
-            await _record_token_use(db, credential)
-            return credential
+            return await _throttled(cache, None, address, partial(_token_check, db, value.strip()))
         raise InvalidCredentials("Unsupported Authorization scheme; use Basic or Bearer")
 
     return await cache.verify_once(digest, verify)
@@ -175,3 +190,40 @@ async def _record_token_use(db: Database, credential: Credential) -> None:
     except SQLAlchemyError:
         # Bookkeeping only: a busy or read-only database must not refuse the sign-in.
         log.warning("could not record the use of API token %s", credential.token_id)
+
+
+async def _password_check(
+    db: Database, cache: CredentialCache, username: str, password: str, address: str
+) -> Credential:
+    # The hashing slot is taken before a database connection, so waiting holds none.
+    async with cache.hashing.slot(address), db.read() as session:
+        return await users.sign_in_password(session, username, password)
+
+
+async def _token_check(db: Database, token: str) -> Credential:
+    async with db.read() as session:
+        credential = await users.sign_in_token(session, token)
+    await _record_token_use(db, credential)
+    return credential
+
+
+async def _throttled(
+    cache: CredentialCache,
+    username: str | None,
+    address: str,
+    check: Callable[[], Awaitable[Credential]],
+) -> Credential:
+    """The check's credential, counted by the throttle; `rate_limited` before it runs when over."""
+    attempt = cache.throttle.begin(username, address)
+    try:
+        credential = await check()
+    except (InvalidCredentials, asyncio.CancelledError):
+        # A check cancelled midway counts as failed: its hash runs on in its thread, and
+        # a client must not escape the count by going away before the answer.
+        attempt.failed()
+        raise
+    except BaseException:
+        attempt.abandoned()  # the check itself broke (the database is down, say)
+        raise
+    attempt.succeeded()
+    return credential

@@ -34,9 +34,15 @@ from coursepulse.web.keys import (
 )
 from coursepulse.web.middlewares import error_body
 from coursepulse.web.revocation import ACCESS
+from coursepulse.web.throttle import client_address
+from coursepulse.web.ws_protocols import LegacyWSHandler, TransportWSHandler
 
 
 class CoursepulseGraphQLView(GraphQLView[Context, None]):
+    # Our limits, sign-in answers and init timeouts on both protocols (web/ws_protocols.py).
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
+
     async def get_context(
         self, request: web.Request, response: web.Response | web.WebSocketResponse
     ) -> Context:
@@ -89,6 +95,7 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
             header = context.request.headers.get("Authorization")
         try:
             context.viewer = await _track_socket(context, header)
+        # RateLimited passes through: the protocol handlers close with 4429 for it.
         except InvalidCredentials as error:
             raise ConnectionRejectionError(
                 {"code": error.code, "status": error.status, "message": error.message}
@@ -235,7 +242,12 @@ async def _track_socket(context: Context, header: str | None) -> Viewer | None:
     """The viewer of the socket's sign-in, remembered with its credential so that the
     socket closes (4403) when that credential stops holding (web/revocation.py)."""
     app = context.request.app
-    credential = await credential_from_authorization(header, app[DATABASE], app[CREDENTIALS])
+    credential = await credential_from_authorization(
+        header,
+        app[DATABASE],
+        app[CREDENTIALS],
+        address=client_address(context.request, context.settings.trusted_proxies),
+    )
     access, websocket = app.get(ACCESS), context.response
     if (
         credential is not None

@@ -1,5 +1,6 @@
 """Request id and access log, CORS, authentication, and a JSON answer for every failure."""
 
+import asyncio
 import logging
 import re
 import time
@@ -10,7 +11,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from coursepulse.resolvers.errors import DomainError, InvalidCredentials
+from coursepulse.resolvers.errors import DomainError, InvalidCredentials, RateLimited
 from coursepulse.rest import PREFIX as REST_PREFIX
 from coursepulse.web.credentials import viewer_from_authorization
 from coursepulse.web.keys import (
@@ -22,6 +23,7 @@ from coursepulse.web.keys import (
     SETTINGS,
     VIEWER,
 )
+from coursepulse.web.throttle import client_address
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 access_log = logging.getLogger("coursepulse.access")
@@ -169,11 +171,48 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             request.headers.get("Authorization"),
             request.app[DATABASE],
             request.app[CREDENTIALS],
+            address=client_address(request, request.app[SETTINGS].trusted_proxies),
         )
+    except RateLimited as error:
+        return rate_limited(request, error)
     except InvalidCredentials as error:
         response = failure(request, error.code, error.status, error.message)
         response.headers["WWW-Authenticate"] = 'Basic realm="coursepulse", charset="UTF-8"'
         return response
     except DomainError as error:  # pragma: no cover  (other domain errors do not occur here)
         return failure(request, error.code, error.status, error.message)
+    return await handler(request)
+
+
+def rate_limited(request: web.Request, error: RateLimited) -> web.Response:
+    """429 in the front door's shape, with Retry-After (seconds) when the error has one."""
+    response = failure(request, error.code, error.status, error.message, **error.extra)
+    retry_after = error.extra.get("retryAfter")
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+@web.middleware
+async def read_body_in_time(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Reads a request's body within COURSEPULSE_HTTP_BODY_TIMEOUT_SECONDS, else answers 408.
+
+    The body is kept by aiohttp (`request.read()` returns it again), so handlers
+    read it as usual; a client trickling its body cannot hold a handler for long.
+    """
+    if request.body_exists and request.can_read_body:
+        try:
+            async with asyncio.timeout(request.app[SETTINGS].http_body_timeout_seconds):
+                await request.read()
+        except TimeoutError:
+            response = failure(request, "invalid_input", 408, "Request body not received in time")
+            response.headers["X-Request-ID"] = request[REQUEST_ID]
+            response.force_close()
+            # Sent now and the connection closed: aiohttp would otherwise linger, reading
+            # the rest of the body for up to 10 s more.
+            await response.prepare(request)
+            await response.write_eof()
+            if request.transport is not None:
+                request.transport.close()
+            return response
     return await handler(request)
