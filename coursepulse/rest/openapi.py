@@ -38,7 +38,6 @@ def choice(values: list[str], default: str | None = None) -> JSON:
     schema: JSON = {
         "type": "string",
         "pattern": f"^(?:[{WHITESPACE}]*(?:{words})[{WHITESPACE}]*)?$",
-        "examples": values,
     }
     if default is not None:
         schema["default"] = default
