@@ -16,9 +16,11 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
 import schemathesis
 from aiohttp.test_utils import TestClient
 
+from coursepulse.resolvers import certificates
 from tests.conftest import Account, School, graphql
 from tests.fuzz_checks import internal_error_messages
 
@@ -59,11 +61,16 @@ def schemathesis_config(workdir: Path, ids: dict[str, list[str]]) -> Path:
 
 
 async def run_schemathesis(
-    graphql_url: str, account: Account, workdir: Path, ids: dict[str, list[str]]
+    graphql_url: str,
+    account: Account,
+    workdir: Path,
+    ids: dict[str, list[str]],
+    *options: str,
 ) -> tuple[int, str]:
     """`schemathesis run` on the GraphQL endpoint as `account`; its exit code and output.
 
     It runs in `workdir` so its caches stay out of the repository and never carry over.
+    `options` go to `schemathesis run` after ours.
     """
     config = schemathesis_config(workdir, ids)
     command = [
@@ -90,6 +97,7 @@ async def run_schemathesis(
         "--no-color",
         "--header",
         f"Authorization: {account.auth['Authorization']}",
+        *options,
     ]
     process = await asyncio.create_subprocess_exec(
         *command,
@@ -167,6 +175,33 @@ def test_the_check_finds_internal_errors_and_only_them() -> None:
         None,
     ):
         assert internal_error_messages(fine) == []
+
+
+async def test_a_run_fails_on_an_internal_error(
+    client: TestClient, school: School, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a planted bug: looking a certificate number up raises an unexpected exception
+    async def broken(*_args: object) -> None:
+        raise RuntimeError("planted bug")
+
+    monkeypatch.setattr(certificates, "find_by_number", broken)
+
+    # When schemathesis fuzzes verifyCertificate
+    exit_code, output = await run_schemathesis(
+        str(client.make_url("/graphql")),
+        school.student,
+        tmp_path,
+        {name: ["1"] for name in set(ID_ARGUMENTS.values())},
+        "--include-name",
+        "Query.verifyCertificate",
+        "--max-examples",
+        "2",
+    )
+
+    # Then the run fails on our check, naming the masked error
+    assert exit_code == 1, output
+    assert "no_server_error" in output, output
+    assert "internal_error" in output, output
 
 
 async def test_fuzzed_queries_and_mutations_never_meet_a_server_error(
