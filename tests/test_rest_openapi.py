@@ -7,16 +7,21 @@ JSON Schema 2020-12); it describes exactly the routes the app serves; and live r
 
 Schemathesis then tests every operation on the live test server, as CI would run it: its
 CLI (`schemathesis run`, in a subprocess so the server keeps serving on this event loop),
-with its coverage phase (boundary and invalid values for every parameter, systematically)
-and a bounded, seeded fuzzing phase (20 examples per operation, no shrinking). The coverage
+with every check it has (`--checks all`: among them that schema-violating requests are
+rejected and schema-valid ones accepted, so the document's parameter rules must be the
+facade's, leniency included), its coverage phase (boundary and invalid values for every
+parameter, systematically) and a bounded, seeded fuzzing phase (20 examples per operation,
+no shrinking). tests/schemathesis.toml says, per operation, which 4xx answers valid data
+may get (the seed's `already_enrolled`, `course_not_complete`). The coverage
 phase is why the CLI is used rather than `case.call_and_validate()` over
 `operation.as_strategy()`: with 20 random examples per operation, the Python API missed a
 planted 500 (`page=abc` reaching `int()`), which the coverage phase found in every run. One
 worker: on CPython 3.11.7, `ast.parse` from Hypothesis in parallel worker threads fails
-with "AST constructor recursion depth mismatch". Two runs per database, about 7 s each.
+with "AST constructor recursion depth mismatch". Two runs per database, about 20 s each.
 """
 
 import asyncio
+import os
 import re
 import sys
 from pathlib import Path
@@ -32,6 +37,11 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from coursepulse.models.db import Database
+from coursepulse.resolvers.errors import InvalidInput
+from coursepulse.resolvers.roster import SEARCH_MAX
+from coursepulse.resolvers.validation import clean_text
+from coursepulse.rest import openapi as rest_openapi
+from coursepulse.rest import params
 from tests.conftest import Account, School, make_course
 
 PREFIX = "/wp-json/fluent-community/v2"
@@ -41,22 +51,8 @@ DOCUMENT_URI = "urn:coursepulse:rest-openapi"
 # Fuzzing budget: examples per operation in the fuzzing phase (coverage cases come on top).
 FUZZ_EXAMPLES = 20
 FUZZ_SECONDS_LIMIT = 120
-# Not `negative_data_rejection`: the facade reads parameters leniently on purpose (an empty
-# value means the default, choices ignore case: coursepulse/rest/params.py), which that
-# check reports as "schema-violating request accepted" (e.g. `?status=`). Not
-# `positive_data_acceptance`: valid-looking random ids are rightly 404.
-FUZZ_CHECKS = ",".join(
-    [
-        "not_a_server_error",
-        "status_code_conformance",
-        "content_type_conformance",
-        "response_headers_conformance",
-        "response_schema_conformance",
-        "ignored_auth",
-        "unsupported_method",
-    ]
-)
-
+# Every check schemathesis has, with the per-operation expectations of this file.
+OPERATIONS_CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 # ---- a small validator of live responses against the document ---------------------------------
 
@@ -217,6 +213,70 @@ async def test_the_validator_rejects_a_body_that_breaks_the_document(client: Tes
         openapi.validate_error({"code": "rest_no_route", "message": "No route"})
 
 
+def test_the_whitespace_class_is_what_the_facade_trims() -> None:
+    # The patterns allow around a value exactly the characters str.strip() removes.
+    trimmed = {chr(code) for code in range(sys.maxunicode + 1) if chr(code).isspace()}
+    whitespace = re.compile(f"[{rest_openapi.WHITESPACE}]")
+    matched = {chr(code) for code in range(sys.maxunicode + 1) if whitespace.fullmatch(chr(code))}
+    assert matched == trimmed
+
+
+QUERY_VALUES = [
+    "", " ", "\t", "\x0b", "asc", "ASC", " Asc\n", "\u3000desc", "a sc", "ascc", "as", "x",
+    "progress", "PROGRESS", "display_name", "Display_Name ", "display name", "status",
+    "active", "ACTIVE", "unenrolled", "completed\x0c", "\x00active", "act\u0130ve",
+    "\u212active",
+]  # fmt: skip
+
+
+async def test_the_choice_patterns_accept_exactly_what_the_facade_reads(
+    client: TestClient,
+) -> None:
+    openapi = await served_document(client)
+    allowed = {
+        "orderby": ("enrolled_at", "last_accessed", "progress", "display_name"),
+        "order": ("asc", "desc"),
+        "status": ("active", "completed", "unenrolled"),
+    }
+    checked_names = set()
+    for template in ("/courses/{id}/students", "/courses/my-courses"):
+        for parameter in openapi.document["paths"][template]["get"]["parameters"]:
+            name = parameter["name"]
+            if name not in allowed:
+                continue
+            checked_names.add(name)
+            pattern = parameter["schema"]["pattern"]
+            for value in QUERY_VALUES + [choice.upper() for choice in allowed[name]]:
+                try:
+                    params.choice({name: value}, name, "", allowed[name])
+                    reads = True
+                except InvalidInput:
+                    reads = False
+                assert bool(re.search(pattern, value)) == reads, (name, value)
+    assert checked_names == set(allowed)
+
+
+SEARCHES = [
+    "", " ", "john", "  john  ", "a" * 100, "a" * 101, " " * 300 + "a" * 100 + "\t",
+    "\x0bjohn\x1f", "jo\x0bhn", "jo\x00hn", "jo\thn\n", "\x7f", "Zoë 🦉", "\u2028a\u2029",
+]  # fmt: skip
+
+
+async def test_the_search_pattern_accepts_exactly_what_the_roster_reads(
+    client: TestClient,
+) -> None:
+    openapi = await served_document(client)
+    parameters = openapi.document["paths"]["/courses/{id}/students"]["get"]["parameters"]
+    (search,) = [parameter for parameter in parameters if parameter["name"] == "search"]
+    for value in SEARCHES:
+        try:
+            clean_text(value, field="search", max_length=SEARCH_MAX, required=False)
+            reads = True
+        except InvalidInput:
+            reads = False
+        assert bool(re.search(search["schema"]["pattern"], value)) == reads, repr(value)
+
+
 # ---- live responses of the seed's scenarios conform ---------------------------------------------
 
 
@@ -288,11 +348,12 @@ async def test_live_answers_of_the_seed_scenarios_conform_to_the_document(
 
 
 def schemathesis_config(workdir: Path, pinned_course: int | None) -> Path:
-    """A config file for one run; with `pinned_course`, every `{id}` is that course."""
+    """A config file for one run: tests/schemathesis.toml (which 4xx answers valid data may
+    get, per operation) and, with `pinned_course`, every `{id}` pinned to that course."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "schemathesis.toml"
-    pinned = f'[parameters]\n"path.id" = {pinned_course}\n' if pinned_course else ""
-    config.write_text(pinned)
+    pinned = f'[parameters]\n"path.id" = {pinned_course}\n\n' if pinned_course else ""
+    config.write_text(pinned + OPERATIONS_CONFIG.read_text())
     return config
 
 
@@ -314,7 +375,7 @@ async def run_schemathesis(
         "run",
         openapi_url,
         "--checks",
-        FUZZ_CHECKS,
+        "all",
         "--phases",
         "examples,coverage,fuzzing",
         "--mode",
@@ -322,7 +383,7 @@ async def run_schemathesis(
         "--max-examples",
         str(FUZZ_EXAMPLES),
         "--seed",
-        "1",
+        os.environ.get("COURSEPULSE_FUZZ_SEED", "1"),
         "--no-shrink",
         "--workers",
         "1",
@@ -380,6 +441,9 @@ async def test_schemathesis_finds_no_server_error_and_no_answer_breaking_the_doc
     }
 
     # Then no answer is a 5xx, undocumented, or outside its schema
+    for viewer, (_, output) in runs.items():
+        generated = re.search(r"\d+ generated", output)
+        print(f"\nREST fuzzing as {viewer}: {generated.group(0) if generated else '?'}")
     for viewer, (exit_code, output) in runs.items():
         assert exit_code == 0, f"schemathesis {schemathesis.__version__} as {viewer}:\n{output}"
         assert "8 selected / 8 total" in output, output

@@ -3,7 +3,9 @@
 from typing import Any
 
 from coursepulse import __version__
+from coursepulse.resolvers.roster import MAX_PER_PAGE, SEARCH_MAX
 from coursepulse.rest import PREFIX
+from coursepulse.rest.params import MAX_PAGE
 
 JSON = dict[str, Any]
 
@@ -13,6 +15,38 @@ NULLABLE_DATETIME: JSON = {
 }
 DATETIME: JSON = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$"}
 ID: JSON = {"type": "integer", "minimum": 1}
+
+#: The characters Python's `str.strip()` removes (`str.isspace()`), as a regex class body:
+#: the facade trims query values, so the patterns below allow them around a value.
+WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+#: Control characters other than tab and newlines (coursepulse/resolvers/validation.py).
+CONTROL = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+
+
+def _any_case(word: str) -> str:
+    """A regex for `word` in any letter case, without flags (portable across dialects)."""
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word)
+
+
+def choice(values: list[str], default: str | None = None) -> JSON:
+    """A query choice as the facade reads it (coursepulse/rest/params.py `choice`).
+
+    Empty means the default, letter case is ignored and surrounding whitespace trimmed:
+    a `pattern` says so truthfully where an `enum` would forbid `?status=` and `ASC`.
+    """
+    words = "|".join(_any_case(value) for value in values)
+    schema: JSON = {
+        "type": "string",
+        "pattern": f"^(?:[{WHITESPACE}]*(?:{words})[{WHITESPACE}]*)?$",
+    }
+    if default is not None:
+        schema["default"] = default
+    return schema
+
+
+def integer(low: int, high: int, default: int) -> JSON:
+    """An integer query parameter within [low, high] (empty means the default)."""
+    return {"type": "integer", "minimum": low, "maximum": high, "default": default}
 
 
 def _ref(name: str) -> JSON:
@@ -281,50 +315,48 @@ def document() -> JSON:
                             "name": "page",
                             "in": "query",
                             "required": False,
-                            "schema": {"type": "integer", "minimum": 1, "default": 1},
+                            "description": "Page number; empty means 1",
+                            "schema": integer(1, MAX_PAGE, 1),
                         },
                         {
                             "name": "per_page",
                             "in": "query",
                             "required": False,
-                            "schema": {
-                                "type": "integer",
-                                "minimum": 1,
-                                "maximum": 100,
-                                "default": 20,
-                            },
+                            "description": "Students per page; empty means 20",
+                            "schema": integer(1, MAX_PER_PAGE, 20),
                         },
                         {
                             "name": "orderby",
                             "in": "query",
                             "required": False,
-                            "schema": {
-                                "type": "string",
-                                "enum": [
-                                    "enrolled_at",
-                                    "last_accessed",
-                                    "progress",
-                                    "display_name",
-                                ],
-                                "default": "enrolled_at",
-                            },
+                            "description": "Sort field, any letter case; empty means enrolled_at",
+                            "schema": choice(
+                                ["enrolled_at", "last_accessed", "progress", "display_name"],
+                                "enrolled_at",
+                            ),
                         },
                         {
                             "name": "order",
                             "in": "query",
                             "required": False,
-                            "schema": {
-                                "type": "string",
-                                "enum": ["asc", "desc"],
-                                "default": "desc",
-                            },
+                            "description": "Sort direction, any letter case; empty means desc",
+                            "schema": choice(["asc", "desc"], "desc"),
                         },
                         {
                             "name": "search",
                             "in": "query",
                             "required": False,
-                            "description": "Part of a username or display name",
-                            "schema": {"type": "string", "maxLength": 100},
+                            "description": (
+                                f"Part of a username or display name: at most {SEARCH_MAX}"
+                                " characters once surrounding whitespace is trimmed, no control"
+                                " characters other than tab and newlines"
+                            ),
+                            "schema": {
+                                "type": "string",
+                                "pattern": (
+                                    f"^[{WHITESPACE}]*[^{CONTROL}]{{0,{SEARCH_MAX}}}[{WHITESPACE}]*$"
+                                ),
+                            },
                         },
                     ],
                 )
@@ -349,11 +381,10 @@ def document() -> JSON:
                             "name": "status",
                             "in": "query",
                             "required": False,
-                            "description": "Without it: active and completed",
-                            "schema": {
-                                "type": "string",
-                                "enum": ["active", "completed", "unenrolled"],
-                            },
+                            "description": (
+                                "Any letter case; without it, or empty: active and completed"
+                            ),
+                            "schema": choice(["active", "completed", "unenrolled"]),
                         }
                     ],
                 )
