@@ -132,6 +132,23 @@ async def client(db: Database, settings: Settings) -> AsyncIterator[TestClient]:
         yield test_client
 
 
+@pytest.fixture
+async def serve(db: Database) -> AsyncIterator[Any]:
+    """`await serve(settings)`: a client of an app built from those settings on this test's
+    database, served on a real port; every one is closed at the end of the test."""
+    clients: list[TestClient] = []
+
+    async def start(settings: Settings) -> TestClient:
+        test_client = TestClient(TestServer(create_app(settings, database=db)))
+        await test_client.start_server()
+        clients.append(test_client)
+        return test_client
+
+    yield start
+    for test_client in clients:
+        await test_client.close()
+
+
 class StatementCounter:
     """Counts SQL statements sent to the database while active."""
 

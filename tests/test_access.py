@@ -732,22 +732,6 @@ async def test_a_role_changed_on_the_command_line_takes_effect(
     assert "not_found" in capsys.readouterr().err
 
 
-@pytest.fixture
-async def serve(db: Database) -> AsyncIterator[Any]:
-    """Serve an app built from given settings on a real port; closed at the end of the test."""
-    clients: list[TestClient] = []
-
-    async def start(settings: Settings) -> TestClient:
-        test_client = TestClient(TestServer(create_app(settings, database=db)))
-        await test_client.start_server()
-        clients.append(test_client)
-        return test_client
-
-    yield start
-    for test_client in clients:
-        await test_client.close()
-
-
 def test_access_notices_survive_the_notify_payload() -> None:
     notice = AccessNotice(AccessChange.COURSE_ROLE, 12, 34)
     assert AccessNotice.decode(notice.encode("abc")) == ("abc", notice)

@@ -64,22 +64,6 @@ async def until(condition: Callable[[], bool]) -> None:
 
 
 @pytest.fixture
-async def serve(db: Database) -> AsyncIterator[Any]:
-    """Serve an app built from given settings on a real port; closed at the end of the test."""
-    clients: list[TestClient] = []
-
-    async def start(settings: Settings) -> TestClient:
-        test_client = TestClient(TestServer(create_app(settings, database=db)))
-        await test_client.start_server()
-        clients.append(test_client)
-        return test_client
-
-    yield start
-    for test_client in clients:
-        await test_client.close()
-
-
-@pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from gql import Client, GraphQLRequest
 from gql.transport.exceptions import (
     TransportConnectionFailed,
@@ -41,7 +41,6 @@ from graphql.execution import Executor
 from sqlalchemy import func, select, text
 from websockets.exceptions import ConnectionClosed
 
-from coursepulse.app import create_app
 from coursepulse.events.feed import Feeds
 from coursepulse.events.stream import stream_events
 from coursepulse.models import ProgressEvent, ProgressEventKind, Role
@@ -313,22 +312,6 @@ async def follow(live: LiveClient, document: str, course_id: int, after: int) ->
 @pytest.fixture(params=PROTOCOLS)
 def protocol(request: pytest.FixtureRequest) -> str:
     return request.param
-
-
-@pytest.fixture
-async def serve(db: Database) -> AsyncIterator[Any]:
-    """Serve an app built from given settings on a real port; closed at the end of the test."""
-    clients: list[TestClient] = []
-
-    async def start(settings: Settings) -> TestClient:
-        test_client = TestClient(TestServer(create_app(settings, database=db)))
-        await test_client.start_server()
-        clients.append(test_client)
-        return test_client
-
-    yield start
-    for test_client in clients:
-        await test_client.close()
 
 
 class RawSocket:

@@ -18,16 +18,14 @@ import json
 import statistics
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import WSMsgType
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from argon2 import PasswordHasher
 
-from coursepulse.app import create_app
 from coursepulse.models.db import Database
 from coursepulse.resolvers import users
 from coursepulse.resolvers.errors import RateLimited
@@ -173,22 +171,6 @@ def test_trusted_proxies_are_read_from_the_environment_and_checked(
 
 
 # ---- over HTTP and websockets ---------------------------------------------------------
-
-
-@pytest.fixture
-async def serve(db: Database) -> AsyncIterator[Any]:
-    """Serve an app built from given settings on a real port; closed at the end of the test."""
-    clients: list[TestClient] = []
-
-    async def start(settings: Settings) -> TestClient:
-        test_client = TestClient(TestServer(create_app(settings, database=db)))
-        await test_client.start_server()
-        clients.append(test_client)
-        return test_client
-
-    yield start
-    for test_client in clients:
-        await test_client.close()
 
 
 async def test_the_201st_wrong_guess_in_a_minute_gets_429_with_retry_after(
