@@ -9,7 +9,6 @@ answer to a fuzzed query. Bounded so that the file takes about a minute per data
 a few examples per field, a fixed seed, no shrinking, a request timeout and a time limit.
 """
 
-import asyncio
 import json
 import os
 import re
@@ -24,6 +23,7 @@ from coursepulse.resolvers import certificates
 from coursepulse.web.keys import DATABASE
 from tests.conftest import Account, School, graphql
 from tests.fuzz_checks import internal_error_messages
+from tests.processes import run_to_end
 
 HOOKS = Path(__file__).with_name("fuzz_checks.py")
 # Examples per root field in the fuzzing phase (the examples and coverage phases add theirs).
@@ -100,21 +100,12 @@ async def run_schemathesis(
         f"Authorization: {account.auth['Authorization']}",
         *options,
     ]
-    process = await asyncio.create_subprocess_exec(
-        *command,
+    return await run_to_end(
+        command,
         cwd=workdir,
+        seconds=FUZZ_SECONDS_LIMIT,
         env={**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
     )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), FUZZ_SECONDS_LIMIT)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode is not None
-    return process.returncode, output.decode(errors="replace")
 
 
 async def give_the_school_some_data(client: TestClient, school: School) -> dict[str, list[str]]:

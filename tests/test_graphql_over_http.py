@@ -5,7 +5,6 @@ The last test runs the `graphql-http` package's own `auditServer` against the se
 or the registry is not available.
 """
 
-import asyncio
 import json
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import School, error_codes
+from tests.processes import run_to_end
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 AUDIT_DIR = Path(__file__).parent / "graphql_http_audit"
@@ -118,17 +118,15 @@ async def test_the_graphql_http_audit_finds_no_error_and_no_warning(
 ) -> None:
     if not database_url.startswith("sqlite"):
         pytest.skip("the audit speaks only HTTP: once, on SQLite, is enough")
-    audit = await asyncio.create_subprocess_exec(
-        *("node", "audit.mjs", str(client.make_url("/graphql"))),
+    exit_code, output = await run_to_end(
+        ("node", "audit.mjs", str(client.make_url("/graphql"))),
         cwd=graphql_http_audit,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        seconds=120,
     )
-    output, _ = await asyncio.wait_for(audit.communicate(), 120)
-    lines = [json.loads(line) for line in output.decode().splitlines() if line.startswith("{")]
-    assert lines, output.decode()
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert lines, output
     summary = lines[-1]
     not_ok = [line for line in lines[:-1] if line["status"] != "ok"]
-    assert audit.returncode == 0, not_ok or output.decode()
+    assert exit_code == 0, not_ok or output
     assert summary["notOk"] == 0
     assert summary["total"] >= 50

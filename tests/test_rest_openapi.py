@@ -20,7 +20,6 @@ worker: on CPython 3.11.7, `ast.parse` from Hypothesis in parallel worker thread
 with "AST constructor recursion depth mismatch". Two runs per database, about 20 s each.
 """
 
-import asyncio
 import os
 import re
 import sys
@@ -43,6 +42,7 @@ from coursepulse.resolvers.validation import clean_text
 from coursepulse.rest import openapi as rest_openapi
 from coursepulse.rest import params
 from tests.conftest import Account, School, make_course
+from tests.processes import run_to_end
 
 PREFIX = "/wp-json/fluent-community/v2"
 OPENAPI_URL = f"{PREFIX}/openapi.json"
@@ -393,20 +393,7 @@ async def run_schemathesis(
         "--header",
         f"Authorization: {authorization}",
     ]
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        cwd=workdir,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), FUZZ_SECONDS_LIMIT)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode is not None
-    return process.returncode, output.decode(errors="replace")
+    return await run_to_end(command, cwd=workdir, seconds=FUZZ_SECONDS_LIMIT)
 
 
 async def test_schemathesis_finds_no_server_error_and_no_answer_breaking_the_document(
