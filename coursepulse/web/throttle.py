@@ -27,6 +27,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 
 from aiohttp import web
 
@@ -261,7 +262,7 @@ def client_address(request: web.BaseRequest, trusted_proxies: Sequence[str] = ()
     block one subscriber usually holds.
     """
     peer = request.remote or ""
-    networks = [ipaddress.ip_network(proxy, strict=False) for proxy in trusted_proxies]
+    networks = _networks(tuple(trusted_proxies)) if trusted_proxies else ()
     if networks and _within(peer, networks):
         forwarded = [
             hop.strip()
@@ -275,6 +276,14 @@ def client_address(request: web.BaseRequest, trusted_proxies: Sequence[str] = ()
     return _address_key(peer)
 
 
+@lru_cache(maxsize=16)
+def _networks(
+    proxies: tuple[str, ...],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The trusted proxies' networks, parsed once (the setting does not change)."""
+    return tuple(ipaddress.ip_network(proxy, strict=False) for proxy in proxies)
+
+
 def _within(
     address: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
 ) -> bool:
@@ -285,7 +294,10 @@ def _within(
     return any(parsed in network for network in networks)
 
 
+@lru_cache(maxsize=4096)
 def _address_key(address: str) -> str:
+    """The counting key of an address (kept for the addresses seen most: every request
+    asks, and parsing one costs more than the rest of a cached sign-in)."""
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:
