@@ -581,65 +581,59 @@ def postgres_db(db: Database) -> Database:
     return db
 
 
-async def test_a_token_revoked_on_one_app_closes_its_socket_on_another(
-    postgres_db: Database,
-    database_url: str,
-    settings: Settings,
-    school: School,
-    client: TestClient,
-    http: aiohttp.ClientSession,
-) -> None:
-    # Given a second application on the same database, with its own engine and listener
+@pytest.fixture
+async def other_app(
+    postgres_db: Database, database_url: str, settings: Settings
+) -> AsyncIterator[TestClient]:
+    """A second application on the same database, with its own engine and listener."""
     other_db = Database.from_url(database_url)
     other = TestClient(TestServer(create_app(settings, database=other_db)))
     await other.start_server()
     try:
-        token, token_id = await create_token(other, school.student)
-        assert (await me_status(other, bearer(token)))[0] == 200
-        async with signed_in_socket(http, ws_url(other), TRANSPORT_WS, bearer(token)) as socket:
-            await still_open(socket)
-
-            # When the token is revoked through the first application
-            await ok(client, REVOKE_TOKEN, school.student, id=token_id)
-
-            # Then the second one closes the socket, and refuses the token over HTTP
-            assert await closed_with(socket) == 4403
-            assert await me_status(other, bearer(token)) == (401, None)
+        yield other
     finally:
         await other.close()
         await other_db.dispose()
 
 
+async def test_a_token_revoked_on_one_app_closes_its_socket_on_another(
+    other_app: TestClient, school: School, client: TestClient, http: aiohttp.ClientSession
+) -> None:
+    # Given a second application on the same database, with its own engine and listener
+    other = other_app
+    token, token_id = await create_token(other, school.student)
+    assert (await me_status(other, bearer(token)))[0] == 200
+    async with signed_in_socket(http, ws_url(other), TRANSPORT_WS, bearer(token)) as socket:
+        await still_open(socket)
+
+        # When the token is revoked through the first application
+        await ok(client, REVOKE_TOKEN, school.student, id=token_id)
+
+        # Then the second one closes the socket, and refuses the token over HTTP
+        assert await closed_with(socket) == 4403
+        assert await me_status(other, bearer(token)) == (401, None)
+
+
 async def test_a_course_role_removed_on_one_app_ends_the_stream_on_another(
     postgres_db: Database,
-    database_url: str,
-    settings: Settings,
+    other_app: TestClient,
     school: School,
     co_teacher: Account,
     client: TestClient,
     http: aiohttp.ClientSession,
 ) -> None:
-    other_db = Database.from_url(database_url)
-    other = TestClient(TestServer(create_app(settings, database=other_db)))
-    await other.start_server()
-    try:
-        await enroll(client, school, school.student)
-        async with signed_in_socket(http, ws_url(other), LEGACY_WS, co_teacher.auth) as socket:
-            await live_subscription(
-                socket, "activity", COURSE_ACTIVITY, school.course_id, postgres_db
-            )
-            await ok(
-                client,
-                REMOVE_INSTRUCTOR,
-                school.instructor,
-                courseId=str(school.course_id),
-                userId=str(co_teacher.id),
-            )
-            assert await ending_error(socket, "activity") == ["forbidden"]
-            await still_open(socket)
-    finally:
-        await other.close()
-        await other_db.dispose()
+    await enroll(client, school, school.student)
+    async with signed_in_socket(http, ws_url(other_app), LEGACY_WS, co_teacher.auth) as socket:
+        await live_subscription(socket, "activity", COURSE_ACTIVITY, school.course_id, postgres_db)
+        await ok(
+            client,
+            REMOVE_INSTRUCTOR,
+            school.instructor,
+            courseId=str(school.course_id),
+            userId=str(co_teacher.id),
+        )
+        assert await ending_error(socket, "activity") == ["forbidden"]
+        await still_open(socket)
 
 
 # ---- the command line ------------------------------------------------------------------------
