@@ -1,7 +1,7 @@
 """Access-change notices: what a committed write took away from whom.
 
 A resolver that changes a credential or a course role records a notice on the
-write session (`note_access_change`), as the event log records course ids. The
+write transaction (`note_access_change`), as the event log records course ids. The
 write transaction announces them once committed: by NOTIFY on `ACCESS_CHANNEL`
 inside the transaction (PostgreSQL; heard only if it commits), and to the
 `Database.after_access_change` callbacks of its own process. What to do about a
@@ -12,12 +12,13 @@ layer's; who loses what was decided by the resolver that recorded it.
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from coursepulse.models.transactions import Transaction
 
 #: PostgreSQL channel of access changes (the progress channel is separate).
 ACCESS_CHANNEL = "coursepulse_access"
-#: Session.info key: the notices this transaction recorded.
-ACCESS_NOTICES = "coursepulse.access_notices"
 
 
 class AccessChange(StrEnum):
@@ -47,8 +48,7 @@ class AccessNotice:
         return origin, cls(AccessChange(kind), int(user_id), int(subject))
 
 
-def note_access_change(session: AsyncSession, notice: AccessNotice) -> None:
-    """Record a notice on the write session; announced when (and only if) it commits."""
-    notices: list[AccessNotice] = session.info.setdefault(ACCESS_NOTICES, [])
-    if notice not in notices:
-        notices.append(notice)
+def note_access_change(tx: "Transaction", notice: AccessNotice) -> None:
+    """Record a notice on the write transaction; announced when (and only if) it commits."""
+    if notice not in tx.access_notices:
+        tx.access_notices.append(notice)

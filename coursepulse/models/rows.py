@@ -1,80 +1,50 @@
-"""Read-only rows of the tables, as the lean read path (models/reads.py) gives them.
+"""Rows: what every read gives back, one named type per table, derived from the table.
 
-Each class has its table's columns, in table order, so `CourseRow(*row)` takes a
-row of `select(Course.__table__)`; a test keeps them in step with the tables.
-They cost a fraction of an ORM instance and are never written back: changes go
-through the ORM in a write transaction.
+A row is an immutable named tuple of its table's columns (`course.title`,
+`enrollment._replace(status=...)`), built by the statement that read it
+(models/sql.py). It costs a fraction of an ORM instance and is never written back:
+changes are statements in a write transaction. Adding a column to a table adds it
+to the row; there is no second list of columns to keep in step.
 """
 
-from dataclasses import dataclass
-from datetime import datetime
+from collections import namedtuple
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Table
+
+from coursepulse.models.tables import (
+    ApiToken,
+    Certificate,
+    Course,
+    CourseInstructor,
+    Enrollment,
+    Lesson,
+    LessonCompletion,
+    ProgressEvent,
+    User,
+)
 
 
-@dataclass(frozen=True, slots=True)
-class UserRow:
-    id: int
-    username: str
-    display_name: str
-    email: str | None
-    avatar: str | None
-    role: str
-    password_hash: str
-    created_at: datetime
+@cache
+def row_type_of(table: Table) -> Any:
+    """The named row type of a table: its columns' keys, in table order."""
+    singular = str(table.name).removesuffix("s")
+    name = "".join(part.title() for part in singular.split("_")) + "Row"
+    return namedtuple(name, [column.key for column in table.columns])  # noqa: PYI024
 
 
-@dataclass(frozen=True, slots=True)
-class CourseRow:
-    id: int
-    slug: str
-    title: str
-    description: str | None
-    status: str
-    total_lessons: int
-    created_at: datetime
-    updated_at: datetime
+def _row_of(model: Any) -> Any:
+    return row_type_of(model.__table__)
 
 
-@dataclass(frozen=True, slots=True)
-class LessonRow:
-    id: int
-    course_id: int
-    title: str
-    position: int
-
-
-@dataclass(frozen=True, slots=True)
-class EnrollmentRow:
-    id: int
-    user_id: int
-    course_id: int
-    status: str
-    enrolled_at: datetime
-    completed_at: datetime | None
-    last_accessed_at: datetime | None
-    time_spent_seconds: int
-    completed_lessons: int
-
-
-@dataclass(frozen=True, slots=True)
-class CompletionRow:
-    id: int
-    enrollment_id: int
-    lesson_id: int
-    completed_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class CertificateRow:
-    id: int
-    number: str
-    token: str
-    enrollment_id: int
-    course_id: int
-    user_id: int
-    year: int
-    sequence: int
-    issued_at: datetime
-    course_title: str
-    student_name: str
-    revoked_at: datetime | None
-    revoked_reason: str | None
+# Named tuples with the columns (and their types) that the SQLModel class of the table declares.
+UserRow = _row_of(User)
+ApiTokenRow = _row_of(ApiToken)
+CourseRow = _row_of(Course)
+CourseInstructorRow = _row_of(CourseInstructor)
+LessonRow = _row_of(Lesson)
+EnrollmentRow = _row_of(Enrollment)
+CompletionRow = _row_of(LessonCompletion)
+ProgressEventRow = _row_of(ProgressEvent)
+CertificateRow = _row_of(Certificate)

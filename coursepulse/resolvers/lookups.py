@@ -1,7 +1,6 @@
 """Batched reads behind the GraphQL DataLoaders: one statement per batch of keys.
 
-They run on the operation's lean read transaction (models/reads.py) and give rows
-(models/rows.py), not ORM instances.
+They run in the operation's read transaction and give rows (models/rows.py).
 """
 
 from collections import defaultdict
@@ -19,7 +18,6 @@ from coursepulse.models import (
     LessonCompletion,
     User,
 )
-from coursepulse.models.reads import Query, ReadTransaction, in_ids
 from coursepulse.models.rows import (
     CertificateRow,
     CompletionRow,
@@ -28,6 +26,8 @@ from coursepulse.models.rows import (
     LessonRow,
     UserRow,
 )
+from coursepulse.models.sql import Query, in_ids
+from coursepulse.models.transactions import Transaction
 from coursepulse.resolvers.progress import next_lesson
 
 USERS = User.__table__
@@ -49,7 +49,7 @@ _COMPLETIONS_BY_ENROLLMENT = Query(
     select(COMPLETIONS).where(in_ids(COMPLETIONS.c.enrollment_id, "ids"))
 )
 _INSTRUCTORS_BY_COURSE = Query(
-    select(INSTRUCTORS.c.course_id, USERS)
+    select(INSTRUCTORS, USERS)
     .join(USERS, USERS.c.id == INSTRUCTORS.c.user_id)
     .where(in_ids(INSTRUCTORS.c.course_id, "ids"))
     .order_by(INSTRUCTORS.c.course_id, USERS.c.id)
@@ -65,59 +65,57 @@ _CERTIFICATES_BY_ENROLLMENT = Query(
 )
 
 
-async def users_by_id(reads: ReadTransaction, ids: Sequence[int]) -> dict[int, UserRow]:
-    rows = await reads.all(_USERS_BY_ID, ids=ids)
-    return {user.id: user for user in (UserRow(*row) for row in rows)}
+async def users_by_id(tx: Transaction, ids: Sequence[int]) -> dict[int, UserRow]:
+    rows = await tx.all(_USERS_BY_ID, ids=ids)
+    return {user.id: user for user in rows}
 
 
-async def courses_by_id(reads: ReadTransaction, ids: Sequence[int]) -> dict[int, CourseRow]:
-    rows = await reads.all(_COURSES_BY_ID, ids=ids)
-    return {course.id: course for course in (CourseRow(*row) for row in rows)}
+async def courses_by_id(tx: Transaction, ids: Sequence[int]) -> dict[int, CourseRow]:
+    rows = await tx.all(_COURSES_BY_ID, ids=ids)
+    return {course.id: course for course in rows}
 
 
 async def lessons_by_course(
-    reads: ReadTransaction, course_ids: Sequence[int]
+    tx: Transaction, course_ids: Sequence[int]
 ) -> dict[int, list[LessonRow]]:
     """Each course's lessons in course order."""
     grouped: dict[int, list[LessonRow]] = defaultdict(list)
-    for row in await reads.all(_LESSONS_BY_COURSE, ids=course_ids):
-        lesson = LessonRow(*row)
+    for lesson in await tx.all(_LESSONS_BY_COURSE, ids=course_ids):
         grouped[lesson.course_id].append(lesson)
     return grouped
 
 
 async def completions_by_enrollment(
-    reads: ReadTransaction, enrollment_ids: Sequence[int]
+    tx: Transaction, enrollment_ids: Sequence[int]
 ) -> dict[int, list[CompletionRow]]:
     grouped: dict[int, list[CompletionRow]] = defaultdict(list)
-    for row in await reads.all(_COMPLETIONS_BY_ENROLLMENT, ids=enrollment_ids):
-        completion = CompletionRow(*row)
+    for completion in await tx.all(_COMPLETIONS_BY_ENROLLMENT, ids=enrollment_ids):
         grouped[completion.enrollment_id].append(completion)
     return grouped
 
 
 async def instructors_by_course(
-    reads: ReadTransaction, course_ids: Sequence[int]
+    tx: Transaction, course_ids: Sequence[int]
 ) -> dict[int, list[UserRow]]:
     grouped: dict[int, list[UserRow]] = defaultdict(list)
-    for course_id, *user in await reads.all(_INSTRUCTORS_BY_COURSE, ids=course_ids):
-        grouped[course_id].append(UserRow(*user))
+    for teaching, user in await tx.all(_INSTRUCTORS_BY_COURSE, ids=course_ids):
+        grouped[teaching.course_id].append(user)
     return grouped
 
 
 async def enrollments_of_user(
-    reads: ReadTransaction, user_id: int, course_ids: Sequence[int]
+    tx: Transaction, user_id: int, course_ids: Sequence[int]
 ) -> dict[int, EnrollmentRow]:
     """The user's enrolments (any status) in the given courses, by course id."""
-    rows = await reads.all(_ENROLLMENTS_OF_USER, user_id=user_id, ids=course_ids)
-    return {enrollment.course_id: enrollment for enrollment in (EnrollmentRow(*r) for r in rows)}
+    rows = await tx.all(_ENROLLMENTS_OF_USER, user_id=user_id, ids=course_ids)
+    return {enrollment.course_id: enrollment for enrollment in rows}
 
 
 async def certificates_by_enrollment(
-    reads: ReadTransaction, enrollment_ids: Sequence[int]
+    tx: Transaction, enrollment_ids: Sequence[int]
 ) -> dict[int, CertificateRow]:
-    rows = await reads.all(_CERTIFICATES_BY_ENROLLMENT, ids=enrollment_ids)
-    return {row.enrollment_id: row for row in (CertificateRow(*r) for r in rows)}
+    rows = await tx.all(_CERTIFICATES_BY_ENROLLMENT, ids=enrollment_ids)
+    return {row.enrollment_id: row for row in rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +132,12 @@ class ProgressDetails:
 
 
 async def progress_details(
-    reads: ReadTransaction, course_id: int, enrollment_id: int
+    tx: Transaction, course_id: int, enrollment_id: int
 ) -> ProgressDetails:
     """Lessons, completions and certificate of one enrolment (three statements)."""
-    lessons = await lessons_by_course(reads, [course_id])
-    done = await completions_by_enrollment(reads, [enrollment_id])
-    issued = await certificates_by_enrollment(reads, [enrollment_id])
+    lessons = await lessons_by_course(tx, [course_id])
+    done = await completions_by_enrollment(tx, [enrollment_id])
+    issued = await certificates_by_enrollment(tx, [enrollment_id])
     return ProgressDetails(
         lessons.get(course_id, []), done.get(enrollment_id, []), issued.get(enrollment_id)
     )

@@ -2,12 +2,9 @@
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
 
-from coursepulse.models import Course, Enrollment, EnrollmentStatus, Lesson
+from coursepulse.models import EnrollmentStatus
 from coursepulse.models.rows import CourseRow, EnrollmentRow, LessonRow
-
-AnyLesson = TypeVar("AnyLesson", Lesson, LessonRow)
 
 
 def progress_percentage(completed: int, total: int) -> int:
@@ -59,33 +56,26 @@ def settled(
     return Standing(status, completed_at, False)
 
 
-def settle_status(enrollment: Enrollment, total_lessons: int, now: datetime) -> bool:
-    """Apply `settled` to an ORM enrolment; True when the course just got completed."""
-    standing = settled(
-        enrollment.status,
-        enrollment.completed_at,
-        enrollment.completed_lessons,
-        total_lessons,
-        now,
+def settle(enrollment: EnrollmentRow, total_lessons: int, now: datetime) -> Standing:
+    """`settled` for an enrolment row's counters."""
+    return settled(
+        enrollment.status, enrollment.completed_at, enrollment.completed_lessons, total_lessons, now
     )
-    enrollment.status = standing.status
-    enrollment.completed_at = standing.completed_at
-    return standing.just_completed
 
 
 @dataclass(frozen=True, slots=True)
 class ProgressRecord:
     """A student's enrolment together with its course: what a Progress is built from."""
 
-    enrollment: Enrollment | EnrollmentRow
-    course: Course | CourseRow
+    enrollment: EnrollmentRow
+    course: CourseRow
 
     @property
     def percentage(self) -> int:
         return progress_percentage(self.enrollment.completed_lessons, self.course.total_lessons)
 
 
-def next_lesson(lessons: list[AnyLesson], completed_lesson_ids: set[int]) -> AnyLesson | None:
+def next_lesson(lessons: list[LessonRow], completed_lesson_ids: set[int]) -> LessonRow | None:
     """The first lesson in course order not yet completed; None when all are."""
     for lesson in sorted(lessons, key=lambda item: item.position):
         if lesson.id not in completed_lesson_ids:

@@ -1,0 +1,154 @@
+"""PostgreSQL, the engine for scale: transactions on connections of asyncpg's own pool.
+
+asyncpg prepares each statement once per connection and keeps it. Reads are
+`REPEATABLE READ, READ ONLY` (one snapshot for a whole operation); writes are
+`READ COMMITTED`, ordered by row locks (`FOR UPDATE`, `FOR SHARE`) where rules
+need it. NOTIFY sent inside a write is heard only once it commits.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.engine import URL
+
+from coursepulse.models.transactions import StatementObserver, Transaction
+
+log = logging.getLogger("coursepulse.postgres")
+
+#: Connections the pool opens at most; a transaction holds one while it runs.
+POOL_SIZE = 10
+#: Errors that say a pooled connection was lost (server restarted, connection cut).
+_LOST = (
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    ConnectionError,
+)
+
+
+def dsn_of(url: URL) -> str:
+    """asyncpg's DSN for a SQLAlchemy URL such as postgresql+asyncpg://user@host/db."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class PostgresTransaction(Transaction):
+    """A transaction on a connection acquired from the pool at its first statement."""
+
+    _integrity_errors = (asyncpg.IntegrityConstraintViolationError,)
+
+    def __init__(self, driver: "PostgresDriver", *, writing: bool) -> None:
+        super().__init__(driver.dialect, driver.observers, writing=writing)
+        self._driver = driver
+        self._connection: Any = None
+        self._block: Any = None
+
+    async def _begin(self) -> None:
+        pool = await self._driver.pool()
+        # An idle connection the server dropped fails here: it is discarded and the
+        # next one tried, up to a pool's worth; a new connection that fails raises.
+        for attempt in range(POOL_SIZE + 1):
+            connection = await pool.acquire()
+            self._observe("BEGIN")
+            block = (
+                connection.transaction()
+                if self.writing
+                else connection.transaction(isolation="repeatable_read", readonly=True)
+            )
+            try:
+                await block.start()
+            except _LOST:
+                await pool.release(connection)
+                if attempt == POOL_SIZE:
+                    raise
+                log.info("replacing a connection that went stale", exc_info=True)
+                continue
+            except BaseException:
+                await pool.release(connection)
+                raise
+            self._connection, self._block = connection, block
+            return
+
+    async def _fetch(
+        self, sql: str, arguments: tuple[Any, ...], *, offload: bool
+    ) -> Sequence[Sequence[Any]]:
+        return await self._connection.fetch(sql, *arguments)
+
+    async def _finish(self, *, commit: bool) -> None:
+        connection, block = self._connection, self._block
+        try:
+            if commit:
+                await block.commit()
+            elif not connection.is_closed() and connection.is_in_transaction():
+                await block.rollback()
+        except BaseException:
+            if not connection.is_closed() and connection.is_in_transaction():
+                with contextlib.suppress(Exception):
+                    await block.rollback()
+            raise
+        finally:
+            # The pool resets a connection it gets back, and closes one that broke.
+            pool = await self._driver.pool()
+            await pool.release(connection)
+
+
+class PostgresDriver:
+    """asyncpg's pool for one database, created on first use."""
+
+    def __init__(self, url: URL, observers: list[StatementObserver]) -> None:
+        self.dsn = dsn_of(url)
+        self.dialect = PGDialect_asyncpg()
+        self.observers = observers
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    async def pool(self) -> asyncpg.Pool:
+        """The pool, created at the first transaction (a server that is down is tried again)."""
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        self.dsn,
+                        min_size=0,
+                        max_size=POOL_SIZE,
+                        server_settings={"application_name": "coursepulse"},
+                        init=_init_connection,
+                        reset=_keep_state,
+                    )
+        return self._pool
+
+    def transaction(self, *, writing: bool) -> PostgresTransaction:
+        return PostgresTransaction(self, writing=writing)
+
+    async def ping(self, *, write: bool) -> None:
+        """Raise unless the server answers (and, with `write`, takes writes: not a replica,
+        not set read-only as done when a disk fills up)."""
+        pool = await self.pool()
+        async with pool.acquire() as connection:
+            read_only = await connection.fetchval("SHOW transaction_read_only")
+        if write and read_only == "on":
+            raise RuntimeError("the database takes no writes (read-only)")
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await pool.close()
+            except Exception:
+                log.warning("closing the pool failed; terminating it", exc_info=True)
+                pool.terminate()
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    """Every new connection speaks UTC (timestamps come back aware either way)."""
+    await connection.execute("SET TIME ZONE 'UTC'")
+
+
+async def _keep_state(_connection: asyncpg.Connection) -> None:
+    """Nothing to reset when a connection comes back: every transaction ended with COMMIT or
+    ROLLBACK, and none sets session state, listens or takes a session lock. (asyncpg's
+    default reset is one more round trip per transaction.)"""

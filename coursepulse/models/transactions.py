@@ -1,0 +1,108 @@
+"""The one transaction type every resolver works in: `async with db.read() as tx`.
+
+A `Transaction` runs Core statements (models/sql.py) and gives back rows. Reads and
+writes are the same type; a read transaction refuses nothing, the database does
+(SQLite `query_only`, PostgreSQL `READ ONLY`). Statements of one transaction run one
+at a time, in the order they are awaited, on one connection that is taken when the
+first statement runs (a transaction that runs none costs nothing) and given back
+when the block ends.
+
+A write transaction also carries what its commit announces: the courses whose
+event log it appended to (`event_courses`) and the access changes it recorded
+(`access_notices`, models/access.py). Database.write() sends them.
+"""
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import IntegrityError
+
+from coursepulse.models.access import AccessNotice
+from coursepulse.models.sql import Statement, as_query
+
+StatementObserver = Callable[[str], None]
+
+
+class Transaction(ABC):
+    """One database transaction (see the module's docstring)."""
+
+    def __init__(
+        self, dialect: Dialect, observers: list[StatementObserver], *, writing: bool
+    ) -> None:
+        self.dialect = dialect
+        #: True for `db.write()` transactions.
+        self.writing = writing
+        #: Courses whose event log this transaction appended to (announced after commit).
+        self.event_courses: set[int] = set()
+        #: Access changes this transaction recorded (announced after commit).
+        self.access_notices: list[AccessNotice] = []
+        self._observers = observers
+        self._turn = asyncio.Lock()
+        self._begun = False
+        self._ended = False
+
+    async def all(self, statement: Statement, **params: Any) -> list[Any]:
+        """Every row the statement gives (none for a statement without RETURNING)."""
+        query = as_query(statement)
+        compiled = query.compiled(self.dialect)
+        arguments = compiled.arguments(params)
+        async with self._turn:
+            if self._ended:
+                raise RuntimeError("this transaction has ended")
+            if not self._begun:
+                await self._begin()
+                self._begun = True
+            for observe in self._observers:
+                observe(compiled.sql)
+            try:
+                raw = await self._fetch(compiled.sql, arguments, offload=query.unbounded)
+            except self._integrity_errors as error:
+                raise IntegrityError(compiled.sql, arguments, error) from error
+        return compiled.rows(raw)
+
+    async def first(self, statement: Statement, **params: Any) -> Any | None:
+        """The first row, or None."""
+        rows = await self.all(statement, **params)
+        return rows[0] if rows else None
+
+    async def scalar(self, statement: Statement, **params: Any) -> Any | None:
+        """The first column of the first row, or None."""
+        rows = await self.all(statement, **params)
+        return rows[0][0] if rows else None
+
+    async def execute(self, statement: Statement, **params: Any) -> None:
+        """Run a statement for its effect."""
+        await self.all(statement, **params)
+
+    async def end(self, *, commit: bool) -> None:
+        """Commit or roll back (once; a statement still running finishes first)."""
+        async with self._turn:
+            if self._ended:
+                return
+            self._ended = True
+            if self._begun:
+                await self._finish(commit=commit)
+
+    def _observe(self, sql: str) -> None:
+        for observe in self._observers:
+            observe(sql)
+
+    #: The driver's errors for a broken constraint (raised as SQLAlchemy's IntegrityError).
+    _integrity_errors: tuple[type[BaseException], ...] = ()
+
+    @abstractmethod
+    async def _begin(self) -> None:
+        """Take a connection and begin the transaction on it."""
+
+    @abstractmethod
+    async def _fetch(
+        self, sql: str, arguments: tuple[Any, ...], *, offload: bool
+    ) -> Sequence[Sequence[Any]]:
+        """The driver's rows for one statement."""
+
+    @abstractmethod
+    async def _finish(self, *, commit: bool) -> None:
+        """Commit or roll back, and give the connection back."""
