@@ -45,8 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import SQLModel
 
 from coursepulse import models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from coursepulse.models.db import create_engine
-from coursepulse.models.migrate import migrate
+from coursepulse.models.migrate import migrate, schema_engine
 from coursepulse.resolvers.users import hash_password
 
 ADMIN_USERNAME = "bench_admin"
@@ -273,7 +272,7 @@ async def recreate_database(database_url: str, *, admin_database: str = "postgre
     name = url.database
     if not name or not name.replace("_", "").isalnum():
         raise ValueError(f"refusing to recreate database {name!r}: use letters, digits and _")
-    engine = create_engine(url.set(database=admin_database).render_as_string(hide_password=False))
+    engine = schema_engine(url.set(database=admin_database).render_as_string(hide_password=False))
     try:
         async with engine.connect() as connection:
             autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
@@ -308,7 +307,7 @@ async def _largest_course(connection: AsyncConnection) -> tuple[int, int]:
 async def fill(engine: AsyncEngine, layout: Layout, *, database: str = "") -> Summary:
     """Migrate the (empty) database and write the dataset; returns what was written."""
     started = time.perf_counter()
-    await migrate(engine)
+    await migrate(engine.url)
     async with engine.connect() as connection:
         existing = await connection.scalar(select(func.count()).select_from(_table("users")))
     if existing:
@@ -371,7 +370,7 @@ async def generate(
     """
     if recreate:
         await recreate_database(database_url, admin_database=admin_database)
-    engine = create_engine(database_url)
+    engine = schema_engine(database_url)
     try:
         return await fill(engine, layout, database=make_url(database_url).render_as_string())
     finally:
@@ -450,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
 
         async def check() -> dict[str, int]:
-            engine = create_engine(args.database_url)
+            engine = schema_engine(args.database_url)
             try:
                 return await check_consistency(engine)
             finally:

@@ -44,7 +44,7 @@ import fanout
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from coursepulse.models.db import create_engine
+from coursepulse.models.migrate import schema_engine
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -616,7 +616,7 @@ def complete_clients(layout: dataset.Layout, count: int = COMPLETE_CLIENTS) -> l
 
 async def completion_state(database_url: str, clients: Sequence[Toggler]) -> dict[str, Any]:
     """Last event id, and whether each client's lesson is complete now."""
-    engine = create_engine(database_url)
+    engine = schema_engine(database_url)
     try:
         async with engine.connect() as connection:
             last = await connection.scalar(text("SELECT COALESCE(MAX(id), 0) FROM progress_events"))
@@ -646,7 +646,7 @@ async def verify_completions(
     enrolment's counters must agree with its rows (bench/dataset.py check_consistency).
     """
     after = await completion_state(database_url, clients)
-    engine = create_engine(database_url)
+    engine = schema_engine(database_url)
     try:
         async with engine.connect() as connection:
             rows = (
@@ -1401,7 +1401,7 @@ def work_directory(keep: bool) -> Iterator[Path]:
 
 async def postgres_reachable(url: str) -> str:
     """'' when the PostgreSQL server answers, else the reason."""
-    engine = create_engine(url)
+    engine = schema_engine(url)
     try:
         async with engine.connect() as connection:
             await connection.execute(text("SELECT 1"))

@@ -1,7 +1,7 @@
 """SQL statements and transactions per operation, counted in-process on a bench dataset.
 
 The service runs in this process (its app factory over aiohttp's test server) on an
-engine whose cursor executions are counted, so a query per row shows up as a count that
+database whose statements are counted (`Database.observers`), so a query per row shows up as a count that
 grows with the page size. Operations are the bench scenarios' requests, sent after one
 warm-up request per credential (cached credentials cost no statement).
 
@@ -19,10 +19,9 @@ from typing import Any
 
 import dataset
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import event
 
 from coursepulse.app import create_app
-from coursepulse.models.db import Database, create_engine
+from coursepulse.models.db import Database
 from coursepulse.settings import Settings
 
 
@@ -45,7 +44,7 @@ def basic(username: str, password: str) -> str:
 
 
 def _attach(db: Database, counter: Counter) -> None:
-    """Counts what the ORM sends and what the lean read and write transactions send."""
+    """Counts the statements and transactions (BEGINs) the database's transactions send."""
 
     def _observe(sql: str) -> None:
         if not counter.recording:
@@ -56,19 +55,14 @@ def _attach(db: Database, counter: Counter) -> None:
         elif not statement.startswith("PRAGMA"):
             counter.statements += 1
 
-    @event.listens_for(db.engine.sync_engine, "before_cursor_execute")
-    def _count(*args: Any) -> None:
-        _observe(str(args[2]))
-
-    db.reads.observers.append(_observe)
-    db.writer.observers.append(_observe)
+    db.observers.append(_observe)
 
 
 async def count_operations(
     database_url: str, layout: dataset.Layout, queries: dict[str, str], largest_course: int
 ) -> dict[str, dict[str, int]]:
     """{operation: {"statements": n, "transactions": m, "status": http status}}."""
-    db = Database(create_engine(database_url))
+    db = Database(database_url)
     counter = Counter()
     _attach(db, counter)
     settings = Settings(database_url=database_url, log_level="WARNING")

@@ -44,7 +44,7 @@ def create_app(
     database: Database | None = None,
     migrate_first: bool = False,
 ) -> web.Application:
-    """A ready-to-run application; pass `database` to share an engine (tests, CLI).
+    """A ready-to-run application; pass `database` to share one (tests, CLI).
 
     With `migrate_first` (the database did not answer before start), the schema is
     migrated in the background as soon as the database answers; until then GraphQL and
@@ -83,7 +83,6 @@ def create_app(
         db = app[DATABASE]
         broker = create_broker(
             db,
-            db.engine.url.render_as_string(hide_password=False),
             buffer=settings.subscription_buffer,
             poll_seconds=settings.event_poll_seconds,
         )

@@ -32,9 +32,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 async def _with_database(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> Any:
+    """Migrate the database, then run `work` on it (disposed of afterwards)."""
     db = Database.from_url(settings.database_url)
     try:
-        await migrate(db.engine)
+        await migrate(db.url)
         return await work(db)
     finally:
         await db.dispose()
@@ -43,14 +44,7 @@ async def _with_database(settings: Settings, work: Callable[[Database], Awaitabl
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
-    async def run() -> None:
-        db = Database.from_url(settings.database_url)
-        try:
-            await migrate(db.engine)
-        finally:
-            await db.dispose()
-
-    asyncio.run(run())
+    asyncio.run(migrate(settings.database_url))
     print(f"database is up to date: {settings.database_url}")
     return 0
 
@@ -103,9 +97,10 @@ def cmd_user_create(args: argparse.Namespace) -> int:
     password = _read_password(args.password)
 
     async def work(db: Database) -> str:
-        async with db.write() as session:
+        # The password is hashed before the transaction's first statement (create_user).
+        async with db.write() as tx:
             user = await users.create_user(
-                session,
+                tx,
                 username=args.username,
                 password=password,
                 display_name=args.display_name,
@@ -122,8 +117,8 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def work(db: Database) -> str:
-        async with db.write() as session:
-            return await users.create_token(session, args.username, args.name)
+        async with db.write() as tx:
+            return await users.create_token(tx, args.username, args.name)
 
     token = asyncio.run(_with_database(settings, work))
     print(token)
@@ -139,8 +134,8 @@ def cmd_token_list(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def work(db: Database) -> list[str]:
-        async with db.read() as session:
-            tokens = await users.tokens_of_username(session, args.username)
+        async with db.read() as tx:
+            tokens = await users.tokens_of_username(tx, args.username)
         return [
             f"{token.id}\t{token.name}\tcreated {_when(token.created_at)}"
             f"\tlast used {_when(token.last_used_at)}"
@@ -160,8 +155,8 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def work(db: Database) -> str:
-        async with db.write() as session:
-            token = await users.revoke_token(session, args.id)
+        async with db.write() as tx:
+            token = await users.revoke_token(tx, args.id)
         return f"revoked token {token.id} ({token.name}) at {_when(token.revoked_at)}"
 
     print(asyncio.run(_with_database(settings, work)))
@@ -172,8 +167,8 @@ def cmd_user_role(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def work(db: Database) -> str:
-        async with db.write() as session:
-            user = await users.set_role(session, args.username, Role(args.role))
+        async with db.write() as tx:
+            user = await users.set_role(tx, args.username, Role(args.role))
         return f"{user.username} is now {user.role}"
 
     print(asyncio.run(_with_database(settings, work)))

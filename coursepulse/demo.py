@@ -2,11 +2,13 @@
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, select
 
 from coursepulse.models import Course, CourseStatus, Role, User
 from coursepulse.models.db import Database
+from coursepulse.models.rows import UserRow
+from coursepulse.models.sql import Query
+from coursepulse.models.transactions import Transaction
 from coursepulse.resolvers import completions, courses, enrollments, users
 from coursepulse.resolvers.users import viewer_of
 
@@ -60,48 +62,58 @@ CATALOGUE = [
     ),
 ]
 
+_USERS = User.__table__
+_USER_NAMED = Query(select(_USERS).where(_USERS.c.username == bindparam("username")))
+_ANY_COURSE = Query(select(Course.__table__.c.id).limit(1))
 
-async def _user(session: AsyncSession, login: DemoLogin) -> User:
-    existing = await session.scalar(select(User).where(User.username == login.username))
+
+async def _account(tx: Transaction, login: DemoLogin, new: users.NewUser) -> UserRow:
+    """The login's user: the one already there, else the prepared one, stored now."""
+    existing = await tx.first(_USER_NAMED, username=login.username)
     if existing is not None:
         return existing
-    return await users.create_user(
-        session,
-        username=login.username,
-        password=login.password,
-        display_name=login.display_name,
-        role=login.role,
-    )
+    return await users.add_user(tx, new)
 
 
 async def load_demo(db: Database) -> list[DemoLogin]:
     """Create the demo users and catalogue unless already there; returns the logins."""
-    async with db.write() as session:
-        accounts = {login.username: await _user(session, login) for login in LOGINS}
-        if await session.scalar(select(Course.id).limit(1)) is not None:
+    # Passwords are hashed before the write transaction takes the database.
+    prepared = [
+        await users.prepare_user(
+            username=login.username,
+            password=login.password,
+            display_name=login.display_name,
+            role=login.role,
+        )
+        for login in LOGINS
+    ]
+    async with db.write() as tx:
+        accounts = {
+            login.username: await _account(tx, login, new)
+            for login, new in zip(LOGINS, prepared, strict=True)
+        }
+        if await tx.first(_ANY_COURSE) is not None:
             return LOGINS
         teacher = viewer_of(accounts["instructor"])
         created = []
-        for title, description, status, lessons in CATALOGUE:
+        for title, description, status, lesson_titles in CATALOGUE:
             course = await courses.create_course(
-                session, teacher, title=title, description=description, status=status
+                tx, teacher, title=title, description=description, status=status
             )
-            for lesson_title in lessons:
-                await courses.add_lesson(session, teacher, course.id, title=lesson_title)  # type: ignore[arg-type]
-            created.append(course)
-        web_course = created[0]
+            lessons = [
+                await courses.add_lesson(tx, teacher, course.id, title=lesson_title)
+                for lesson_title in lesson_titles
+            ]
+            created.append((course, [lesson.id for lesson in lessons]))
+        web_course, lesson_ids = created[0]
         john = viewer_of(accounts["john_doe"])
         jane = viewer_of(accounts["jane_roe"])
-        await enrollments.enroll(session, john, web_course.id)  # type: ignore[arg-type]
-        await enrollments.enroll(session, jane, web_course.id)  # type: ignore[arg-type]
-        lesson_ids = [
-            lesson.id
-            for lesson in await courses.course_lessons(session, web_course.id)  # type: ignore[arg-type]
-        ]
+        await enrollments.enroll(tx, john, web_course.id)
+        await enrollments.enroll(tx, jane, web_course.id)
         for lesson_id in lesson_ids[:5]:
-            await completions.complete_lesson(session, john, web_course.id, lesson_id)  # type: ignore[arg-type]
+            await completions.complete_lesson(tx, john, web_course.id, lesson_id)
         for seconds in (3600, 3600, 3600, 25 * 60):  # "3 hours 25 minutes" of study
-            await enrollments.record_activity(session, john, web_course.id, seconds)  # type: ignore[arg-type]
+            await enrollments.record_activity(tx, john, web_course.id, seconds)
         for lesson_id in lesson_ids:
-            await completions.complete_lesson(session, jane, web_course.id, lesson_id)  # type: ignore[arg-type]
+            await completions.complete_lesson(tx, jane, web_course.id, lesson_id)
     return LOGINS

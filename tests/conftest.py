@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from argon2 import PasswordHasher
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
 from coursepulse.app import create_app
 from coursepulse.models import CourseStatus, Role
-from coursepulse.models.db import Database, create_engine
-from coursepulse.models.migrate import migrate
+from coursepulse.models.db import Database
+from coursepulse.models.migrate import migrate, schema_engine
 from coursepulse.resolvers import courses, users
 from coursepulse.resolvers.users import viewer_of
 from coursepulse.resolvers.viewer import Viewer
@@ -51,8 +51,9 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.db"
 
     async def build() -> None:
-        engine = create_engine(f"sqlite+aiosqlite:///{path}")
-        await migrate(engine)
+        url = f"sqlite+aiosqlite:///{path}"
+        await migrate(url)
+        engine = schema_engine(url)
         async with engine.connect() as connection:
             await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         await engine.dispose()
@@ -75,7 +76,7 @@ def postgres_url() -> Iterator[str]:
     name = f"coursepulse_test_{uuid.uuid4().hex[:10]}"
 
     async def admin(statement: str) -> None:
-        engine = create_engine(url.render_as_string(hide_password=False))
+        engine = schema_engine(url)
         async with engine.connect() as connection:
             await connection.execution_options(isolation_level="AUTOCOMMIT")
             await connection.exec_driver_sql(statement)
@@ -84,12 +85,7 @@ def postgres_url() -> Iterator[str]:
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     test_url = url.set(database=name).render_as_string(hide_password=False)
 
-    async def build() -> None:
-        engine = create_engine(test_url)
-        await migrate(engine)
-        await engine.dispose()
-
-    asyncio.run(build())
+    asyncio.run(migrate(test_url))
     yield test_url
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -108,8 +104,8 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     database = Database.from_url(database_url)
     if database.dialect == "postgresql":
         tables = ", ".join(f'"{table.name}"' for table in SQLModel.metadata.sorted_tables)
-        async with database.engine.begin() as connection:
-            await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        async with database.write() as tx:
+            await tx.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     yield database
     await database.dispose()
 
@@ -153,28 +149,19 @@ class StatementCounter:
     """Counts SQL statements sent to the database while active."""
 
     def __init__(self, database: Database) -> None:
-        self.engine = database.engine.sync_engine
-        self.reads = database.reads
-        self.writer = database.writer
+        self.observers = database.observers
         self.statements: list[str] = []
-
-    def _record(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        self._observe(statement)
 
     def _observe(self, statement: str) -> None:
         if not statement.lstrip().upper().startswith(("BEGIN", "PRAGMA")):
             self.statements.append(statement)
 
     def __enter__(self) -> "StatementCounter":
-        event.listen(self.engine, "before_cursor_execute", self._record)
-        self.reads.observers.append(self._observe)
-        self.writer.observers.append(self._observe)
+        self.observers.append(self._observe)
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._record)
-        self.reads.observers.remove(self._observe)
-        self.writer.observers.remove(self._observe)
+        self.observers.remove(self._observe)
 
     @property
     def count(self) -> int:
@@ -212,9 +199,9 @@ async def make_user(
     role: Role = Role.STUDENT,
     display_name: str | None = None,
 ) -> Account:
-    async with db.write() as session:
+    async with db.write() as tx:
         user = await users.create_user(
-            session, username=username, password=PASSWORD, role=role, display_name=display_name
+            tx, username=username, password=PASSWORD, role=role, display_name=display_name
         )
     return Account(viewer=viewer_of(user), username=username)
 
@@ -237,18 +224,18 @@ async def make_course(
     lessons: int = 4,
     status: CourseStatus = CourseStatus.PUBLISHED,
 ) -> tuple[int, list[int]]:
-    async with db.write() as session:
-        course = await courses.create_course(session, instructor.viewer, title=title, status=status)
+    async with db.write() as tx:
+        course = await courses.create_course(tx, instructor.viewer, title=title, status=status)
         lesson_ids = []
         for number in range(1, lessons + 1):
             lesson = await courses.add_lesson(
-                session,
+                tx,
                 instructor.viewer,
                 course.id,
-                title=f"Lesson {number}",  # type: ignore[arg-type]
+                title=f"Lesson {number}",
             )
             lesson_ids.append(lesson.id)
-    return course.id, lesson_ids  # type: ignore[return-value]
+    return course.id, lesson_ids
 
 
 @pytest.fixture

@@ -18,14 +18,15 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import delete, event, select, text, update
+from sqlalchemy import delete, select, text, update
 
 from coursepulse.app import create_app
 from coursepulse.cli import main
 from coursepulse.events.access import LiveGrants
 from coursepulse.models import ApiToken, CourseInstructor, Role
 from coursepulse.models.access import AccessChange, AccessNotice
-from coursepulse.models.db import Database, create_engine
+from coursepulse.models.db import Database
+from coursepulse.models.migrate import schema_engine
 from coursepulse.resolvers import courses, users
 from coursepulse.resolvers.errors import Forbidden
 from coursepulse.settings import Settings
@@ -60,6 +61,8 @@ mutation Add($c: ID!, $u: ID!) { addInstructor(courseId: $c, userId: $u) { id } 
 """
 ME = "{ me { username role } }"
 NEW_PASSWORD = "a brand new passphrase"
+TOKENS = ApiToken.__table__
+INSTRUCTORS = CourseInstructor.__table__
 
 
 # ---- helpers ------------------------------------------------------------------------------
@@ -167,10 +170,8 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def co_teacher(db: Database, school: School) -> Account:
     """A second instructor of the school's course."""
     account = await make_user(db, "co_teacher", role=Role.INSTRUCTOR, display_name="Co Teacher")
-    async with db.write() as session:
-        await courses.add_instructor(
-            session, school.instructor.viewer, school.course_id, account.id
-        )
+    async with db.write() as tx:
+        await courses.add_instructor(tx, school.instructor.viewer, school.course_id, account.id)
     return account
 
 
@@ -393,20 +394,20 @@ async def test_last_use_is_written_at_most_once_a_minute_not_per_request(
     token, _token_id = await create_token(client, school.student)
     writes: list[str] = []
 
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    def record(statement: str) -> None:
         if statement.lstrip().upper().startswith("UPDATE API_TOKENS"):
             writes.append(statement)
 
-    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    db.observers.append(record)
     try:
         for _ in range(5):
             assert (await me_status(client, bearer(token)))[0] == 200
     finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+        db.observers.remove(record)
 
     assert len(writes) == 1
-    async with db.read() as session:
-        used = await session.scalar(select(ApiToken.last_used_at))
+    async with db.read() as tx:
+        used = await tx.scalar(select(TOKENS.c.last_used_at))
     assert used is not None
 
 
@@ -482,8 +483,8 @@ async def test_a_demoted_admins_socket_closes_and_http_carries_the_new_role(
         await still_open(socket)
 
         # When the admin is made an instructor (the operator's `coursepulse user role`)
-        async with db.write() as session:
-            await users.set_role(session, "admin", Role.INSTRUCTOR)
+        async with db.write() as tx:
+            await users.set_role(tx, "admin", Role.INSTRUCTOR)
 
         # Then HTTP answers with the new role at once, and the admin's socket closes
         assert await me_status(client, admin.auth) == (
@@ -498,10 +499,10 @@ async def test_a_demoted_admins_socket_closes_and_http_carries_the_new_role(
 
 async def revoke_without_notice(db: Database, token_id: str) -> None:
     """Revoke a token behind the service's back: no notice is sent (a missed one)."""
-    async with db.engine.begin() as connection:
-        await connection.execute(
-            update(ApiToken)
-            .where(ApiToken.id == int(token_id))
+    async with db.write() as tx:
+        await tx.execute(
+            update(TOKENS)
+            .where(TOKENS.c.id == int(token_id))
             .values(revoked_at=text("CURRENT_TIMESTAMP"))
         )
 
@@ -527,10 +528,8 @@ async def test_a_missed_notice_is_caught_by_the_periodic_check(
 
         # When a token is revoked and an instructor removed behind the service's back
         await revoke_without_notice(db, token_id)
-        async with db.engine.begin() as connection:
-            await connection.execute(
-                delete(CourseInstructor).where(CourseInstructor.user_id == co_teacher.id)  # type: ignore[arg-type]
-            )
+        async with db.write() as tx:
+            await tx.execute(delete(INSTRUCTORS).where(INSTRUCTORS.c.user_id == co_teacher.id))
 
         # Then the next check finds both
         assert await closed_with(by_token) == 4403
@@ -552,7 +551,7 @@ async def test_after_a_lost_listener_connection_every_socket_is_checked_again(
         assert (await me_status(client, bearer(token)))[0] == 200, "served from the cache"
 
         # When the listener connection is lost and comes back
-        admin = create_engine(db.engine.url.set(database="postgres").render_as_string(False))
+        admin = schema_engine(db.url.set(database="postgres").render_as_string(False))
         async with admin.connect() as connection:
             await connection.execution_options(isolation_level="AUTOCOMMIT")
             terminated = await connection.scalar(
@@ -560,7 +559,7 @@ async def test_after_a_lost_listener_connection_every_socket_is_checked_again(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                     " WHERE datname = :database AND query LIKE 'LISTEN%'"
                 ),
-                {"database": db.engine.url.database},
+                {"database": db.url.database},
             )
         await admin.dispose()
         assert terminated
@@ -585,7 +584,7 @@ def postgres_db(db: Database) -> Database:
 async def other_app(
     postgres_db: Database, database_url: str, settings: Settings
 ) -> AsyncIterator[TestClient]:
-    """A second application on the same database, with its own engine and listener."""
+    """A second application on the same database, with its own connections and listener."""
     other_db = Database.from_url(database_url)
     other = TestClient(TestServer(create_app(settings, database=other_db)))
     await other.start_server()
@@ -599,7 +598,7 @@ async def other_app(
 async def test_a_token_revoked_on_one_app_closes_its_socket_on_another(
     other_app: TestClient, school: School, client: TestClient, http: aiohttp.ClientSession
 ) -> None:
-    # Given a second application on the same database, with its own engine and listener
+    # Given a second application on the same database, with its own connections and listener
     other = other_app
     token, token_id = await create_token(other, school.student)
     assert (await me_status(other, bearer(token)))[0] == 200

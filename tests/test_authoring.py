@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
+from sqlmodel import SQLModel
 
 from coursepulse.models import (
     Course,
@@ -41,6 +42,13 @@ from tests.conftest import (
     make_course,
     make_user,
 )
+
+# The tables, for checks of what was stored.
+COURSE_TABLE = Course.__table__
+INSTRUCTOR_TABLE = CourseInstructor.__table__
+ENROLLMENT_TABLE = Enrollment.__table__
+EVENT_TABLE = ProgressEvent.__table__
+USER_TABLE = User.__table__
 
 # ---- GraphQL documents ---------------------------------------------------------------
 
@@ -197,9 +205,9 @@ def who(account: Account | None) -> str:
     return account.username if account else "anonymous"
 
 
-async def count_rows(db: Database, table: type) -> int:
-    async with db.read() as session:
-        return int(await session.scalar(select(func.count()).select_from(table)) or 0)
+async def count_rows(db: Database, model: type[SQLModel]) -> int:
+    async with db.read() as tx:
+        return int(await tx.scalar(select(func.count()).select_from(model.__table__)) or 0)
 
 
 # ---- createCourse ----------------------------------------------------------------------
@@ -1091,18 +1099,16 @@ async def test_resolver_create_course_checks_the_author_before_writing(
     before = await count_rows(db, Course)
 
     with pytest.raises(Unauthenticated):
-        async with db.write() as session:
-            await courses.create_course(session, None, title="Anonymous")
+        async with db.write() as tx:
+            await courses.create_course(tx, None, title="Anonymous")
     with pytest.raises(Forbidden):
-        async with db.write() as session:
-            await courses.create_course(session, school.student.viewer, title="Student's")
+        async with db.write() as tx:
+            await courses.create_course(tx, school.student.viewer, title="Student's")
 
     async def twice_with_one_slug() -> None:
-        async with db.write() as session:
+        async with db.write() as tx:
             for _ in range(2):
-                await courses.create_course(
-                    session, school.instructor.viewer, title="Dup", slug="x"
-                )
+                await courses.create_course(tx, school.instructor.viewer, title="Dup", slug="x")
 
     with pytest.raises(InvalidInput):
         await twice_with_one_slug()
@@ -1112,44 +1118,42 @@ async def test_resolver_create_course_checks_the_author_before_writing(
 
 
 async def test_resolver_create_course_makes_unique_slugs(db: Database, school: School) -> None:
-    async with db.write() as session:
-        first = await courses.create_course(session, school.admin.viewer, title="Café Crème!")
-        second = await courses.create_course(session, school.admin.viewer, title="Cafe creme")
-        third = await courses.create_course(session, school.admin.viewer, title="!!!")
+    async with db.write() as tx:
+        first = await courses.create_course(tx, school.admin.viewer, title="Café Crème!")
+        second = await courses.create_course(tx, school.admin.viewer, title="Cafe creme")
+        third = await courses.create_course(tx, school.admin.viewer, title="!!!")
 
     assert first.slug == "cafe-creme"
     assert second.slug != first.slug
     assert second.slug.startswith("cafe-creme")
     assert third.slug  # a title without letters still gets a usable slug
     assert first.status == CourseStatus.DRAFT
-    async with db.read() as session:
-        taught = set(
-            await session.scalars(
-                select(CourseInstructor.course_id).where(
-                    CourseInstructor.user_id == school.admin.id
-                )
+    async with db.read() as tx:
+        rows = await tx.all(
+            select(INSTRUCTOR_TABLE.c.course_id).where(
+                INSTRUCTOR_TABLE.c.user_id == school.admin.id
             )
         )
-    assert taught == {first.id, second.id, third.id}
+    assert {row.course_id for row in rows} == {first.id, second.id, third.id}
 
 
 async def test_resolver_failed_update_rolls_back_fields_already_set(
     db: Database, school: School
 ) -> None:
-    async with db.write() as session:
-        await courses.create_course(session, school.admin.viewer, title="Taken", slug="taken")
+    async with db.write() as tx:
+        await courses.create_course(tx, school.admin.viewer, title="Taken", slug="taken")
 
     with pytest.raises(InvalidInput):
-        async with db.write() as session:
+        async with db.write() as tx:
             await courses.update_course(
-                session,
+                tx,
                 school.instructor.viewer,
                 school.course_id,
                 CourseChanges(title="Half written", description="nope", slug="taken"),
             )
 
-    async with db.read() as session:
-        course = await session.get(Course, school.course_id)
+    async with db.read() as tx:
+        course = await tx.first(select(COURSE_TABLE).where(COURSE_TABLE.c.id == school.course_id))
     assert course is not None
     assert (course.title, course.description) == ("Introduction to Web Development", None)
 
@@ -1158,9 +1162,9 @@ async def test_resolver_update_of_a_missing_course_is_not_found(
     db: Database, school: School
 ) -> None:
     with pytest.raises(NotFound):
-        async with db.write() as session:
+        async with db.write() as tx:
             await courses.update_course(
-                session, school.admin.viewer, 10**9, CourseChanges(title="Ghost")
+                tx, school.admin.viewer, 10**9, CourseChanges(title="Ghost")
             )
 
 
@@ -1169,25 +1173,25 @@ async def test_resolver_lesson_changes_keep_unenrolled_students_unenrolled(
 ) -> None:
     # Given john completed lessons 1 and 2 and then left the course
     l1, l2, _l3, _l4 = school.lesson_ids
-    async with db.write() as session:
-        await enrollments.enroll(session, school.student.viewer, school.course_id)
+    async with db.write() as tx:
+        await enrollments.enroll(tx, school.student.viewer, school.course_id)
         for lesson_id in (l1, l2):
             await completions.complete_lesson(
-                session, school.student.viewer, school.course_id, lesson_id
+                tx, school.student.viewer, school.course_id, lesson_id
             )
-        await enrollments.unenroll(session, school.student.viewer, school.course_id)
+        await enrollments.unenroll(tx, school.student.viewer, school.course_id)
 
     # When lesson 2 is deleted and a lesson is added
-    async with db.write() as session:
-        await courses.delete_lesson(session, school.instructor.viewer, l2)
+    async with db.write() as tx:
+        await courses.delete_lesson(tx, school.instructor.viewer, l2)
         await courses.add_lesson(
-            session, school.instructor.viewer, school.course_id, title="Extra", order=1
+            tx, school.instructor.viewer, school.course_id, title="Extra", order=1
         )
 
     # Then his kept progress has one lesson less and he stays unenrolled
-    async with db.read() as session:
-        enrollment = await session.scalar(
-            select(Enrollment).where(Enrollment.user_id == school.student.id)
+    async with db.read() as tx:
+        enrollment = await tx.first(
+            select(ENROLLMENT_TABLE).where(ENROLLMENT_TABLE.c.user_id == school.student.id)
         )
     assert enrollment is not None
     assert enrollment.status == EnrollmentStatus.UNENROLLED
@@ -1195,8 +1199,8 @@ async def test_resolver_lesson_changes_keep_unenrolled_students_unenrolled(
     assert enrollment.completed_at is None
 
     # And re-enrolling restores exactly that
-    async with db.write() as session:
-        record = await enrollments.enroll(session, school.student.viewer, school.course_id)
+    async with db.write() as tx:
+        record = await enrollments.enroll(tx, school.student.viewer, school.course_id)
     assert record.enrollment.status == EnrollmentStatus.ACTIVE
     assert (record.enrollment.completed_lessons, record.course.total_lessons) == (1, 4)
     assert record.percentage == 25
@@ -1209,13 +1213,11 @@ async def test_resolver_reorder_rejects_bad_lists_and_keeps_positions(
 
     for bad in ([l1, l2, l3], [l1, l2, l3, l4, l4], [l1, l2, l3, 10**9]):
         with pytest.raises(InvalidInput):
-            async with db.write() as session:
-                await courses.reorder_lessons(
-                    session, school.instructor.viewer, school.course_id, bad
-                )
+            async with db.write() as tx:
+                await courses.reorder_lessons(tx, school.instructor.viewer, school.course_id, bad)
 
-    async with db.read() as session:
-        lessons = await courses.course_lessons(session, school.course_id)
+    async with db.read() as tx:
+        lessons = await courses.course_lessons(tx, school.course_id)
     assert [(lesson.id, lesson.position) for lesson in lessons] == [
         (l1, 1),
         (l2, 2),
@@ -1228,44 +1230,40 @@ async def test_resolver_add_instructor_is_idempotent(db: Database, school: Schoo
     teacher = await other_instructor(db)
 
     for _ in range(2):
-        async with db.write() as session:
-            await courses.add_instructor(
-                session, school.instructor.viewer, school.course_id, teacher.id
-            )
+        async with db.write() as tx:
+            await courses.add_instructor(tx, school.instructor.viewer, school.course_id, teacher.id)
 
-    async with db.read() as session:
-        rows = list(
-            await session.scalars(
-                select(CourseInstructor.user_id).where(
-                    CourseInstructor.course_id == school.course_id
-                )
+    async with db.read() as tx:
+        rows = await tx.all(
+            select(INSTRUCTOR_TABLE.c.user_id).where(
+                INSTRUCTOR_TABLE.c.course_id == school.course_id
             )
         )
-    assert sorted(rows) == sorted([school.instructor.id, teacher.id])
+    assert sorted(row.user_id for row in rows) == sorted([school.instructor.id, teacher.id])
     with pytest.raises(NotFound):
-        async with db.write() as session:
-            await courses.add_instructor(session, school.admin.viewer, school.course_id, 10**9)
+        async with db.write() as tx:
+            await courses.add_instructor(tx, school.admin.viewer, school.course_id, 10**9)
 
 
 async def test_resolver_create_user_is_for_admins(db: Database, school: School) -> None:
     with pytest.raises(Forbidden):
-        async with db.write() as session:
+        async with db.write() as tx:
             await users.create_user_as(
-                session, school.instructor.viewer, username="sneaky", password=PASSWORD
+                tx, school.instructor.viewer, username="sneaky", password=PASSWORD
             )
     with pytest.raises(Unauthenticated):
-        async with db.write() as session:
-            await users.create_user_as(session, None, username="sneaky", password=PASSWORD)
+        async with db.write() as tx:
+            await users.create_user_as(tx, None, username="sneaky", password=PASSWORD)
 
-    async with db.write() as session:
+    async with db.write() as tx:
         user = await users.create_user_as(
-            session, school.admin.viewer, username="welcome", password=PASSWORD
+            tx, school.admin.viewer, username="welcome", password=PASSWORD
         )
     assert Role(user.role) == Role.STUDENT
-    async with db.read() as session:
-        viewer = await users.authenticate_password(session, "welcome", PASSWORD)
+    async with db.read() as tx:
+        viewer = await users.authenticate_password(tx, "welcome", PASSWORD)
         assert viewer.user_id == user.id
-        sneaky = await session.scalar(select(User).where(User.username == "sneaky"))
+        sneaky = await tx.first(select(USER_TABLE).where(USER_TABLE.c.username == "sneaky"))
     assert sneaky is None
 
 
@@ -1273,22 +1271,21 @@ async def test_resolver_delete_lesson_logs_the_course_completions_it_causes(
     db: Database, school: School
 ) -> None:
     l1, l2, l3, l4 = school.lesson_ids
-    async with db.write() as session:
-        await enrollments.enroll(session, school.other_student.viewer, school.course_id)
+    async with db.write() as tx:
+        await enrollments.enroll(tx, school.other_student.viewer, school.course_id)
         for lesson_id in (l1, l3, l4):
             await completions.complete_lesson(
-                session, school.other_student.viewer, school.course_id, lesson_id
+                tx, school.other_student.viewer, school.course_id, lesson_id
             )
 
-    async with db.write() as session:
-        await courses.delete_lesson(session, school.instructor.viewer, l2)
+    async with db.write() as tx:
+        await courses.delete_lesson(tx, school.instructor.viewer, l2)
 
-    async with db.read() as session:
-        kinds = list(
-            await session.scalars(
-                select(ProgressEvent.kind)
-                .where(ProgressEvent.user_id == school.other_student.id)
-                .order_by(ProgressEvent.id)
-            )
+    async with db.read() as tx:
+        rows = await tx.all(
+            select(EVENT_TABLE.c.kind)
+            .where(EVENT_TABLE.c.user_id == school.other_student.id)
+            .order_by(EVENT_TABLE.c.id)
         )
+    kinds = [row.kind for row in rows]
     assert kinds[-1] == ProgressEventKind.COURSE_COMPLETED

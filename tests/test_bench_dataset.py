@@ -11,7 +11,7 @@ from types import ModuleType
 import pytest
 from sqlalchemy import text
 
-from coursepulse.models.db import create_engine
+from coursepulse.models.migrate import schema_engine
 from coursepulse.resolvers import users
 
 BENCH_DATASET = Path(__file__).resolve().parent.parent / "bench" / "dataset.py"
@@ -42,7 +42,7 @@ async def test_tiny_dataset_counters_agree_with_rows(tmp_path: Path) -> None:
     assert summary.enrollments == 20 * 3
     assert summary.completions == bench.expected_completions(layout) > 0
     assert summary.largest_course_id == bench.BIG_COURSE_ID
-    engine = create_engine(url)
+    engine = schema_engine(url)
     try:
         assert await bench.check_consistency(engine) == {
             "counter_mismatch": 0,

@@ -13,15 +13,26 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 from aiohttp.test_utils import TestClient
 from pypdf import PdfReader
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, update
 
-from coursepulse.models import Certificate, ProgressEvent, ProgressEventKind, Role
+from coursepulse.models import (
+    Certificate,
+    CertificateCounter,
+    ProgressEvent,
+    ProgressEventKind,
+    Role,
+    User,
+)
 from coursepulse.models.db import Database
+from coursepulse.models.rows import ProgressEventRow
 from coursepulse.resolvers import certificates, completions, enrollments, users
+from coursepulse.resolvers.errors import CourseNotComplete, IssueRefused, NotEnrolled
 from coursepulse.resolvers.users import viewer_of
 from coursepulse.resolvers.viewer import Viewer
+from coursepulse.web.certificates import obtain_certificate
 from tests.conftest import Account, School, error_codes, graphql, make_course, make_user
 
 # ---- GraphQL documents ------------------------------------------------------------------
@@ -126,10 +137,10 @@ async def finish_course(
     db: Database, viewer: Viewer, course_id: int, lesson_ids: list[int]
 ) -> None:
     """Enrol the viewer and complete every lesson (resolver level, one transaction)."""
-    async with db.write() as session:
-        await enrollments.enroll(session, viewer, course_id)
+    async with db.write() as tx:
+        await enrollments.enroll(tx, viewer, course_id)
         for lesson_id in lesson_ids:
-            await completions.complete_lesson(session, viewer, course_id, lesson_id)
+            await completions.complete_lesson(tx, viewer, course_id, lesson_id)
 
 
 async def graduate(db: Database, school: School) -> None:
@@ -178,19 +189,19 @@ def squeeze(value: str) -> str:
 
 
 async def certificate_rows(db: Database) -> int:
-    async with db.read() as session:
-        return await session.scalar(select(func.count()).select_from(Certificate))  # type: ignore[return-value]
+    async with db.read() as tx:
+        return await tx.scalar(select(func.count()).select_from(Certificate.__table__))  # type: ignore[no-any-return]
 
 
-async def issued_events(db: Database, course_id: int) -> list[ProgressEvent]:
-    async with db.read() as session:
-        rows = await session.scalars(
-            select(ProgressEvent).where(
-                ProgressEvent.course_id == course_id,
-                ProgressEvent.kind == ProgressEventKind.CERTIFICATE_ISSUED,
+async def issued_events(db: Database, course_id: int) -> list[ProgressEventRow]:
+    events = ProgressEvent.__table__
+    async with db.read() as tx:
+        return await tx.all(
+            select(events).where(
+                events.c.course_id == course_id,
+                events.c.kind == str(ProgressEventKind.CERTIFICATE_ISSUED),
             )
         )
-        return list(rows)
 
 
 async def finish_course_http(client: TestClient, school: School) -> None:
@@ -354,23 +365,21 @@ async def test_fifty_students_finishing_at_once_get_fifty_consecutive_numbers(
     # Given 50 students who all completed one course
     instructor = await make_user(db, "teacher", role=Role.INSTRUCTOR)
     course_id, lesson_ids = await make_course(db, instructor, lessons=1)
-    async with db.write() as session:
+    async with db.write() as tx:
         viewers = [
-            viewer_of(
-                await users.create_user(session, username=f"student_{n:02d}", password="x" * 12)
-            )
+            viewer_of(await users.create_user(tx, username=f"student_{n:02d}", password="x" * 12))
             for n in range(50)
         ]
         for viewer in viewers:
-            await enrollments.enroll(session, viewer, course_id)
+            await enrollments.enroll(tx, viewer, course_id)
             for lesson_id in lesson_ids:
-                await completions.complete_lesson(session, viewer, course_id, lesson_id)
+                await completions.complete_lesson(tx, viewer, course_id, lesson_id)
     now = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
     # When they all ask for their certificate at the same moment
     async def request(viewer: Viewer) -> tuple[int, str, int]:
-        async with db.write() as session:
-            certificate = await certificates.get_or_issue(session, viewer, course_id, now=now)
+        async with db.write() as tx:
+            certificate = await certificates.issue(tx, viewer, course_id, now=now)
             return certificate.user_id, certificate.number, certificate.sequence
 
     issued = await asyncio.gather(*(request(viewer) for viewer in viewers))
@@ -390,10 +399,8 @@ async def test_sequence_restarts_each_year_and_grows_past_999(db: Database) -> N
         await finish_course(db, student.viewer, course_id, lesson_ids)
 
     async def issue_at(student: Account, now: datetime) -> str:
-        async with db.write() as session:
-            certificate = await certificates.get_or_issue(
-                session, student.viewer, course_id, now=now
-            )
+        async with db.write() as tx:
+            certificate = await certificates.issue(tx, student.viewer, course_id, now=now)
             return certificate.number
 
     # Two certificates in 2025, then the first one of 2026
@@ -405,20 +412,68 @@ async def test_sequence_restarts_each_year_and_grows_past_999(db: Database) -> N
     assert await issue_at(students[2], datetime(2026, 1, 1, 0, 0, tzinfo=UTC)) == "CERT-2026-001"
 
     # After the 999th certificate of 2026 the number grows a digit
-    async with db.write() as session:
-        await session.execute(
-            text("UPDATE certificate_counters SET last_sequence = 999 WHERE year = 2026")
-        )
+    counters = CertificateCounter.__table__
+    async with db.write() as tx:
+        await tx.execute(update(counters).where(counters.c.year == 2026).values(last_sequence=999))
     assert await issue_at(students[3], datetime(2026, 5, 1, tzinfo=UTC)) == "CERT-2026-1000"
     # A late 2025 issue (clock injected) continues 2025's own sequence
     assert await issue_at(students[4], datetime(2025, 12, 31, tzinfo=UTC)) == "CERT-2025-003"
 
     # And numbers past 999 are found by number like any other
-    async with db.read() as session:
-        found = await certificates.find_by_number(session, "CERT-2026-1000")
+    async with db.read() as tx:
+        found = await certificates.find_by_number(tx, "CERT-2026-1000")
     assert found is not None
     assert found.user_id == students[3].id
     assert found.issued_at.year == 2026
+
+
+async def test_a_request_that_may_not_issue_is_refused_in_a_read_transaction(
+    db: Database, school: School
+) -> None:
+    # Given a student half way through, and one who completed the course
+    student, graduate_ = school.student.viewer, school.other_student.viewer
+    async with db.write() as tx:
+        await enrollments.enroll(tx, student, school.course_id)
+        await completions.complete_lesson(tx, student, school.course_id, school.lesson_ids[0])
+    await finish_course(db, graduate_, school.course_id, school.lesson_ids)
+
+    # When a request that must not change anything asks (it locks nothing: a read will do)
+    async with db.read() as tx:
+        with pytest.raises(CourseNotComplete) as not_complete:
+            await certificates.refuse_issue(tx, student, school.course_id)
+        with pytest.raises(IssueRefused):
+            await certificates.refuse_issue(tx, graduate_, school.course_id)
+        with pytest.raises(NotEnrolled):
+            await certificates.refuse_issue(tx, school.instructor.viewer, school.course_id)
+
+    # Then each gets what issuing would say first, and nothing is issued
+    assert not_complete.value.extra == {"progress_percentage": 25}
+    with pytest.raises(IssueRefused):
+        await obtain_certificate(db, graduate_, school.course_id, may_issue=False)
+    assert await certificate_rows(db) == 0
+
+    # And once issued, the same request gets the certificate
+    issued = await obtain_certificate(db, graduate_, school.course_id, may_issue=True)
+    again = await obtain_certificate(db, graduate_, school.course_id, may_issue=False)
+    assert again == issued
+    assert await certificate_rows(db) == 1
+
+
+async def test_concurrent_first_requests_of_one_student_get_one_certificate(
+    db: Database, school: School
+) -> None:
+    await graduate(db, school)
+
+    issued = await asyncio.gather(
+        *(
+            obtain_certificate(db, school.student.viewer, school.course_id, may_issue=True)
+            for _ in range(10)
+        )
+    )
+
+    assert {certificate.number for certificate in issued} == {issued[0].number}
+    assert await certificate_rows(db) == 1
+    assert len(await issued_events(db, school.course_id)) == 1
 
 
 def test_certificate_number_is_zero_padded_to_three_digits() -> None:
@@ -446,10 +501,12 @@ async def test_renaming_course_or_student_later_does_not_change_the_certificate(
         as_=school.instructor,
     )
     assert data(body, "updateCourse")["title"] == "Advanced Web Engineering"
-    async with db.write() as session:
-        await session.execute(
-            text("UPDATE users SET display_name = 'Johnny Renamed' WHERE id = :id"),
-            {"id": school.student.id},
+    users_table = User.__table__
+    async with db.write() as tx:
+        await tx.execute(
+            update(users_table)
+            .where(users_table.c.id == school.student.id)
+            .values(display_name="Johnny Renamed")
         )
 
     # Then the certificate, its verification and its PDF keep the names of issue time

@@ -24,6 +24,7 @@ from coursepulse.app import create_app
 from coursepulse.cli import main
 from coursepulse.demo import LOGINS
 from coursepulse.models.db import Database
+from coursepulse.models.migrate import schema_engine
 from coursepulse.schema import build_schema, schema_sdl
 from coursepulse.settings import Settings
 
@@ -74,8 +75,12 @@ def _differences(connection: Connection) -> list[Any]:
 
 
 async def test_migrations_create_exactly_the_tables_the_models_describe(db: Database) -> None:
-    async with db.engine.connect() as connection:
-        differences = await connection.run_sync(_differences)
+    engine = schema_engine(db.url)
+    try:
+        async with engine.connect() as connection:
+            differences = await connection.run_sync(_differences)
+    finally:
+        await engine.dispose()
 
     assert differences == [], (
         "the migrations and coursepulse/models disagree: add an Alembic revision"

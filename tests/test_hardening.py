@@ -2,6 +2,7 @@
 
 import asyncio
 import base64
+from typing import Any
 
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
@@ -31,10 +32,10 @@ async def test_a_double_clicked_lesson_delete_removes_it_once(
     )
     outcomes = sorted([error_codes(first), error_codes(second)])
     assert outcomes == [[], ["not_found"]]
-    async with db.read() as session:
-        course = await session.get(Course, school.course_id)
+    async with db.read() as tx:
+        course = await tx.first(select(Course).where(Course.id == school.course_id))
         positions = list(
-            await session.scalars(
+            await tx.scalars(
                 select(Lesson.position)
                 .where(Lesson.course_id == school.course_id)
                 .order_by(Lesson.position)
@@ -55,8 +56,8 @@ async def test_nul_and_control_characters_are_invalid_input_on_every_database(
         client, ROSTER_SEARCH, {"c": str(school.course_id), "s": "a\u0000"}, as_=school.instructor
     )
     assert error_codes(body) == ["invalid_input"]
-    async with db.read() as session:
-        assert await session.scalar(select(func.count()).select_from(Course)) == 1
+    async with db.read() as tx:
+        assert await tx.scalar(select(func.count()).select_from(Course)) == 1
 
 
 async def test_a_username_with_nul_is_refused_as_invalid_credentials(client: TestClient) -> None:
@@ -71,11 +72,11 @@ async def test_a_username_with_nul_is_refused_as_invalid_credentials(client: Tes
 async def test_a_student_who_left_keeps_the_certificate_issued_to_them(
     client: TestClient, school: School, db: Database
 ) -> None:
-    async with db.write() as session:
-        await enrollments.enroll(session, school.student.viewer, school.course_id)
+    async with db.write() as tx:
+        await enrollments.enroll(tx, school.student.viewer, school.course_id)
         for lesson_id in school.lesson_ids:
             await completions.complete_lesson(
-                session, school.student.viewer, school.course_id, lesson_id
+                tx, school.student.viewer, school.course_id, lesson_id
             )
     course = {"c": str(school.course_id)}
     issued = await graphql(client, CERTIFICATE, course, as_=school.student)
@@ -138,7 +139,7 @@ async def test_many_queries_at_once_over_one_websocket_each_get_their_answer(
     assert (await websocket.receive_json(timeout=5))["type"] == "connection_ack"
 
     # When it sends more queries at once than there are pooled read connections
-    count = db.reads.size * 3
+    count = db.read_connections * 3
     for number in range(count):
         await websocket.send_json(
             {
@@ -168,30 +169,40 @@ async def test_many_queries_at_once_over_one_websocket_each_get_their_answer(
     assert all(titles[0] == "Lesson 1" for titles in answers.values())
 
 
-async def test_a_full_read_pool_serves_waiters_as_transactions_end_or_break(
+async def test_read_transactions_beyond_the_connections_wait_and_get_a_freed_one(
     db: Database, school: School
 ) -> None:
-    pool = db.reads
-    held = [await pool.begin() for _ in range(pool.size)]
-    # Given every pooled connection is in use, a further reader waits
-    waiting = asyncio.ensure_future(pool.begin())
+    async def begun() -> Any:
+        scope = db.read()
+        tx = await scope.__aenter__()
+        await lookups.courses_by_id(tx, [school.course_id])
+        return scope, tx
+
+    held = [await begun() for _ in range(db.read_connections)]
+    # Given every connection is in use, a further reader waits
+    waiting = asyncio.ensure_future(begun())
     await asyncio.sleep(0.05)
     assert not waiting.done()
     # When one transaction ends, the waiter gets its connection
-    await pool.end(held.pop())
+    scope, _tx = held.pop()
+    await scope.__aexit__(None, None, None)
     held.append(await asyncio.wait_for(waiting, 5))
     # And when a connection breaks instead, its slot still goes to the next waiter
-    waiting = asyncio.ensure_future(pool.begin())
+    waiting = asyncio.ensure_future(begun())
     await asyncio.sleep(0.05)
-    broken = held.pop()
-    await pool._close_connection(broken.connection)
-    await pool.end(broken)
+    scope, tx = held.pop()
+    connection = tx._connection
+    if db.dialect == "postgresql":
+        connection.terminate()
+    else:
+        connection.close()
+    await scope.__aexit__(None, None, None)
     held.append(await asyncio.wait_for(waiting, 5))
-    for transaction in held:
-        await pool.end(transaction)
-    # Then the pool still answers
-    async with db.snapshot() as reads:
-        assert await lookups.courses_by_id(reads, [school.course_id])
+    for scope, _tx in held:
+        await scope.__aexit__(None, None, None)
+    # Then the database still answers
+    async with db.read() as tx:
+        assert await lookups.courses_by_id(tx, [school.course_id])
 
 
 REST_ENROLL = "/wp-json/fluent-community/v2/courses/{id}/enroll"
@@ -212,8 +223,8 @@ async def test_another_site_cannot_post_with_the_browsers_credentials(
         headers={**headers, "Origin": "http://evil.example"},
     )
     assert graphql_post.status == 403
-    async with db.read() as session:
-        enrolled = await session.scalar(
+    async with db.read() as tx:
+        enrolled = await tx.scalar(
             select(func.count())
             .select_from(Enrollment)
             .where(Enrollment.user_id == school.student.id)
@@ -247,25 +258,22 @@ async def test_two_processes_completing_and_studying_at_once_lose_nothing(
     # Given a second service process on the same database, and two enrolled students
     other = Database.from_url(database_url)
     students = [school.student, school.other_student]
-    async with db.write() as session:
+    async with db.write() as tx:
         for account in students:
-            await enrollments.enroll(session, account.viewer, school.course_id)
+            await enrollments.enroll(tx, account.viewer, school.course_id)
 
     async def complete_every_lesson(database: Database, viewer: Viewer) -> None:
         for lesson_id in school.lesson_ids:
-            await database.change(
-                lambda transaction, lesson_id=lesson_id: completions.complete_lesson(
-                    transaction, viewer, school.course_id, lesson_id
-                )
-            )
+            async with database.write() as tx:
+                await completions.complete_lesson(tx, viewer, school.course_id, lesson_id)
 
     async def study(database: Database, viewer: Viewer) -> None:
         for _ in range(4):
-            async with database.write() as session:
-                await enrollments.record_activity(session, viewer, school.course_id, 60)
+            async with database.write() as tx:
+                await enrollments.record_activity(tx, viewer, school.course_id, 60)
 
     # When each process completes lessons for one student while studying time is added
-    # for the other through the ORM's write transactions
+    # for the other
     try:
         await asyncio.gather(
             complete_every_lesson(db, students[0].viewer),
@@ -277,13 +285,9 @@ async def test_two_processes_completing_and_studying_at_once_lose_nothing(
         await other.dispose()
 
     # Then every change is there, once
-    async with db.read() as session:
-        rows = (
-            await session.scalars(
-                select(Enrollment).where(Enrollment.course_id == school.course_id)
-            )
-        ).all()
-        completed = await session.scalar(select(func.count()).select_from(LessonCompletion))
+    async with db.read() as tx:
+        rows = await tx.scalars(select(Enrollment).where(Enrollment.course_id == school.course_id))
+        completed = await tx.scalar(select(func.count()).select_from(LessonCompletion))
     assert sorted((row.completed_lessons, row.status, row.time_spent_seconds) for row in rows) == [
         (4, "completed", 240),
         (4, "completed", 240),

@@ -9,6 +9,7 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
+from sqlalchemy import text as sa_text
 
 from coursepulse.app import create_app
 from coursepulse.models import CourseStatus, Enrollment, Lesson
@@ -78,18 +79,18 @@ async def post(
 
 
 async def new_token(db: Database, account: Account) -> str:
-    async with db.write() as session:
-        return await users.create_token(session, account.username, "tests")
+    async with db.write() as tx:
+        return await users.create_token(tx, account.username, "tests")
 
 
 async def enrollment_count(db: Database) -> int:
-    async with db.read() as session:
-        return int(await session.scalar(select(func.count()).select_from(Enrollment)) or 0)
+    async with db.read() as tx:
+        return int(await tx.scalar(select(func.count()).select_from(Enrollment)) or 0)
 
 
 async def lesson_titles(db: Database, course_id: int) -> list[str]:
-    async with db.read() as session:
-        rows = await session.scalars(
+    async with db.read() as tx:
+        rows = await tx.scalars(
             select(Lesson.title).where(Lesson.course_id == course_id).order_by(Lesson.position)
         )
         return list(rows)
@@ -552,8 +553,8 @@ async def test_an_unexpected_failure_is_masked_and_logged(
     else:  # the PostgreSQL database is shared by the session: put the table back afterwards
         break_it = "ALTER TABLE lesson_completions RENAME TO lesson_completions_away"
         repair = "ALTER TABLE lesson_completions_away RENAME TO lesson_completions"
-    async with db.engine.begin() as connection:
-        await connection.exec_driver_sql(break_it)
+    async with db.write() as tx:
+        await tx.execute(sa_text(break_it))
     try:
         # When the student completes a lesson
         with caplog.at_level(logging.ERROR):
@@ -561,8 +562,8 @@ async def test_an_unexpected_failure_is_masked_and_logged(
             body = await response.json()
     finally:
         if repair:
-            async with db.engine.begin() as connection:
-                await connection.exec_driver_sql(repair)
+            async with db.write() as tx:
+                await tx.execute(sa_text(repair))
 
     # Then the answer is a masked internal_error with a request id
     assert error_codes(body) == ["internal_error"]

@@ -237,8 +237,8 @@ async def my_courses(
 
 async def backdate_last_accessed(db: Database, account: Account, course_id: int) -> None:
     """Push the enrolment's lastAccessed into the past, so a fresh update shows."""
-    async with db.write() as session:
-        await session.execute(
+    async with db.write() as tx:
+        await tx.execute(
             update(Enrollment)
             .where(Enrollment.user_id == account.id, Enrollment.course_id == course_id)
             .values(last_accessed_at=LONG_AGO)
@@ -249,19 +249,17 @@ async def backdate_completions(
     db: Database, account: Account, course_id: int, start: datetime
 ) -> list[datetime]:
     """Give the student's completions distinct past times (lesson id order); returns them."""
-    async with db.write() as session:
-        enrollment_id = await session.scalar(
+    async with db.write() as tx:
+        enrollment_id = await tx.scalar(
             select(Enrollment.id).where(
                 Enrollment.user_id == account.id, Enrollment.course_id == course_id
             )
         )
-        completions = (
-            await session.scalars(
-                select(LessonCompletion)
-                .where(LessonCompletion.enrollment_id == enrollment_id)
-                .order_by(LessonCompletion.lesson_id)
-            )
-        ).all()
+        completions = await tx.scalars(
+            select(LessonCompletion)
+            .where(LessonCompletion.enrollment_id == enrollment_id)
+            .order_by(LessonCompletion.lesson_id)
+        )
         times = []
         for number, completion in enumerate(completions):
             completion.completed_at = start + timedelta(hours=number)
@@ -274,14 +272,14 @@ async def enrollment_rows(db: Database, account: Account | None = None) -> int:
     query = select(func.count()).select_from(Enrollment)
     if account is not None:
         query = query.where(Enrollment.user_id == account.id)
-    async with db.read() as session:
-        return await session.scalar(query)
+    async with db.read() as tx:
+        return await tx.scalar(query)
 
 
 async def events(db: Database, account: Account, course_id: int) -> list[tuple[Any, ...]]:
     """The student's rows of the event log, oldest first, straight from SQL."""
-    async with db.read() as session:
-        rows = await session.execute(
+    async with db.read() as tx:
+        rows = await tx.execute(
             text(
                 "SELECT kind, lesson_id, progress_percentage, completed_lessons, total_lessons"
                 " FROM progress_events WHERE user_id = :user AND course_id = :course ORDER BY id"
@@ -690,9 +688,9 @@ async def test_next_lesson_follows_course_order_not_creation_order(
     client: TestClient, db: Database, school: School
 ) -> None:
     # given a lesson added last but inserted at the front of the course
-    async with db.write() as session:
+    async with db.write() as tx:
         intro = await courses.add_lesson(
-            session, school.instructor.viewer, school.course_id, title="Welcome", order=1
+            tx, school.instructor.viewer, school.course_id, title="Welcome", order=1
         )
     await enroll(client, school.student, school.course_id)
 
@@ -1023,8 +1021,8 @@ async def test_each_progress_change_appends_an_event_with_its_snapshot(
     )
 
     async def act(operation: Any, *args: Any) -> Any:
-        async with db.write() as session:
-            return await operation(session, viewer, course_id, *args)
+        async with db.write() as tx:
+            return await operation(tx, viewer, course_id, *args)
 
     await act(enrollments.enroll)
     await act(completions.complete_lesson, lesson_1)
@@ -1050,21 +1048,21 @@ async def test_no_ops_and_failures_append_no_event(db: Database, school: School)
     viewer = school.student.viewer
     course_id = school.course_id
     lesson_1, lesson_2 = school.lesson_ids[:2]
-    async with db.write() as session:
-        await enrollments.enroll(session, viewer, course_id)
-        await completions.complete_lesson(session, viewer, course_id, lesson_1)
+    async with db.write() as tx:
+        await enrollments.enroll(tx, viewer, course_id)
+        await completions.complete_lesson(tx, viewer, course_id, lesson_1)
     logged = await events(db, school.student, course_id)
 
-    async with db.write() as session:
-        again = await completions.complete_lesson(session, viewer, course_id, lesson_1)
-    async with db.write() as session:
-        nothing = await completions.incomplete_lesson(session, viewer, course_id, lesson_2)
+    async with db.write() as tx:
+        again = await completions.complete_lesson(tx, viewer, course_id, lesson_1)
+    async with db.write() as tx:
+        nothing = await completions.incomplete_lesson(tx, viewer, course_id, lesson_2)
     with pytest.raises(AlreadyEnrolled):
-        async with db.write() as session:
-            await enrollments.enroll(session, viewer, course_id)
+        async with db.write() as tx:
+            await enrollments.enroll(tx, viewer, course_id)
     with pytest.raises(InvalidInput):
-        async with db.write() as session:
-            await enrollments.record_activity(session, viewer, course_id, 3601)
+        async with db.write() as tx:
+            await enrollments.record_activity(tx, viewer, course_id, 3601)
 
     assert (again.already_completed, again.progress.enrollment.completed_lessons) == (True, 1)
     assert (nothing.completed_at, nothing.progress.enrollment.completed_lessons) == (None, 1)
@@ -1078,13 +1076,13 @@ async def test_resolvers_enforce_the_learner_rules(db: Database, school: School)
     draft_id, _ = await make_course(db, school.instructor, title="Draft", status=CourseStatus.DRAFT)
 
     async def attempt(operation: Any, viewer: Any, *args: Any) -> Any:
-        async with db.write() as session:
-            return await operation(session, viewer, *args)
+        async with db.write() as tx:
+            return await operation(tx, viewer, *args)
 
     with pytest.raises(Unauthenticated):
         await attempt(enrollments.enroll, None, course_id)
     with pytest.raises(Unauthenticated):
-        async with db.snapshot() as reads:
+        async with db.read() as reads:
             await enrollments.my_courses(reads, None)
     with pytest.raises(NotFound):
         await attempt(enrollments.enroll, student, draft_id)
@@ -1093,7 +1091,7 @@ async def test_resolvers_enforce_the_learner_rules(db: Database, school: School)
     with pytest.raises(NotEnrolled):
         await attempt(enrollments.record_activity, student, course_id, 60)
     with pytest.raises(NotEnrolled):
-        async with db.snapshot() as reads:
+        async with db.read() as reads:
             await enrollments.course_progress(reads, student, course_id)
 
     record = await attempt(enrollments.enroll, student, course_id)
@@ -1107,7 +1105,7 @@ async def test_resolvers_enforce_the_learner_rules(db: Database, school: School)
         await attempt(completions.complete_lesson, student, course_id, lesson_id)
     record = await attempt(enrollments.record_activity, student, course_id, 61)
     assert (record.percentage, record.enrollment.time_spent_seconds) == (75, 61)
-    async with db.snapshot() as reads:
+    async with db.read() as reads:
         progress = await enrollments.course_progress(reads, student, course_id)
     assert progress.enrollment.completed_lessons == 3
 

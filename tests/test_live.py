@@ -44,7 +44,8 @@ from websockets.exceptions import ConnectionClosed
 from coursepulse.events.feed import Feeds
 from coursepulse.events.stream import stream_events
 from coursepulse.models import ProgressEvent, ProgressEventKind, Role
-from coursepulse.models.db import Database, create_engine
+from coursepulse.models.db import Database
+from coursepulse.models.migrate import schema_engine
 from coursepulse.resolvers import completions, enrollments
 from coursepulse.resolvers.errors import ResumeRequired
 from coursepulse.schema import build_schema, shared_events
@@ -189,8 +190,8 @@ async def complete(client: TestClient, school: School, student: Account, lesson:
 
 
 async def last_event_id(db: Database) -> int:
-    async with db.read() as session:
-        return int(await session.scalar(select(func.coalesce(func.max(ProgressEvent.id), 0))))
+    async with db.read() as tx:
+        return int(await tx.scalar(select(func.coalesce(func.max(ProgressEvent.id), 0))))
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -714,18 +715,18 @@ async def complete_in_one_transaction(
     db: Database, school: School, student: Account, lessons: range
 ) -> None:
     """Several completions committed together: one burst of events."""
-    async with db.write() as session:
+    async with db.write() as tx:
         for lesson in lessons:
             await completions.complete_lesson(
-                session, student.viewer, school.course_id, school.lesson_ids[lesson]
+                tx, student.viewer, school.course_id, school.lesson_ids[lesson]
             )
 
 
 async def test_feed_overflow_asks_to_resume_from_the_last_delivered_event_without_a_gap(
     db: Database, school: School
 ) -> None:
-    async with db.write() as session:
-        await enrollments.enroll(session, school.student.viewer, school.course_id)
+    async with db.write() as tx:
+        await enrollments.enroll(tx, school.student.viewer, school.course_id)
     feeds = Feeds(db, buffer=2)
     # Given a live subscription (no `after`) with room for 2 waiting events...
     stream = stream_events(db, feeds, school.course_id, after=None, user_id=None)
@@ -773,8 +774,8 @@ async def test_feed_overflow_asks_to_resume_from_the_last_delivered_event_withou
 async def test_overflow_before_any_delivery_resumes_from_where_the_subscription_started(
     db: Database, school: School
 ) -> None:
-    async with db.write() as session:
-        await enrollments.enroll(session, school.student.viewer, school.course_id)
+    async with db.write() as tx:
+        await enrollments.enroll(tx, school.student.viewer, school.course_id)
     before_subscribing = await last_event_id(db)
     feeds = Feeds(db, buffer=1)
     stream = stream_events(db, feeds, school.course_id, after=None, user_id=None)
@@ -835,14 +836,14 @@ async def test_lost_listener_connection_reconnects_and_catches_up_from_the_log(
     if db.dialect != "postgresql":
         pytest.skip("LISTEN/NOTIFY is PostgreSQL's; SQLite uses the in-process broker")
     broker = client.server.app[BROKER]
-    database = db.engine.url.database
+    database = db.url.database
     await enroll(client, school, school.student)
     # The service's pools hold their connections once used (the completion's own too).
     await complete(client, school, school.student, 2)
     async with LiveClient(ws_url(client), TRANSPORT_WS, account=school.instructor) as live:
         stream = await follow(live, COURSE_ACTIVITY, school.course_id, await last_event_id(db))
         # Connections to our database cannot be refused from inside it: act from another one.
-        admin_engine = create_engine(db.engine.url.set(database="postgres").render_as_string(False))
+        admin_engine = schema_engine(db.url.set(database="postgres").render_as_string(False))
         async with admin_engine.connect() as admin:
             await admin.execution_options(isolation_level="AUTOCOMMIT")
             listener = await admin.scalar(

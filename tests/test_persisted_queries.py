@@ -171,8 +171,8 @@ async def test_get_never_runs_a_persisted_mutation(
     assert response.status == 405
     assert response.headers["Allow"] == "POST"
     assert (await response.json())["errors"][0]["extensions"]["code"] == "invalid_input"
-    async with db.read() as session:
-        enrolled = await session.scalar(select(func.count()).select_from(Enrollment))
+    async with db.read() as tx:
+        enrolled = await tx.scalar(select(func.count()).select_from(Enrollment))
     assert enrolled == 0
 
 

@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from coursepulse.models.db import Database, create_engine
+from coursepulse.models.db import Database
+from coursepulse.models.migrate import schema_engine
 from tests.conftest import School, error_codes, graphql
 from tests.test_serve_workers import free_port
 
@@ -131,7 +132,7 @@ async def test_a_write_the_database_refuses_flips_readiness_until_writes_work_ag
     if db.dialect != "postgresql":
         pytest.skip("a read-only database is made with PostgreSQL's default_transaction_read_only")
     name = make_url(database_url).database
-    admin = create_engine(database_url)
+    admin = schema_engine(database_url)
 
     async def set_read_only(on: bool) -> None:
         async with admin.connect() as connection:

@@ -24,15 +24,15 @@ REST = "/wp-json/fluent-community/v2"
 
 
 async def finish_course(db: Database, school: School, account: Account) -> None:
-    async with db.write() as session:
-        await enrollments.enroll(session, account.viewer, school.course_id)
+    async with db.write() as tx:
+        await enrollments.enroll(tx, account.viewer, school.course_id)
         for lesson_id in school.lesson_ids:
-            await completions.complete_lesson(session, account.viewer, school.course_id, lesson_id)
+            await completions.complete_lesson(tx, account.viewer, school.course_id, lesson_id)
 
 
 async def certificates_of(db: Database, account: Account) -> int:
-    async with db.read() as session:
-        count = await session.scalar(
+    async with db.read() as tx:
+        count = await tx.scalar(
             select(func.count()).select_from(Certificate).where(Certificate.user_id == account.id)
         )
     return count or 0
@@ -87,8 +87,8 @@ async def test_graphql_over_get_returns_an_issued_certificate_but_never_issues_o
 async def test_graphql_over_get_before_completion_still_says_how_far_the_student_is(
     client: TestClient, db: Database, school: School
 ) -> None:
-    async with db.write() as session:
-        await enrollments.enroll(session, school.student.viewer, school.course_id)
+    async with db.write() as tx:
+        await enrollments.enroll(tx, school.student.viewer, school.course_id)
     url = (
         "/graphql?query="
         + quote(CERTIFICATE)

@@ -159,8 +159,8 @@ def graphql_seconds(graphql_timestamp: str) -> datetime:
 
 
 async def backdate_completion(db: Database, lesson_id: int, moment: datetime) -> None:
-    async with db.write() as session:
-        await session.execute(
+    async with db.write() as tx:
+        await tx.execute(
             update(LessonCompletion)
             .where(LessonCompletion.lesson_id == lesson_id)  # type: ignore[arg-type]
             .values(completed_at=moment)
@@ -796,8 +796,8 @@ async def test_students_pagination_meta_and_pages(
 async def test_bearer_tokens_work_on_the_facade(
     client: TestClient, db: Database, school: School
 ) -> None:
-    async with db.write() as session:
-        token = await users.create_token(session, "john_doe", name="spa")
+    async with db.write() as tx:
+        token = await users.create_token(tx, "john_doe", name="spa")
     bearer = {"Authorization": f"Bearer {token}"}
 
     enrolled = await call(client, "POST", seed_url(SEED_ENROLL, school), headers=bearer)

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from coursepulse.models import Enrollment, Role
 from coursepulse.models.db import Database
+from coursepulse.models.transactions import Transaction
 from coursepulse.resolvers import completions, enrollments, roster
 from coursepulse.resolvers.errors import Forbidden, InvalidInput, NotEnrolled, NotFound
 from coursepulse.resolvers.roster import StudentOrder
@@ -190,28 +190,28 @@ EXPECTED_ORDER = {
 
 
 async def enrol_in(
-    session: AsyncSession, account: Account, course_id: int, lesson_ids: list[int], completed: int
+    tx: Transaction, account: Account, course_id: int, lesson_ids: list[int], completed: int
 ) -> None:
     """Enrol through the resolvers and complete the first `completed` lessons."""
-    await enrollments.enroll(session, account.viewer, course_id)
+    await enrollments.enroll(tx, account.viewer, course_id)
     for lesson_id in lesson_ids[:completed]:
-        await completions.complete_lesson(session, account.viewer, course_id, lesson_id)
+        await completions.complete_lesson(tx, account.viewer, course_id, lesson_id)
 
 
 async def enrol_with_progress(
     db: Database, account: Account, course_id: int, lesson_ids: list[int], completed: int
 ) -> None:
-    async with db.write() as session:
-        await enrol_in(session, account, course_id, lesson_ids, completed)
+    async with db.write() as tx:
+        await enrol_in(tx, account, course_id, lesson_ids, completed)
 
 
 async def unenrol(db: Database, account: Account, course_id: int) -> None:
-    async with db.write() as session:
-        await enrollments.unenroll(session, account.viewer, course_id)
+    async with db.write() as tx:
+        await enrollments.unenroll(tx, account.viewer, course_id)
 
 
 async def set_times(
-    session: AsyncSession,
+    tx: Transaction,
     account: Account,
     course_id: int,
     *,
@@ -223,15 +223,16 @@ async def set_times(
     A completed enrolment is dated as completed at its last access, so no
     completion predates the rewritten enrolment.
     """
-    this_enrolment = (Enrollment.user_id == account.id) & (Enrollment.course_id == course_id)
-    await session.execute(
-        update(Enrollment)
+    enrolments = Enrollment.__table__
+    this_enrolment = (enrolments.c.user_id == account.id) & (enrolments.c.course_id == course_id)
+    await tx.execute(
+        update(enrolments)
         .where(this_enrolment)
         .values(enrolled_at=enrolled_at, last_accessed_at=last_accessed)
     )
-    await session.execute(
-        update(Enrollment)
-        .where(this_enrolment, Enrollment.completed_at.is_not(None))  # type: ignore[union-attr]
+    await tx.execute(
+        update(enrolments)
+        .where(this_enrolment, enrolments.c.completed_at.is_not(None))
         .values(completed_at=last_accessed)
     )
 
@@ -251,17 +252,17 @@ class Roster:
         return self.school.lesson_ids
 
 
-async def add_learner(session: AsyncSession, school: School, learner: Learner) -> Account:
+async def add_learner(tx: Transaction, school: School, learner: Learner) -> Account:
     """A new student enrolled in the school's course as `learner` describes (one transaction)."""
     user = await create_user(
-        session, username=learner.username, password=PASSWORD, display_name=learner.display_name
+        tx, username=learner.username, password=PASSWORD, display_name=learner.display_name
     )
     account = Account(viewer=viewer_of(user), username=learner.username)
-    await enrol_in(session, account, school.course_id, school.lesson_ids, learner.completed)
+    await enrol_in(tx, account, school.course_id, school.lesson_ids, learner.completed)
     if learner is LEAVER:
-        await enrollments.unenroll(session, account.viewer, school.course_id)
+        await enrollments.unenroll(tx, account.viewer, school.course_id)
     await set_times(
-        session,
+        tx,
         account,
         school.course_id,
         enrolled_at=day(learner.enrolled_day),
@@ -273,11 +274,11 @@ async def add_learner(session: AsyncSession, school: School, learner: Learner) -
 @pytest.fixture
 async def roster_school(db: Database, school: School) -> Roster:
     """The school's 4-lesson course with the seven LEARNERS enrolled and one LEAVER gone."""
-    async with db.write() as session:
+    async with db.write() as tx:
         students = {
-            learner.username: await add_learner(session, school, learner) for learner in LEARNERS
+            learner.username: await add_learner(tx, school, learner) for learner in LEARNERS
         }
-        leaver = await add_learner(session, school, LEAVER)
+        leaver = await add_learner(tx, school, LEAVER)
     return Roster(school=school, students=students, leaver=leaver)
 
 
@@ -418,8 +419,8 @@ async def test_unenrolled_students_are_not_on_the_roster(
 async def test_a_returning_student_is_back_on_the_roster(
     client: TestClient, db: Database, roster_school: Roster
 ) -> None:
-    async with db.write() as session:
-        await enrollments.enroll(session, roster_school.leaver.viewer, roster_school.course_id)
+    async with db.write() as tx:
+        await enrollments.enroll(tx, roster_school.leaver.viewer, roster_school.course_id)
     body = await graphql(
         client,
         ROSTER,
@@ -617,18 +618,18 @@ async def test_statements_per_roster_page_do_not_grow_with_per_page(
     client: TestClient, db: Database, school: School, count_statements: StatementCounter
 ) -> None:
     # Given 25 students, each with some lessons complete
-    async with db.write() as session:
+    async with db.write() as tx:
         for number in range(25):
             user = await create_user(
-                session,
+                tx,
                 username=f"learner{number:02d}",
                 password=PASSWORD,
                 display_name=f"Learner {number:02d}",
             )
             viewer = viewer_of(user)
-            await enrollments.enroll(session, viewer, school.course_id)
+            await enrollments.enroll(tx, viewer, school.course_id)
             for lesson_id in school.lesson_ids[: number % 5]:
-                await completions.complete_lesson(session, viewer, school.course_id, lesson_id)
+                await completions.complete_lesson(tx, viewer, school.course_id, lesson_id)
     variables = {"courseId": str(school.course_id)}
     # The first request verifies the password; later ones use the credential cache.
     warm_up = await graphql(client, ROSTER_NESTED, {**variables, "perPage": 1}, as_=school.admin)
@@ -843,9 +844,9 @@ async def test_resolver_pages_by_display_name_with_search(
     db: Database, roster_school: Roster
 ) -> None:
     instructor = roster_school.school.instructor.viewer
-    async with db.snapshot() as reads:
+    async with db.read() as tx:
         second = await roster.course_students(
-            reads,
+            tx,
             instructor,
             roster_school.course_id,
             page=2,
@@ -854,7 +855,7 @@ async def test_resolver_pages_by_display_name_with_search(
             descending=False,
         )
         matches = await roster.course_students(
-            reads, instructor, roster_school.course_id, search="ALICE"
+            tx, instructor, roster_school.course_id, search="ALICE"
         )
     assert [row.user.username for row in second.rows] == ["dave-n", "eve", "frank_h"]
     assert (second.total, second.total_pages, second.per_page, second.page) == (7, 3, 3, 2)
@@ -867,20 +868,20 @@ async def test_resolver_refuses_the_roster_and_checks_bounds(
 ) -> None:
     alice = roster_school.students["alice_w"].viewer
     instructor = roster_school.school.instructor.viewer
-    async with db.write() as session:
+    async with db.read() as tx:
         with pytest.raises(Forbidden):
-            await roster.course_stats(session, alice, roster_school.course_id)
-    async with db.snapshot() as reads:
+            await roster.course_stats(tx, alice, roster_school.course_id)
+    async with db.read() as tx:
         with pytest.raises(Forbidden):
-            await roster.course_students(reads, alice, roster_school.course_id)
+            await roster.course_students(tx, alice, roster_school.course_id)
         with pytest.raises(NotFound):
-            await roster.course_students(reads, instructor, 999_999)
+            await roster.course_students(tx, instructor, 999_999)
         with pytest.raises(InvalidInput):
-            await roster.course_students(reads, instructor, roster_school.course_id, page=0)
+            await roster.course_students(tx, instructor, roster_school.course_id, page=0)
         with pytest.raises(InvalidInput):
-            await roster.course_students(reads, instructor, roster_school.course_id, per_page=0)
+            await roster.course_students(tx, instructor, roster_school.course_id, per_page=0)
         capped = await roster.course_students(
-            reads, instructor, roster_school.course_id, per_page=1000
+            tx, instructor, roster_school.course_id, per_page=1000
         )
     assert capped.per_page == 100
     assert len(capped.rows) == 7
@@ -895,8 +896,8 @@ async def test_resolver_average_is_the_mean_of_floored_percentages(
     for account, completed in ((school.student, 1), (school.other_student, 2), (third, 3)):
         await enrol_with_progress(db, account, course_id, lesson_ids, completed)
 
-    async with db.write() as session:
-        stats = await roster.course_stats(session, school.instructor.viewer, course_id)
+    async with db.read() as tx:
+        stats = await roster.course_stats(tx, school.instructor.viewer, course_id)
 
     # Then the mean is (33 + 66 + 100) / 3 = 66.33, not the unfloored 66.67
     assert stats.average_progress == 66.33
@@ -911,14 +912,14 @@ async def test_resolver_course_progress_for_someone_else(
     grace = roster_school.students["grace.p"]
     alice = roster_school.students["alice_w"]
     course_id = roster_school.course_id
-    async with db.snapshot() as reads:
+    async with db.read() as tx:
         record = await enrollments.course_progress(
-            reads, roster_school.school.admin.viewer, course_id, grace.id
+            tx, roster_school.school.admin.viewer, course_id, grace.id
         )
         assert (record.enrollment.user_id, record.percentage) == (grace.id, 75)
         with pytest.raises(Forbidden):
-            await enrollments.course_progress(reads, alice.viewer, course_id, grace.id)
+            await enrollments.course_progress(tx, alice.viewer, course_id, grace.id)
         with pytest.raises(NotEnrolled):
             await enrollments.course_progress(
-                reads, roster_school.school.instructor.viewer, course_id, roster_school.leaver.id
+                tx, roster_school.school.instructor.viewer, course_id, roster_school.leaver.id
             )

@@ -37,8 +37,8 @@ async def count(
 async def test_a_progress_bar_read_is_one_statement(
     client: TestClient, school: School, count_statements: StatementCounter, db: Database
 ) -> None:
-    async with db.write() as session:
-        await enrollments.enroll(session, school.student.viewer, school.course_id)
+    async with db.write() as tx:
+        await enrollments.enroll(tx, school.student.viewer, school.course_id)
     variables = {"c": str(school.course_id)}
     assert await count(client, count_statements, PROGRESS_BAR, variables, school.student) == 1
 
@@ -46,10 +46,10 @@ async def test_a_progress_bar_read_is_one_statement(
 async def test_a_full_progress_read_is_a_fixed_handful(
     client: TestClient, school: School, count_statements: StatementCounter, db: Database
 ) -> None:
-    async with db.write() as session:
-        await enrollments.enroll(session, school.student.viewer, school.course_id)
+    async with db.write() as tx:
+        await enrollments.enroll(tx, school.student.viewer, school.course_id)
         await completions.complete_lesson(
-            session, school.student.viewer, school.course_id, school.lesson_ids[0]
+            tx, school.student.viewer, school.course_id, school.lesson_ids[0]
         )
     own = {"c": str(school.course_id), "u": None}
     # course+enrolment, lessons, completions, certificate, student
@@ -61,13 +61,13 @@ async def test_a_full_progress_read_is_a_fixed_handful(
 async def test_my_courses_cost_does_not_grow_with_the_number_of_courses(
     client: TestClient, school: School, count_statements: StatementCounter, db: Database
 ) -> None:
-    async with db.write() as session:
-        await enrollments.enroll(session, school.student.viewer, school.course_id)
+    async with db.write() as tx:
+        await enrollments.enroll(tx, school.student.viewer, school.course_id)
     one = await count(client, count_statements, MY_COURSES, {}, school.student)
     for number in range(3):
         course_id, _ = await make_course(db, school.instructor, title=f"Course {number}")
-        async with db.write() as session:
-            await enrollments.enroll(session, school.student.viewer, course_id)
+        async with db.write() as tx:
+            await enrollments.enroll(tx, school.student.viewer, course_id)
     four = await count(client, count_statements, MY_COURSES, {}, school.student)
     assert one == four
 
@@ -77,8 +77,8 @@ async def test_a_roster_page_of_100_costs_what_a_page_of_20_does(
 ) -> None:
     for number in range(110):
         student = await make_user(db, f"learner{number:03d}")
-        async with db.write() as session:
-            await enrollments.enroll(session, student.viewer, school.course_id)
+        async with db.write() as tx:
+            await enrollments.enroll(tx, student.viewer, school.course_id)
     small = await count(
         client, count_statements, ROSTER, {"c": str(school.course_id), "n": 20}, school.instructor
     )

@@ -18,11 +18,11 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import asyncpg
-from sqlalchemy.engine import make_url
 
 from coursepulse.events.feed import Feeds
 from coursepulse.models.access import ACCESS_CHANNEL, AccessNotice
 from coursepulse.models.db import NOTIFY_CHANNEL, Database
+from coursepulse.models.postgres import dsn_of
 
 log = logging.getLogger("coursepulse.events")
 
@@ -78,12 +78,6 @@ class InProcessBroker:
         await self.feeds.close()
 
 
-def asyncpg_dsn(database_url: str) -> str:
-    """A plain postgresql:// DSN for asyncpg from the SQLAlchemy URL."""
-    url = make_url(database_url).set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)
-
-
 class PostgresBroker:
     """LISTENs for NOTIFY on a dedicated connection (a pooled one would drop the listener)."""
 
@@ -92,10 +86,10 @@ class PostgresBroker:
     PING_INTERVAL = 30.0
     PING_TIMEOUT = 5.0
 
-    def __init__(self, db: Database, feeds: Feeds, database_url: str) -> None:
+    def __init__(self, db: Database, feeds: Feeds) -> None:
         self.db = db
         self.feeds = feeds
-        self.dsn = asyncpg_dsn(database_url)
+        self.dsn = dsn_of(db.url)
         self._connection: asyncpg.Connection | None = None
         self._lost = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -205,11 +199,9 @@ class PostgresBroker:
                     log.exception("a reconnect listener failed")
 
 
-def create_broker(
-    db: Database, database_url: str, *, buffer: int, poll_seconds: float = 0.0
-) -> Broker:
+def create_broker(db: Database, *, buffer: int, poll_seconds: float = 0.0) -> Broker:
     """The broker that fits the database: NOTIFY on PostgreSQL, in-process otherwise."""
     feeds = Feeds(db, buffer=buffer)
     if db.dialect == "postgresql":
-        return PostgresBroker(db, feeds, database_url)
+        return PostgresBroker(db, feeds)
     return InProcessBroker(db, feeds, poll_seconds=poll_seconds)

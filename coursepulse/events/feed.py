@@ -4,12 +4,10 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
 
-from sqlalchemy import func, select
-
-from coursepulse.models import ProgressEvent
 from coursepulse.models.db import Database
+from coursepulse.models.rows import ProgressEventRow
+from coursepulse.resolvers.live import events_after, last_event_id
 
 log = logging.getLogger("coursepulse.events")
 
@@ -38,10 +36,10 @@ class Subscription:
         self.start = start
         self.buffer = buffer
         self.overflowed = False
-        self._events: deque[ProgressEvent] | None = None
+        self._events: deque[ProgressEventRow] | None = None
         self._waiter: asyncio.Future[None] | None = None
 
-    def offer(self, event: ProgressEvent) -> None:
+    def offer(self, event: ProgressEventRow) -> None:
         """Queue an event without waiting; a full queue marks the subscription overflowed."""
         if self.overflowed:
             return
@@ -57,7 +55,7 @@ class Subscription:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def next(self) -> ProgressEvent:
+    async def next(self) -> ProgressEventRow:
         """The next event; raises `Overflowed` once the subscriber fell too far behind."""
         while True:
             if self.overflowed:
@@ -114,20 +112,10 @@ class CourseFeed:
 
     async def _read_new(self) -> None:
         while True:
-            async with self.db.read() as session:
-                rows = list(
-                    await session.scalars(
-                        select(ProgressEvent)
-                        .where(
-                            ProgressEvent.course_id == self.course_id,
-                            ProgressEvent.id > self.cursor,  # type: ignore[operator]
-                        )
-                        .order_by(ProgressEvent.id)
-                        .limit(READ_BATCH)
-                    )
-                )
+            async with self.db.read() as tx:
+                rows = await events_after(tx, self.course_id, self.cursor, limit=READ_BATCH)
             for event in rows:
-                self.cursor = event.id  # type: ignore[assignment]
+                self.cursor = event.id
                 for subscription in tuple(self.subscriptions):
                     subscription.offer(event)
             if len(rows) < READ_BATCH:
@@ -142,20 +130,15 @@ class Feeds:
         self.buffer = buffer
         self._feeds: dict[int, CourseFeed] = {}
         self._lock = asyncio.Lock()
-        self.on_first_subscriber: Callable[[int], None] | None = None
 
     async def subscribe(self, course_id: int) -> Subscription:
         """A subscription receiving every event of the course committed from now on."""
         async with self._lock:
             feed = self._feeds.get(course_id)
             if feed is None:
-                async with self.db.read() as session:
-                    cursor = await session.scalar(
-                        select(func.coalesce(func.max(ProgressEvent.id), 0)).where(
-                            ProgressEvent.course_id == course_id
-                        )
-                    )
-                feed = CourseFeed(self.db, course_id, int(cursor or 0))
+                async with self.db.read() as tx:
+                    cursor = await last_event_id(tx, course_id)
+                feed = CourseFeed(self.db, course_id, cursor)
                 feed.start()
                 self._feeds[course_id] = feed
                 # Anything committed while the cursor was being read is picked up now.

@@ -3,8 +3,8 @@
 from collections.abc import AsyncIterator
 
 from coursepulse.events.feed import Feeds, Overflowed
-from coursepulse.models import ProgressEvent
 from coursepulse.models.db import Database
+from coursepulse.models.rows import ProgressEventRow
 from coursepulse.resolvers.errors import ResumeRequired
 from coursepulse.resolvers.live import events_after
 
@@ -16,7 +16,7 @@ async def stream_events(
     *,
     after: int | None,
     user_id: int | None,
-) -> AsyncIterator[ProgressEvent]:
+) -> AsyncIterator[ProgressEventRow]:
     """Events of the course (of one user, if given), oldest first.
 
     The feed subscription is taken before the log is read, so nothing committed
@@ -29,10 +29,10 @@ async def stream_events(
     try:
         if after is not None:
             while True:
-                async with db.read() as session:
-                    batch = await events_after(session, course_id, last_id, user_id=user_id)
+                async with db.read() as tx:
+                    batch = await events_after(tx, course_id, last_id, user_id=user_id)
                 for event in batch:
-                    last_id = event.id  # type: ignore[assignment]
+                    last_id = event.id
                     yield event
                 if not batch:
                     break
@@ -41,11 +41,11 @@ async def stream_events(
                 event = await subscription.next()
             except Overflowed:
                 raise ResumeRequired(last_event_id=str(last_id)) from None
-            if event.id <= last_id:  # type: ignore[operator]
+            if event.id <= last_id:
                 continue
             if user_id is not None and event.user_id != user_id:
                 continue
-            last_id = event.id  # type: ignore[assignment]
+            last_id = event.id
             yield event
     finally:
         await feeds.unsubscribe(subscription)

@@ -11,7 +11,6 @@ layer's; who loses what was decided by the resolver that recorded it.
 
 from dataclasses import dataclass
 from enum import StrEnum
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:

@@ -10,6 +10,7 @@ transaction on PostgreSQL (heard only if it commits), then to this process's
 The driver is chosen by dialect: models/sqlite.py or models/postgres.py.
 """
 
+import logging
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Callable
@@ -59,6 +60,13 @@ def is_unavailable(error: BaseException | None) -> bool:
     return False
 
 
+_sql_log = logging.getLogger("coursepulse.sql")
+
+
+def _echo(sql: str) -> None:
+    _sql_log.info("%s", sql)
+
+
 class Database:
     """The service's database: read and write transactions, and their announcements."""
 
@@ -87,9 +95,18 @@ class Database:
         #: one succeeds again (readiness probes answer 503 meanwhile).
         self.writes_failing = False
 
+    @property
+    def read_connections(self) -> int:
+        """How many read transactions can hold a connection at once; more wait their turn."""
+        return self._driver.read_connections
+
     @classmethod
-    def from_url(cls, database_url: str) -> "Database":
-        return cls(database_url)
+    def from_url(cls, database_url: str, *, echo: bool = False) -> "Database":
+        """The database at the URL; `echo` logs every statement (logger coursepulse.sql)."""
+        database = cls(database_url)
+        if echo:
+            database.observers.append(_echo)
+        return database
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Transaction]:

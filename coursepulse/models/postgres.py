@@ -83,17 +83,27 @@ class PostgresTransaction(Transaction):
         try:
             if commit:
                 await block.commit()
-            elif not connection.is_closed() and connection.is_in_transaction():
+            elif _in_transaction(connection):
                 await block.rollback()
         except BaseException:
-            if not connection.is_closed() and connection.is_in_transaction():
+            if _in_transaction(connection):
                 with contextlib.suppress(Exception):
                     await block.rollback()
             raise
         finally:
-            # The pool resets a connection it gets back, and closes one that broke.
+            # The pool resets a connection it gets back, and closes one that broke (a
+            # connection the server dropped has gone back to the pool already).
             pool = await self._driver.pool()
-            await pool.release(connection)
+            with contextlib.suppress(asyncpg.InterfaceError):
+                await pool.release(connection)
+
+
+def _in_transaction(connection: Any) -> bool:
+    """Whether the pooled connection is still open and inside a transaction."""
+    try:
+        return not connection.is_closed() and connection.is_in_transaction()
+    except asyncpg.InterfaceError:  # the pool took back a connection that was lost
+        return False
 
 
 class PostgresDriver:
@@ -105,6 +115,8 @@ class PostgresDriver:
         self.observers = observers
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
+        #: Reads and writes share the pool.
+        self.read_connections = POOL_SIZE
 
     async def pool(self) -> asyncpg.Pool:
         """The pool, created at the first transaction (a server that is down is tried again)."""

@@ -31,7 +31,7 @@ def row_type_of(table: Table) -> Any:
     """The named row type of a table: its columns' keys, in table order."""
     singular = str(table.name).removesuffix("s")
     name = "".join(part.title() for part in singular.split("_")) + "Row"
-    return namedtuple(name, [column.key for column in table.columns])  # noqa: PYI024
+    return namedtuple(name, [column.key for column in table.columns])
 
 
 def _row_of(model: Any) -> Any:

@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql.elements import Label
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
 
@@ -102,6 +103,8 @@ class Compiled:
     results: tuple[Callable[[Any], Any] | None, ...]
     processes_results: bool
     make_row: RowMaker
+    #: True when a row is one table's row type (its first element is the row itself).
+    whole_row: bool
 
     def arguments(self, params: dict[str, Any]) -> tuple[Any, ...]:
         """The driver's positional arguments for these named parameters."""
@@ -110,6 +113,10 @@ class Compiled:
             bind(values[name]) if bind is not None else values[name]
             for name, bind in zip(self.names, self.binds, strict=True)
         )
+
+    def first_elements(self, rows: list[Any]) -> list[Any]:
+        """Each row's first element: the row itself for one table's row type."""
+        return rows if self.whole_row else [row[0] for row in rows]
 
     def rows(self, raw: Sequence[Sequence[Any]]) -> list[Any]:
         """The driver's rows as the statement's row type, each value processed by its type."""
@@ -175,6 +182,14 @@ def _column_of(entry: Any) -> Column[Any] | None:
     return None
 
 
+def _name_of(entry: Any) -> str:
+    """A result column's name in its row: its label, or its column's own key."""
+    if any(isinstance(candidate, Label) for candidate in entry.objects):
+        return str(entry.keyname)
+    column = _column_of(entry)
+    return str(column.key if column is not None else entry.keyname)
+
+
 def _whole_tables(columns: list[Column[Any] | None]) -> list[Table] | None:
     """The tables whose columns, all of them and in order, make up the result; else None."""
     tables: list[Table] = []
@@ -214,10 +229,10 @@ def _row_maker(entries: list[Any]) -> RowMaker:
             )
 
         return joined
-    keys = [entry.keyname for entry in entries]
+    keys = [_name_of(entry) for entry in entries]
     if len(set(keys)) != len(keys):
         raise ValueError(f"columns of one statement need distinct names (label them): {keys}")
-    return namedtuple("Row", keys)._make  # type: ignore[misc]  # noqa: PYI024
+    return namedtuple("Row", keys)._make  # type: ignore[misc]
 
 
 def compile_statement(statement: Executable, dialect: Dialect) -> Compiled:
@@ -227,9 +242,9 @@ def compile_statement(statement: Executable, dialect: Dialect) -> Compiled:
         raise ValueError("expanding IN is not supported here: use in_ids() or one_of()")
     names = tuple(compiled.positiontup or ())
     constants = {
-        name: bind.value
+        name: bind.effective_value
         for name, bind in compiled.binds.items()
-        if bind.value is not None or bind.callable is not None
+        if not bind.required or bind.value is not None or bind.callable is not None
     }
     processors = compiled._bind_processors
     entries = list(compiled._result_columns)
@@ -242,4 +257,5 @@ def compile_statement(statement: Executable, dialect: Dialect) -> Compiled:
         results=results,
         processes_results=any(process is not None for process in results),
         make_row=_row_maker(entries) if entries else tuple,
+        whole_row=bool(entries) and len(_whole_tables([_column_of(e) for e in entries]) or ()) == 1,
     )

@@ -172,6 +172,7 @@ class SqliteDriver:
         self._writer_turn = asyncio.Lock()
         self._commits = 0
         self._closed = False
+        self.read_connections = READ_CONNECTIONS
 
     def transaction(self, *, writing: bool) -> SqliteTransaction:
         return SqliteTransaction(self, writing=writing)
@@ -252,4 +253,3 @@ class SqliteDriver:
                 with contextlib.suppress(sqlite3.Error):
                     self._writer.close()
                 self._writer = None
-

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 
 from coursepulse.models.access import AccessNotice
-from coursepulse.models.sql import Statement, as_query
+from coursepulse.models.sql import Compiled, Statement, as_query
 
 StatementObserver = Callable[[str], None]
 
@@ -46,6 +46,11 @@ class Transaction(ABC):
 
     async def all(self, statement: Statement, **params: Any) -> list[Any]:
         """Every row the statement gives (none for a statement without RETURNING)."""
+        return (await self._run(statement, params))[1]
+
+    async def _run(
+        self, statement: Statement, params: dict[str, Any]
+    ) -> tuple[Compiled, list[Any]]:
         query = as_query(statement)
         compiled = query.compiled(self.dialect)
         arguments = compiled.arguments(params)
@@ -61,17 +66,22 @@ class Transaction(ABC):
                 raw = await self._fetch(compiled.sql, arguments, offload=query.unbounded)
             except self._integrity_errors as error:
                 raise IntegrityError(compiled.sql, arguments, error) from error
-        return compiled.rows(raw)
+        return compiled, compiled.rows(raw)
 
     async def first(self, statement: Statement, **params: Any) -> Any | None:
         """The first row, or None."""
         rows = await self.all(statement, **params)
         return rows[0] if rows else None
 
+    async def scalars(self, statement: Statement, **params: Any) -> list[Any]:
+        """The first element of every row: a column's value, or the row of a whole table."""
+        compiled, rows = await self._run(statement, params)
+        return compiled.first_elements(rows)
+
     async def scalar(self, statement: Statement, **params: Any) -> Any | None:
-        """The first column of the first row, or None."""
-        rows = await self.all(statement, **params)
-        return rows[0][0] if rows else None
+        """The first element of the first row (see `scalars`), or None."""
+        compiled, rows = await self._run(statement, params)
+        return compiled.first_elements(rows[:1])[0] if rows else None
 
     async def execute(self, statement: Statement, **params: Any) -> None:
         """Run a statement for its effect."""

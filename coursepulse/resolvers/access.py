@@ -66,11 +66,11 @@ async def get_course(
     tx: Transaction, course_id: int, *, lock: bool = False, share: bool = False
 ) -> CourseRow | None:
     """The course row; `lock` takes a row lock (FOR UPDATE, or FOR SHARE with `share`)."""
-    if not lock:
-        query = _COURSE_BY_ID
-    else:
-        query = _COURSE_FOR_SHARE if share else _COURSE_FOR_UPDATE
-    return await tx.first(query, course_id=course_id)
+    if lock:
+        return await tx.first(
+            _COURSE_FOR_SHARE if share else _COURSE_FOR_UPDATE, course_id=course_id
+        )
+    return await tx.first(_COURSE_BY_ID, course_id=course_id)
 
 
 async def visible_course(

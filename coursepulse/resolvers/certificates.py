@@ -1,12 +1,19 @@
-"""Certificates of completion: one per enrolment, numbered per year, verifiable by anyone."""
+"""Certificates of completion: one per enrolment, numbered per year, verifiable by anyone.
+
+Getting one's certificate is a read, then (the first time only) a write: `find_own`
+in a read transaction, and when nothing was issued yet, `issue` in a write
+transaction, or `refuse_issue` when the request must not change anything. The
+front doors sequence them through web/certificates.py's `obtain_certificate`.
+"""
 
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
+from typing import NoReturn
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from coursepulse.models import (
     Certificate,
@@ -16,10 +23,11 @@ from coursepulse.models import (
     User,
     utcnow,
 )
-from coursepulse.models.db import Database
-from coursepulse.models.rows import CertificateRow
+from coursepulse.models.rows import CertificateRow, CourseRow, EnrollmentRow
+from coursepulse.models.sql import Query
+from coursepulse.models.transactions import Transaction
 from coursepulse.resolvers.access import is_course_staff, require_admin
-from coursepulse.resolvers.enrollments import learning_enrollment
+from coursepulse.resolvers.enrollments import course_progress, learning_enrollment
 from coursepulse.resolvers.errors import CourseNotComplete, IssueRefused, NotFound
 from coursepulse.resolvers.events import append_event
 from coursepulse.resolvers.progress import progress_percentage
@@ -31,13 +39,71 @@ _NUMBER_RE = re.compile(r"CERT-[0-9]{4}-[0-9]{3,}")
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{20,64}")
 REASON_MAX = 500
 
+_CERTIFICATES = Certificate.__table__
+_COUNTERS = CertificateCounter.__table__
+_USERS = User.__table__
+
+_OWN = Query(
+    select(_CERTIFICATES).where(
+        _CERTIFICATES.c.user_id == bindparam("user_id"),
+        _CERTIFICATES.c.course_id == bindparam("course_id"),
+    )
+)
+_BY_NUMBER = Query(select(_CERTIFICATES).where(_CERTIFICATES.c.number == bindparam("number")))
+_BY_TOKEN = Query(select(_CERTIFICATES).where(_CERTIFICATES.c.token == bindparam("token")))
+
+
+def _next_sequence_query(dialect_insert: type[sqlite.Insert] | type[postgresql.Insert]) -> Query:
+    """The year's counter, created at 1 or incremented; the row's lock queues concurrent issuers."""
+    return Query(
+        dialect_insert(_COUNTERS)
+        .values(year=bindparam("year"), last_sequence=1)
+        .on_conflict_do_update(
+            index_elements=[_COUNTERS.c.year],
+            set_={"last_sequence": _COUNTERS.c.last_sequence + 1},
+        )
+        .returning(_COUNTERS.c.last_sequence)
+    )
+
+
+_NEXT_SEQUENCE = {
+    "sqlite": _next_sequence_query(sqlite.Insert),
+    "postgresql": _next_sequence_query(postgresql.Insert),
+}
+#: The new certificate; the student's name is read from their user row as it is now.
+_ADD_CERTIFICATE = Query(
+    insert(_CERTIFICATES)
+    .values(
+        number=bindparam("number"),
+        token=bindparam("token"),
+        enrollment_id=bindparam("enrollment_id"),
+        course_id=bindparam("course_id"),
+        user_id=bindparam("user_id"),
+        year=bindparam("year"),
+        sequence=bindparam("sequence"),
+        issued_at=bindparam("issued_at"),
+        course_title=bindparam("course_title"),
+        student_name=select(_USERS.c.display_name)
+        .where(_USERS.c.id == bindparam("user_id"))
+        .scalar_subquery(),
+    )
+    .returning(_CERTIFICATES)
+)
+#: Revokes a certificate not revoked yet (an earlier revocation is kept).
+_REVOKE = Query(
+    update(_CERTIFICATES)
+    .where(_CERTIFICATES.c.number == bindparam("number"), _CERTIFICATES.c.revoked_at.is_(None))
+    .values(revoked_at=bindparam("at"), revoked_reason=bindparam("reason"))
+    .returning(_CERTIFICATES)
+)
+
 
 def certificate_number(year: int, sequence: int) -> str:
     """'CERT-2025-001': the sequence restarts each year and grows past 999."""
     return f"{NUMBER_PREFIX}-{year}-{sequence:03d}"
 
 
-def certificate_url(base_url: str, certificate: Certificate | CertificateRow) -> str:
+def certificate_url(base_url: str, certificate: CertificateRow) -> str:
     """Where the certificate's PDF is served: an unguessable token, not the number."""
     return f"{base_url.rstrip('/')}/certificates/{certificate.token}.pdf"
 
@@ -47,164 +113,167 @@ def verification_url(base_url: str, certificate_number: str) -> str:
     return f"{base_url.rstrip('/')}/verify/{certificate_number}"
 
 
-async def _next_sequence(session: AsyncSession, year: int) -> int:
-    """The next number of the year; the counter row's lock makes concurrent issuers queue."""
-    dialect = session.bind.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    await session.execute(
-        insert(CertificateCounter)
-        .values(year=year, last_sequence=0)
-        .on_conflict_do_nothing(index_elements=["year"])
-    )
-    sequence = await session.scalar(
-        update(CertificateCounter)
-        .where(CertificateCounter.year == year)
-        .values(last_sequence=CertificateCounter.last_sequence + 1)
-        .returning(CertificateCounter.last_sequence)
-    )
-    assert sequence is not None  # the row exists: inserted above or before
-    return sequence
+def _normalized_number(number: str) -> str | None:
+    """The number as certificates carry it (case and blanks aside); None when malformed."""
+    normalized = number.strip().upper()
+    return normalized if _NUMBER_RE.fullmatch(normalized) else None
 
 
-async def get_or_issue(
-    session: AsyncSession,
-    viewer: Viewer | None,
-    course_id: int,
-    *,
-    may_issue: bool = True,
-    now: datetime | None = None,
-) -> Certificate:
-    """The viewer's certificate for the course, issued on the first call after completion.
-
-    Before completion: `course_not_complete` with the current percentage. Once
-    issued, it stays the viewer's certificate whatever happens to the course.
-    Without `may_issue` (a request that must not change anything: a GET, a
-    cross-site request) an issued certificate is returned but none is issued.
-    """
-    existing = await find_own(session, viewer, course_id)
-    if existing is not None:
-        return existing
-    _viewer, course, enrollment = await learning_enrollment(session, viewer, course_id)
-    # Concurrent first requests queue on the enrolment's lock: the ones that waited
-    # find the certificate the first one issued.
-    existing = await find_own(session, viewer, course_id)
-    if existing is not None:
-        return existing
+def _require_complete(course: CourseRow, enrollment: EnrollmentRow) -> None:
+    """`course_not_complete`, with the current percentage, before the enrolment is completed."""
     if enrollment.status != EnrollmentStatus.COMPLETED:
         raise CourseNotComplete(
             progress_percentage=progress_percentage(
                 enrollment.completed_lessons, course.total_lessons
             )
         )
-    if not may_issue:
-        raise IssueRefused()
+
+
+async def find_own(tx: Transaction, viewer: Viewer | None, course_id: int) -> CertificateRow | None:
+    """The viewer's certificate for the course, if one was issued (even if they left since).
+
+    Once issued, it stays the viewer's certificate whatever happens to the course.
+    """
+    viewer = require_viewer(viewer)
+    return await tx.first(_OWN, user_id=viewer.user_id, course_id=course_id)
+
+
+async def issue(
+    tx: Transaction, viewer: Viewer | None, course_id: int, *, now: datetime | None = None
+) -> CertificateRow:
+    """Issue the viewer's certificate for the course, in a write transaction where `find_own`
+    found none; a certificate issued meanwhile by a concurrent request is returned instead.
+
+    Not enrolled: `not_enrolled` (`not_found` for a course the viewer cannot see).
+    Before completion: `course_not_complete` with the current percentage; refused
+    attempts use up no number. A concurrent issue that still collides on a unique key
+    raises IntegrityError, which ends the transaction: the winner's row is to be read
+    in a new one (as `obtain_certificate` in web/certificates.py does).
+    """
+    _viewer, course, enrollment = await learning_enrollment(tx, viewer, course_id)
+    # Concurrent first requests queue on the enrolment's lock: the ones that waited
+    # find the certificate the first one issued.
+    existing = await find_own(tx, viewer, course_id)
+    if existing is not None:
+        return existing
+    _require_complete(course, enrollment)
     now = now or utcnow()
-    student = await session.get(User, enrollment.user_id)
-    assert student is not None  # foreign key
-    sequence = await _next_sequence(session, now.year)
-    certificate = Certificate(
+    sequence = await tx.scalar(_NEXT_SEQUENCE[tx.dialect.name], year=now.year)
+    assert sequence is not None  # the upsert returns the counter
+    certificate: CertificateRow = await tx.first(
+        _ADD_CERTIFICATE,
         number=certificate_number(now.year, sequence),
         token=secrets.token_urlsafe(24),
-        enrollment_id=enrollment.id,  # type: ignore[arg-type]
-        course_id=course.id,  # type: ignore[arg-type]
+        enrollment_id=enrollment.id,
+        course_id=course.id,
         user_id=enrollment.user_id,
         year=now.year,
         sequence=sequence,
         issued_at=now,
         course_title=course.title,
-        student_name=student.display_name,
     )
-    session.add(certificate)
     await append_event(
-        session,
+        tx,
         kind=ProgressEventKind.CERTIFICATE_ISSUED,
         enrollment=enrollment,
         total_lessons=course.total_lessons,
         occurred_at=now,
     )
-    await session.flush()
     return certificate
 
 
-async def find_own(
-    session: AsyncSession, viewer: Viewer | None, course_id: int
-) -> Certificate | None:
-    """The viewer's certificate for the course, if one was issued (even if they left since)."""
-    viewer = require_viewer(viewer)
-    return await session.scalar(
-        select(Certificate).where(
-            Certificate.user_id == viewer.user_id, Certificate.course_id == course_id
-        )
-    )
+async def refuse_issue(tx: Transaction, viewer: Viewer | None, course_id: int) -> NoReturn:
+    """Why a request that must not change anything (a GET, a cross-site request) gets no
+    certificate, for a viewer without one: what `issue` would refuse first (`not_found`,
+    `not_enrolled`, `course_not_complete`), else `IssueRefused`.
 
-
-async def obtain(
-    db: Database, viewer: Viewer | None, course_id: int, *, may_issue: bool = True
-) -> Certificate:
-    """The viewer's certificate: read when it exists, issued in a write transaction otherwise.
-
-    Reading first keeps repeated downloads from queueing behind writers. Without
-    `may_issue` nothing is written: an issued certificate, or a coded refusal.
+    It locks and writes nothing: a read transaction will do.
     """
-    async with db.read() as session:
-        existing = await find_own(session, viewer, course_id)
-        if existing is not None:
-            return existing
-        if not may_issue:
-            return await get_or_issue(session, viewer, course_id, may_issue=False)
-    async with db.write() as session:
-        return await get_or_issue(session, viewer, course_id)
+    record = await course_progress(tx, viewer, course_id)
+    _require_complete(record.course, record.enrollment)
+    raise IssueRefused()
 
 
-async def find_by_number(session: AsyncSession, number: str) -> Certificate | None:
+async def find_by_number(tx: Transaction, number: str) -> CertificateRow | None:
     """The certificate with this number; None for unknown or malformed numbers alike."""
-    number = number.strip().upper()
-    if not _NUMBER_RE.fullmatch(number):
+    normalized = _normalized_number(number)
+    if normalized is None:
         return None
-    return await session.scalar(select(Certificate).where(Certificate.number == number))
+    return await tx.first(_BY_NUMBER, number=normalized)
 
 
-async def find_by_token(session: AsyncSession, token: str) -> Certificate | None:
+async def find_by_token(tx: Transaction, token: str) -> CertificateRow | None:
     """The certificate behind a PDF URL token; None for unknown or malformed tokens."""
     if not _TOKEN_RE.fullmatch(token):
         return None
-    return await session.scalar(select(Certificate).where(Certificate.token == token))
+    return await tx.first(_BY_TOKEN, token=token)
 
 
-async def may_download(
-    session: AsyncSession, viewer: Viewer | None, certificate: Certificate
-) -> bool:
+async def may_download(tx: Transaction, viewer: Viewer | None, certificate: CertificateRow) -> bool:
     """Whether the viewer may learn the PDF's unguessable address: owner, course staff, admins."""
     if viewer is None:
         return False
     if viewer.user_id == certificate.user_id:
         return True
-    return await is_course_staff(session, viewer, certificate.course_id)
+    return await is_course_staff(tx, viewer, certificate.course_id)
 
 
-def is_valid(certificate: Certificate | None) -> bool:
+def is_valid(certificate: CertificateRow | None) -> bool:
+    """True for an issued certificate that was not revoked."""
     return certificate is not None and certificate.revoked_at is None
 
 
+@dataclass(frozen=True, slots=True)
+class VerificationResult:
+    """What a viewer checking a certificate number learns."""
+
+    #: The certificate with that number; None for unknown or malformed numbers.
+    certificate: CertificateRow | None
+    #: Issued and not revoked.
+    valid: bool
+    #: The address this viewer is given for the certificate: the PDF's for its owner,
+    #: the course's staff and admins (`may_download`), the public verification page's
+    #: for anyone else (the PDF's address is its owner's to share). None when not found.
+    certificate_url: str | None
+
+
+async def verify(
+    tx: Transaction, viewer: Viewer | None, number: str, *, base_url: str
+) -> VerificationResult:
+    """Anyone may check a certificate number: whether it is valid, and its details."""
+    certificate = await find_by_number(tx, number)
+    if certificate is None:
+        return VerificationResult(certificate=None, valid=False, certificate_url=None)
+    if await may_download(tx, viewer, certificate):
+        url = certificate_url(base_url, certificate)
+    else:
+        url = verification_url(base_url, certificate.number)
+    return VerificationResult(
+        certificate=certificate, valid=is_valid(certificate), certificate_url=url
+    )
+
+
 async def revoke(
-    session: AsyncSession,
+    tx: Transaction,
     viewer: Viewer | None,
     number: str,
     reason: str,
     *,
     now: datetime | None = None,
-) -> Certificate:
+) -> CertificateRow:
     """Revoke a certificate (admins); it stays on record and verifies as invalid.
 
     Revoking an already revoked certificate keeps the first revocation.
     """
     require_admin(viewer)
     reason = clean_text(reason, field="reason", max_length=REASON_MAX)
-    certificate = await find_by_number(session, number)
+    normalized = _normalized_number(number)
+    if normalized is None:
+        raise NotFound(f"Certificate {number!r} not found")
+    revoked = await tx.first(_REVOKE, number=normalized, at=now or utcnow(), reason=reason)
+    if revoked is not None:
+        return revoked
+    certificate = await tx.first(_BY_NUMBER, number=normalized)
     if certificate is None:
         raise NotFound(f"Certificate {number!r} not found")
-    if certificate.revoked_at is None:
-        certificate.revoked_at = now or utcnow()
-        certificate.revoked_reason = reason
-        await session.flush()
     return certificate

@@ -4,9 +4,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy import bindparam, case, delete, func, insert, null, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from coursepulse.models import (
     Course,
@@ -21,17 +20,13 @@ from coursepulse.models import (
     utcnow,
 )
 from coursepulse.models.access import AccessChange, AccessNotice, note_access_change
-from coursepulse.models.reads import Query, ReadTransaction
-from coursepulse.models.rows import CourseRow
-from coursepulse.resolvers.access import (
-    get_course,
-    require_author,
-    staff_course,
-    visible_course_reading,
-)
+from coursepulse.models.rows import CourseRow, LessonRow
+from coursepulse.models.sql import Query
+from coursepulse.models.transactions import Transaction
+from coursepulse.resolvers.access import require_author, staff_course
 from coursepulse.resolvers.errors import InvalidInput, NotFound
 from coursepulse.resolvers.events import append_event
-from coursepulse.resolvers.progress import settle_status
+from coursepulse.resolvers.lookups import lessons_by_course
 from coursepulse.resolvers.validation import clean_text
 from coursepulse.resolvers.viewer import Viewer
 
@@ -67,31 +62,18 @@ def _clean_slug(slug: str) -> str:
     return slug
 
 
-async def _slug_taken(session: AsyncSession, slug: str, *, except_id: int | None = None) -> bool:
-    query = select(Course.id).where(Course.slug == slug)
-    if except_id is not None:
-        query = query.where(Course.id != except_id)
-    return await session.scalar(query) is not None
-
-
-async def _unique_slug(session: AsyncSession, base: str) -> str:
-    slug, counter = base, 2
-    while await _slug_taken(session, slug):
-        suffix = f"-{counter}"
-        slug = base[: SLUG_MAX - len(suffix)] + suffix
-        counter += 1
-    return slug
-
-
-async def _flush_course(session: AsyncSession) -> None:
-    try:
-        await session.flush()
-    except IntegrityError as error:
-        raise InvalidInput("slug is already in use", field="slug") from error
-
-
 _COURSES = Course.__table__
 _TAUGHT = CourseInstructor.__table__
+_USERS = User.__table__
+_LESSONS = Lesson.__table__
+_ENROLLMENTS = Enrollment.__table__
+_COMPLETIONS = LessonCompletion.__table__
+
+_ACTIVE = str(EnrollmentStatus.ACTIVE)
+_COMPLETED = str(EnrollmentStatus.COMPLETED)
+
+# ---- statements --------------------------------------------------------------------------
+
 _PUBLISHED = _COURSES.c.status == str(CourseStatus.PUBLISHED)
 _ALL_COURSES = Query(select(_COURSES).order_by(_COURSES.c.id), unbounded=True)
 _PUBLISHED_COURSES = Query(
@@ -110,257 +92,392 @@ _PUBLISHED_OR_TAUGHT = Query(
     .order_by(_COURSES.c.id),
     unbounded=True,
 )
+#: The id of the course that has a slug (slugs are unique: one at most).
+_SLUG_OWNER = Query(select(_COURSES.c.id).where(_COURSES.c.slug == bindparam("slug")))
+_ADD_COURSE = Query(
+    insert(_COURSES)
+    .values(
+        slug=bindparam("new_slug"),
+        title=bindparam("new_title"),
+        description=bindparam("new_description"),
+        status=bindparam("new_status"),
+        total_lessons=0,
+        created_at=bindparam("at"),
+        updated_at=bindparam("at"),
+    )
+    .returning(_COURSES)
+)
+_SAVE_COURSE = Query(
+    update(_COURSES)
+    .where(_COURSES.c.id == bindparam("row_id"))
+    .values(
+        slug=bindparam("new_slug"),
+        title=bindparam("new_title"),
+        description=bindparam("new_description"),
+        status=bindparam("new_status"),
+        updated_at=bindparam("at"),
+    )
+    .returning(_COURSES)
+)
+#: A lesson-set change: the course's new lesson count and change time.
+_TOUCH_COURSE = Query(
+    update(_COURSES)
+    .where(_COURSES.c.id == bindparam("row_id"))
+    .values(total_lessons=bindparam("new_total"), updated_at=bindparam("at"))
+    .returning(_COURSES)
+)
+_USER_EXISTS = Query(select(_USERS.c.id).where(_USERS.c.id == bindparam("user_id")))
+_TEACHES = Query(
+    select(_TAUGHT.c.user_id).where(
+        _TAUGHT.c.course_id == bindparam("course_id"), _TAUGHT.c.user_id == bindparam("user_id")
+    )
+)
+_ADD_INSTRUCTOR = Query(
+    insert(_TAUGHT).values(course_id=bindparam("course_id"), user_id=bindparam("user_id"))
+)
+_REMOVE_INSTRUCTOR = Query(
+    delete(_TAUGHT).where(
+        _TAUGHT.c.course_id == bindparam("course_id"), _TAUGHT.c.user_id == bindparam("user_id")
+    )
+)
+_COUNT_INSTRUCTORS = Query(
+    select(func.count()).select_from(_TAUGHT).where(_TAUGHT.c.course_id == bindparam("course_id"))
+)
+_LESSON = Query(select(_LESSONS).where(_LESSONS.c.id == bindparam("lesson_id")))
+_LESSON_OF_COURSE = Query(
+    select(_LESSONS).where(
+        _LESSONS.c.id == bindparam("lesson_id"), _LESSONS.c.course_id == bindparam("course_id")
+    )
+)
+_LESSON_IDS = Query(select(_LESSONS.c.id).where(_LESSONS.c.course_id == bindparam("course_id")))
+#: Make room at a position: the lessons from there on move one down.
+_SHIFT_DOWN = Query(
+    update(_LESSONS)
+    .where(
+        _LESSONS.c.course_id == bindparam("course_id"),
+        _LESSONS.c.position >= bindparam("from_position"),
+    )
+    .values(position=_LESSONS.c.position + 1)
+)
+#: Close the gap of a removed lesson: the lessons after it move one up.
+_SHIFT_UP = Query(
+    update(_LESSONS)
+    .where(
+        _LESSONS.c.course_id == bindparam("course_id"),
+        _LESSONS.c.position > bindparam("after_position"),
+    )
+    .values(position=_LESSONS.c.position - 1)
+)
+_ADD_LESSON = Query(
+    insert(_LESSONS)
+    .values(
+        course_id=bindparam("course_id"),
+        title=bindparam("new_title"),
+        position=bindparam("new_position"),
+    )
+    .returning(_LESSONS)
+)
+_RENAME_LESSON = Query(
+    update(_LESSONS)
+    .where(_LESSONS.c.id == bindparam("row_id"))
+    .values(title=bindparam("new_title"))
+    .returning(_LESSONS)
+)
+_REMOVE_LESSON = Query(delete(_LESSONS).where(_LESSONS.c.id == bindparam("row_id")))
+#: Who completed the lesson being removed counts one completed lesson less.
+_UNCOUNT_LESSON = Query(
+    update(_ENROLLMENTS)
+    .where(
+        _ENROLLMENTS.c.id.in_(
+            select(_COMPLETIONS.c.enrollment_id).where(
+                _COMPLETIONS.c.lesson_id == bindparam("lesson_id")
+            )
+        )
+    )
+    .values(completed_lessons=_ENROLLMENTS.c.completed_lessons - 1),
+    unbounded=True,
+)
+_REMOVE_LESSON_COMPLETIONS = Query(
+    delete(_COMPLETIONS).where(_COMPLETIONS.c.lesson_id == bindparam("lesson_id")),
+    unbounded=True,
+)
+#: The status rule (progress.settled) when a course gains a lesson, or loses its last one:
+#: no enrolment has completed it.
+_REOPEN_COMPLETED = Query(
+    update(_ENROLLMENTS)
+    .where(
+        _ENROLLMENTS.c.course_id == bindparam("course_id"),
+        _ENROLLMENTS.c.status == _COMPLETED,
+    )
+    .values(status=_ACTIVE, completed_at=null()),
+    unbounded=True,
+)
+#: The status rule (progress.settled) when a non-empty course (`total` lessons) loses one:
+#: the active enrolments with every lesson complete have completed it, now. Gives them.
+_COMPLETE_FINISHED = Query(
+    update(_ENROLLMENTS)
+    .where(
+        _ENROLLMENTS.c.course_id == bindparam("course_id"),
+        _ENROLLMENTS.c.status == _ACTIVE,
+        _ENROLLMENTS.c.completed_lessons >= bindparam("total"),
+    )
+    .values(status=_COMPLETED, completed_at=bindparam("at"))
+    .returning(_ENROLLMENTS),
+    unbounded=True,
+)
+
+# ---- reads ---------------------------------------------------------------------------------
 
 
-async def list_courses(reads: ReadTransaction, viewer: Viewer | None) -> list[CourseRow]:
+async def list_courses(tx: Transaction, viewer: Viewer | None) -> list[CourseRow]:
     """Published courses, plus the drafts and archives the viewer teaches (all, for admins)."""
     if viewer is None:
-        rows = await reads.all(_PUBLISHED_COURSES)
-    elif viewer.is_admin:
-        rows = await reads.all(_ALL_COURSES)
-    else:
-        rows = await reads.all(_PUBLISHED_OR_TAUGHT, user_id=viewer.user_id)
-    return [CourseRow(*row) for row in rows]
+        return await tx.all(_PUBLISHED_COURSES)
+    if viewer.is_admin:
+        return await tx.all(_ALL_COURSES)
+    return await tx.all(_PUBLISHED_OR_TAUGHT, user_id=viewer.user_id)
 
 
-async def find_course(
-    reads: ReadTransaction, viewer: Viewer | None, course_id: int
-) -> CourseRow | None:
-    """The course if the viewer may see it, else None."""
-    return await visible_course_reading(reads, viewer, course_id)
+async def course_lessons(tx: Transaction, course_id: int) -> list[LessonRow]:
+    """The course's lessons in course order (no access check: for callers that made one)."""
+    return (await lessons_by_course(tx, [course_id])).get(course_id, [])
+
+
+# ---- courses -------------------------------------------------------------------------------
+
+
+async def _slug_taken(tx: Transaction, slug: str, *, except_id: int | None = None) -> bool:
+    owner = await tx.scalar(_SLUG_OWNER, slug=slug)
+    return owner is not None and owner != except_id
+
+
+async def _unique_slug(tx: Transaction, base: str) -> str:
+    slug, counter = base, 2
+    while await _slug_taken(tx, slug):
+        suffix = f"-{counter}"
+        slug = base[: SLUG_MAX - len(suffix)] + suffix
+        counter += 1
+    return slug
 
 
 async def create_course(
-    session: AsyncSession,
+    tx: Transaction,
     viewer: Viewer | None,
     *,
     title: str,
     slug: str | None = None,
     description: str | None = None,
     status: CourseStatus = CourseStatus.DRAFT,
-) -> Course:
-    """A new course taught by its creator (an instructor or admin)."""
+) -> CourseRow:
+    """A new course taught by its creator (an instructor or admin): the course's row."""
     viewer = require_author(viewer)
     title = clean_text(title, field="title", max_length=TITLE_MAX)
     if slug is None:
-        slug = await _unique_slug(session, slugify(title))
+        slug = await _unique_slug(tx, slugify(title))
     else:
         slug = _clean_slug(slug)
-        if await _slug_taken(session, slug):
+        if await _slug_taken(tx, slug):
             raise InvalidInput("slug is already in use", field="slug")
     if description is not None:
         description = clean_text(
             description, field="description", max_length=DESCRIPTION_MAX, required=False
         )
-    course = Course(title=title, slug=slug, description=description, status=status)
-    session.add(course)
-    await _flush_course(session)
-    session.add(CourseInstructor(course_id=course.id, user_id=viewer.user_id))  # type: ignore[arg-type]
-    await session.flush()
+    try:
+        course: CourseRow = await tx.first(
+            _ADD_COURSE,
+            new_slug=slug,
+            new_title=title,
+            new_description=description,
+            new_status=str(status),
+            at=utcnow(),
+        )
+    except IntegrityError as error:  # a concurrent author took the slug meanwhile
+        raise InvalidInput("slug is already in use", field="slug") from error
+    await tx.execute(_ADD_INSTRUCTOR, course_id=course.id, user_id=viewer.user_id)
     return course
 
 
 async def update_course(
-    session: AsyncSession, viewer: Viewer | None, course_id: int, changes: CourseChanges
-) -> Course:
-    """Change title, slug, description or status (publishing is status PUBLISHED)."""
-    course = await staff_course(session, viewer, course_id, lock=True)
+    tx: Transaction, viewer: Viewer | None, course_id: int, changes: CourseChanges
+) -> CourseRow:
+    """Change title, slug, description or status (publishing is status PUBLISHED).
+
+    Gives the course's row as stored.
+    """
+    course = await staff_course(tx, viewer, course_id, lock=True)
+    title, slug, description, status = (
+        course.title,
+        course.slug,
+        course.description,
+        course.status,
+    )
     if changes.title is not None:
-        course.title = clean_text(changes.title, field="title", max_length=TITLE_MAX)
+        title = clean_text(changes.title, field="title", max_length=TITLE_MAX)
     if changes.slug is not None:
         slug = _clean_slug(changes.slug)
-        if await _slug_taken(session, slug, except_id=course_id):
+        if await _slug_taken(tx, slug, except_id=course_id):
             raise InvalidInput("slug is already in use", field="slug")
-        course.slug = slug
     if changes.description is not None:
-        course.description = clean_text(
+        description = clean_text(
             changes.description, field="description", max_length=DESCRIPTION_MAX, required=False
         )
     if changes.status is not None:
-        course.status = changes.status
-    course.updated_at = utcnow()
-    await _flush_course(session)
-    return course
+        status = changes.status
+    try:
+        return await tx.first(
+            _SAVE_COURSE,
+            row_id=course_id,
+            new_slug=slug,
+            new_title=title,
+            new_description=description,
+            new_status=str(status),
+            at=utcnow(),
+        )
+    except IntegrityError as error:  # a concurrent author took the slug meanwhile
+        raise InvalidInput("slug is already in use", field="slug") from error
+
+
+# ---- instructors ---------------------------------------------------------------------------
+
+
+async def _require_user(tx: Transaction, user_id: int) -> None:
+    if await tx.first(_USER_EXISTS, user_id=user_id) is None:
+        raise NotFound(f"User {user_id} not found")
 
 
 async def add_instructor(
-    session: AsyncSession, viewer: Viewer | None, course_id: int, user_id: int
-) -> Course:
-    """Make a user an instructor of the course (idempotent)."""
-    course = await staff_course(session, viewer, course_id, lock=True)
-    if await session.get(User, user_id) is None:
-        raise NotFound(f"User {user_id} not found")
-    if await session.get(CourseInstructor, (course_id, user_id)) is None:
-        session.add(CourseInstructor(course_id=course_id, user_id=user_id))
-        await session.flush()
+    tx: Transaction, viewer: Viewer | None, course_id: int, user_id: int
+) -> CourseRow:
+    """Make a user an instructor of the course (idempotent); the course's row."""
+    course = await staff_course(tx, viewer, course_id, lock=True)
+    await _require_user(tx, user_id)
+    if await tx.first(_TEACHES, course_id=course_id, user_id=user_id) is None:
+        await tx.execute(_ADD_INSTRUCTOR, course_id=course_id, user_id=user_id)
     return course
 
 
 async def remove_instructor(
-    session: AsyncSession, viewer: Viewer | None, course_id: int, user_id: int
-) -> Course:
-    """Take a user off the course's instructors (who may: as `add_instructor`).
+    tx: Transaction, viewer: Viewer | None, course_id: int, user_id: int
+) -> CourseRow:
+    """Take a user off the course's instructors (who may: as `add_instructor`); the course's row.
 
     Removing someone who does not teach the course changes nothing; the last
     instructor stays (`invalid_input`: add another first), so a course always has
     staff besides the admins. The removed user's live views of the course's
     activity end (an access notice, heard once this commits).
     """
-    course = await staff_course(session, viewer, course_id, lock=True)
-    if await session.get(User, user_id) is None:
-        raise NotFound(f"User {user_id} not found")
-    teaching = await session.get(CourseInstructor, (course_id, user_id))
-    if teaching is None:
+    course = await staff_course(tx, viewer, course_id, lock=True)
+    await _require_user(tx, user_id)
+    if await tx.first(_TEACHES, course_id=course_id, user_id=user_id) is None:
         return course
-    instructors = await session.scalar(
-        select(func.count())
-        .select_from(CourseInstructor)
-        .where(CourseInstructor.course_id == course_id)
-    )
+    instructors = await tx.scalar(_COUNT_INSTRUCTORS, course_id=course_id)
     if (instructors or 0) <= 1:
         raise InvalidInput(
             "the course's last instructor cannot be removed: add another first", field="userId"
         )
-    await session.delete(teaching)
-    await session.flush()
-    note_access_change(session, AccessNotice(AccessChange.COURSE_ROLE, user_id, course_id))
+    await tx.execute(_REMOVE_INSTRUCTOR, course_id=course_id, user_id=user_id)
+    note_access_change(tx, AccessNotice(AccessChange.COURSE_ROLE, user_id, course_id))
     return course
 
 
+# ---- lessons -------------------------------------------------------------------------------
+
+
 async def add_lesson(
-    session: AsyncSession,
+    tx: Transaction,
     viewer: Viewer | None,
     course_id: int,
     *,
     title: str,
     order: int | None = None,
-) -> Lesson:
-    """Insert a lesson at `order` (appended by default); completed students become active."""
-    course = await staff_course(session, viewer, course_id, lock=True)
+) -> LessonRow:
+    """Insert a lesson at `order` (appended by default); completed students become active.
+
+    Gives the new lesson's row.
+    """
+    course = await staff_course(tx, viewer, course_id, lock=True)
     title = clean_text(title, field="title", max_length=TITLE_MAX)
     total = course.total_lessons
     position = total + 1 if order is None else order
     if not 1 <= position <= total + 1:
         raise InvalidInput(f"order must be between 1 and {total + 1}", field="order")
-    await session.execute(
-        update(Lesson)
-        .where(Lesson.course_id == course_id, Lesson.position >= position)
-        .values(position=Lesson.position + 1)
+    await tx.execute(_SHIFT_DOWN, course_id=course_id, from_position=position)
+    lesson: LessonRow = await tx.first(
+        _ADD_LESSON, course_id=course_id, new_title=title, new_position=position
     )
-    lesson = Lesson(course_id=course_id, title=title, position=position)
-    session.add(lesson)
-    course.total_lessons = total + 1
-    course.updated_at = utcnow()
+    await tx.execute(_TOUCH_COURSE, row_id=course_id, new_total=total + 1, at=utcnow())
     # A new lesson is incomplete for everyone: nobody has finished the course any more.
-    await session.execute(
-        update(Enrollment)
-        .where(
-            Enrollment.course_id == course_id,
-            Enrollment.status == EnrollmentStatus.COMPLETED,
-        )
-        .values(status=EnrollmentStatus.ACTIVE, completed_at=None)
-    )
-    await session.flush()
+    await tx.execute(_REOPEN_COMPLETED, course_id=course_id)
     return lesson
 
 
 async def _staff_lesson(
-    session: AsyncSession, viewer: Viewer | None, lesson_id: int
-) -> tuple[Course, Lesson]:
+    tx: Transaction, viewer: Viewer | None, lesson_id: int
+) -> tuple[CourseRow, LessonRow]:
     """The lesson and its course, the course locked for authoring.
 
     The lesson is read again once the course is locked: a concurrent change
     (a double-clicked delete, a reorder) may have moved or removed it meanwhile.
     """
-    found = await session.get(Lesson, lesson_id)
+    found = await tx.first(_LESSON, lesson_id=lesson_id)
     if found is None:
         raise NotFound(f"Lesson {lesson_id} not found")
-    course = await staff_course(session, viewer, found.course_id, lock=True)
-    lesson = await session.scalar(
-        select(Lesson)
-        .where(Lesson.id == lesson_id, Lesson.course_id == course.id)
-        .execution_options(populate_existing=True)
-    )
+    course = await staff_course(tx, viewer, found.course_id, lock=True)
+    lesson = await tx.first(_LESSON_OF_COURSE, lesson_id=lesson_id, course_id=course.id)
     if lesson is None:
         raise NotFound(f"Lesson {lesson_id} not found")
     return course, lesson
 
 
 async def rename_lesson(
-    session: AsyncSession, viewer: Viewer | None, lesson_id: int, title: str
-) -> Lesson:
-    _course, lesson = await _staff_lesson(session, viewer, lesson_id)
-    lesson.title = clean_text(title, field="title", max_length=TITLE_MAX)
-    await session.flush()
-    return lesson
+    tx: Transaction, viewer: Viewer | None, lesson_id: int, title: str
+) -> LessonRow:
+    """Give a lesson a new title (course staff only); the renamed lesson's row."""
+    _course, lesson = await _staff_lesson(tx, viewer, lesson_id)
+    title = clean_text(title, field="title", max_length=TITLE_MAX)
+    return await tx.first(_RENAME_LESSON, row_id=lesson.id, new_title=title)
 
 
-async def delete_lesson(session: AsyncSession, viewer: Viewer | None, lesson_id: int) -> Course:
-    """Remove a lesson and recompute every student's counts and status without it."""
-    course, lesson = await _staff_lesson(session, viewer, lesson_id)
+async def delete_lesson(tx: Transaction, viewer: Viewer | None, lesson_id: int) -> CourseRow:
+    """Remove a lesson and recompute every student's counts and status without it.
+
+    Gives the course's row with its new lesson count.
+    """
+    course, lesson = await _staff_lesson(tx, viewer, lesson_id)
     course_id = course.id
     now = utcnow()
-    completed_it = select(LessonCompletion.enrollment_id).where(
-        LessonCompletion.lesson_id == lesson_id
-    )
-    await session.execute(
-        update(Enrollment)
-        .where(Enrollment.id.in_(completed_it))  # type: ignore[union-attr]
-        .values(completed_lessons=Enrollment.completed_lessons - 1)
-    )
-    await session.execute(delete(LessonCompletion).where(LessonCompletion.lesson_id == lesson_id))
-    position = lesson.position
-    await session.delete(lesson)
-    await session.flush()
-    await session.execute(
-        update(Lesson)
-        .where(Lesson.course_id == course_id, Lesson.position > position)
-        .values(position=Lesson.position - 1)
-    )
+    await tx.execute(_UNCOUNT_LESSON, lesson_id=lesson_id)
+    await tx.execute(_REMOVE_LESSON_COMPLETIONS, lesson_id=lesson_id)
+    await tx.execute(_REMOVE_LESSON, row_id=lesson_id)
+    await tx.execute(_SHIFT_UP, course_id=course_id, after_position=lesson.position)
     total = course.total_lessons - 1
-    course.total_lessons = total
-    course.updated_at = now
+    course = await tx.first(_TOUCH_COURSE, row_id=course_id, new_total=total, at=now)
     if total > 0:
         # Students whose only missing lesson was this one have now completed the course:
         # a COURSE_COMPLETED moment each, logged like any other.
-        finished = await session.scalars(
-            select(Enrollment)
-            .where(
-                Enrollment.course_id == course_id,
-                Enrollment.status == EnrollmentStatus.ACTIVE,
-                Enrollment.completed_lessons >= total,
-            )
-            .order_by(Enrollment.id)
-            .execution_options(populate_existing=True)
-        )
-        for enrollment in finished:
-            settle_status(enrollment, total, now)
+        finished = await tx.all(_COMPLETE_FINISHED, course_id=course_id, total=total, at=now)
+        for enrollment in sorted(finished, key=lambda row: row.id):
             await append_event(
-                session,
+                tx,
                 kind=ProgressEventKind.COURSE_COMPLETED,
                 enrollment=enrollment,
                 total_lessons=total,
                 occurred_at=now,
             )
     else:
-        await session.execute(
-            update(Enrollment)
-            .where(
-                Enrollment.course_id == course_id,
-                Enrollment.status == EnrollmentStatus.COMPLETED,
-            )
-            .values(status=EnrollmentStatus.ACTIVE, completed_at=None)
-        )
-    await session.flush()
-    return await get_course(session, course_id)  # type: ignore[return-value]
+        await tx.execute(_REOPEN_COMPLETED, course_id=course_id)
+    return course
 
 
 async def reorder_lessons(
-    session: AsyncSession, viewer: Viewer | None, course_id: int, lesson_ids: list[int]
-) -> Course:
-    """Put the lessons in the given order; the list must name each lesson exactly once."""
-    course = await staff_course(session, viewer, course_id, lock=True)
-    current = set(await session.scalars(select(Lesson.id).where(Lesson.course_id == course_id)))
+    tx: Transaction, viewer: Viewer | None, course_id: int, lesson_ids: list[int]
+) -> CourseRow:
+    """Put the lessons in the given order; the list must name each lesson exactly once.
+
+    Gives the course's row.
+    """
+    course = await staff_course(tx, viewer, course_id, lock=True)
+    current = {row.id for row in await tx.all(_LESSON_IDS, course_id=course_id)}
     if len(lesson_ids) != len(set(lesson_ids)):
         raise InvalidInput("lessonIds lists a lesson more than once", field="lessonIds")
     if set(lesson_ids) != current:
@@ -372,19 +489,13 @@ async def reorder_lessons(
             field="lessonIds",
         )
     if lesson_ids:
-        await session.execute(
-            update(Lesson),
-            [{"id": lesson_id, "position": index} for index, lesson_id in enumerate(lesson_ids, 1)],
+        # One statement for the whole order (its text depends on the number of lessons).
+        positions = {lesson_id: index for index, lesson_id in enumerate(lesson_ids, 1)}
+        await tx.execute(
+            update(_LESSONS)
+            .where(_LESSONS.c.course_id == course_id)
+            .values(position=case(positions, value=_LESSONS.c.id, else_=_LESSONS.c.position))
         )
-    course.updated_at = utcnow()
-    await session.flush()
-    return course
-
-
-async def course_lessons(session: AsyncSession, course_id: int) -> list[Lesson]:
-    """The course's lessons in course order."""
-    return list(
-        await session.scalars(
-            select(Lesson).where(Lesson.course_id == course_id).order_by(Lesson.position)
-        )
+    return await tx.first(
+        _TOUCH_COURSE, row_id=course_id, new_total=course.total_lessons, at=utcnow()
     )

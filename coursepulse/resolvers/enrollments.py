@@ -1,10 +1,9 @@
-"""What students do: enrol, leave, complete lessons, study, and read their progress."""
+"""What students do: enrol, leave, study, and read their progress."""
 
 from functools import cache
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from coursepulse.models import (
     ENROLLED_STATUSES,
@@ -17,121 +16,176 @@ from coursepulse.models import (
     ProgressEventKind,
     utcnow,
 )
-from coursepulse.models.reads import Query, ReadTransaction, one_of
 from coursepulse.models.rows import CourseRow, EnrollmentRow
-from coursepulse.resolvers.access import (
-    can_see_course_reading,
-    get_course,
-    is_course_staff_reading,
-    visible_course,
-)
+from coursepulse.models.sql import Query, one_of
+from coursepulse.models.transactions import Transaction
+from coursepulse.resolvers.access import can_see_course, get_course, is_course_staff
 from coursepulse.resolvers.errors import AlreadyEnrolled, Forbidden, NotEnrolled, NotFound
 from coursepulse.resolvers.events import append_event, recent_activity_event
-from coursepulse.resolvers.progress import ProgressRecord, settle_status
+from coursepulse.resolvers.progress import ProgressRecord, settle
 from coursepulse.resolvers.validation import check_range
 from coursepulse.resolvers.viewer import Viewer, require_viewer
 
 MAX_ACTIVITY_SECONDS = 3600
+#: What a student is told when `enroll` / `unenroll` succeed.
+ENROLLED_MESSAGE = "Successfully enrolled in course"
+UNENROLLED_MESSAGE = "Successfully unenrolled from course"
 
+_COURSES = Course.__table__
+_ENROLLMENTS = Enrollment.__table__
+_LESSONS = Lesson.__table__
+_COMPLETIONS = LessonCompletion.__table__
 
-async def _enrollment(
-    session: AsyncSession, user_id: int, course_id: int, *, lock: bool = False
-) -> Enrollment | None:
-    query = (
-        select(Enrollment)
-        .where(Enrollment.user_id == user_id, Enrollment.course_id == course_id)
-        .execution_options(populate_existing=True)
+#: The viewer's enrolment in a course, locked: their actions on it take turns.
+_ENROLLMENT_FOR_UPDATE = Query(
+    select(_ENROLLMENTS)
+    .where(
+        _ENROLLMENTS.c.user_id == bindparam("user_id"),
+        _ENROLLMENTS.c.course_id == bindparam("course_id"),
     )
-    if lock:
-        query = query.with_for_update()
-    return await session.scalar(query)
+    .with_for_update()
+)
+_LESSON_OF_COURSE = Query(
+    select(_LESSONS.c.id).where(
+        _LESSONS.c.id == bindparam("lesson_id"), _LESSONS.c.course_id == bindparam("course_id")
+    )
+)
+_ADD_ENROLLMENT = Query(
+    insert(_ENROLLMENTS)
+    .values(
+        user_id=bindparam("user_id"),
+        course_id=bindparam("course_id"),
+        status=bindparam("new_status"),
+        enrolled_at=bindparam("at"),
+        last_accessed_at=bindparam("at"),
+        completed_at=None,
+        time_spent_seconds=0,
+        completed_lessons=0,
+    )
+    .returning(_ENROLLMENTS)
+)
+_SAVE_ENROLLMENT = Query(
+    update(_ENROLLMENTS)
+    .where(_ENROLLMENTS.c.id == bindparam("row_id"))
+    .values(
+        status=bindparam("new_status"),
+        completed_at=bindparam("new_completed_at"),
+        last_accessed_at=bindparam("new_last_accessed_at"),
+        time_spent_seconds=bindparam("new_time_spent_seconds"),
+        completed_lessons=bindparam("new_completed_lessons"),
+    )
+)
+_LAST_COMPLETION = Query(
+    select(func.max(_COMPLETIONS.c.completed_at)).where(
+        _COMPLETIONS.c.enrollment_id == bindparam("enrollment_id")
+    )
+)
+
+
+async def save_enrollment(tx: Transaction, enrollment: EnrollmentRow) -> None:
+    """Store an enrolment row's status, timestamps and counters."""
+    await tx.execute(
+        _SAVE_ENROLLMENT,
+        row_id=enrollment.id,
+        new_status=str(enrollment.status),
+        new_completed_at=enrollment.completed_at,
+        new_last_accessed_at=enrollment.last_accessed_at,
+        new_time_spent_seconds=enrollment.time_spent_seconds,
+        new_completed_lessons=enrollment.completed_lessons,
+    )
 
 
 async def learning_enrollment(
-    session: AsyncSession, viewer: Viewer | None, course_id: int
-) -> tuple[Viewer, Course, Enrollment]:
+    tx: Transaction, viewer: Viewer | None, course_id: int
+) -> tuple[Viewer, CourseRow, EnrollmentRow]:
     """Viewer, course and locked active enrolment for a learner action.
 
     A course the viewer cannot see is `not_found`; no active enrolment is `not_enrolled`.
     The course is share-locked so lesson-set changes wait for the action to finish.
     """
     viewer = require_viewer(viewer)
-    course = await get_course(session, course_id, lock=True, share=True)
+    course = await get_course(tx, course_id, lock=True, share=True)
     if course is None:
         raise NotFound(f"Course {course_id} not found")
-    enrollment = await _enrollment(session, viewer.user_id, course_id, lock=True)
+    enrollment = await tx.first(_ENROLLMENT_FOR_UPDATE, user_id=viewer.user_id, course_id=course_id)
     if enrollment is None or enrollment.status not in ENROLLED_STATUSES:
-        await visible_course(session, viewer, course_id)
+        if not await can_see_course(tx, viewer, course):
+            raise NotFound(f"Course {course_id} not found")
         raise NotEnrolled()
     return viewer, course, enrollment
 
 
-async def _lesson_of(session: AsyncSession, course_id: int, lesson_id: int) -> Lesson:
-    lesson = await session.get(Lesson, lesson_id)
-    if lesson is None or lesson.course_id != course_id:
+async def require_lesson_of(tx: Transaction, course_id: int, lesson_id: int) -> None:
+    """`not_found` unless the lesson belongs to the course."""
+    if await tx.first(_LESSON_OF_COURSE, lesson_id=lesson_id, course_id=course_id) is None:
         raise NotFound(f"Lesson {lesson_id} not found in course {course_id}")
-    return lesson
 
 
-async def enroll(session: AsyncSession, viewer: Viewer | None, course_id: int) -> ProgressRecord:
+async def enroll(tx: Transaction, viewer: Viewer | None, course_id: int) -> ProgressRecord:
     """Enrol the viewer in a published course; re-enrolling restores kept progress."""
     viewer = require_viewer(viewer)
-    course = await visible_course(session, viewer, course_id, lock=True, share=True)
+    course = await get_course(tx, course_id, lock=True, share=True)
+    if course is None or not await can_see_course(tx, viewer, course):
+        raise NotFound(f"Course {course_id} not found")
     if course.status != CourseStatus.PUBLISHED:
         raise Forbidden("Enrolment is open only in published courses")
     now = utcnow()
-    enrollment = await _enrollment(session, viewer.user_id, course_id, lock=True)
+    enrollment = await tx.first(_ENROLLMENT_FOR_UPDATE, user_id=viewer.user_id, course_id=course_id)
     if enrollment is not None and enrollment.status in ENROLLED_STATUSES:
         raise AlreadyEnrolled()
     if enrollment is None:
-        enrollment = Enrollment(user_id=viewer.user_id, course_id=course_id, enrolled_at=now)
-        session.add(enrollment)
-    enrollment.status = EnrollmentStatus.ACTIVE
-    enrollment.last_accessed_at = now
-    settle_status(enrollment, course.total_lessons, now)
-    if enrollment.status == EnrollmentStatus.COMPLETED:
-        # Restored with every lesson done: it was completed when its last lesson was.
-        enrollment.completed_at = await session.scalar(
-            select(func.max(LessonCompletion.completed_at)).where(
-                LessonCompletion.enrollment_id == enrollment.id
+        try:
+            enrollment = await tx.first(
+                _ADD_ENROLLMENT,
+                user_id=viewer.user_id,
+                course_id=course_id,
+                new_status=str(EnrollmentStatus.ACTIVE),
+                at=now,
             )
-        )
-    try:
-        await session.flush()
-    except IntegrityError as error:
-        # A concurrent request (a double click) enrolled the same student first.
-        raise AlreadyEnrolled() from error
+        except IntegrityError as error:
+            # A concurrent request (a double click) enrolled the same student first.
+            raise AlreadyEnrolled() from error
+        assert enrollment is not None
+    else:
+        # Re-enrolling: the kept counters decide the status.
+        enrollment = enrollment._replace(status=EnrollmentStatus.ACTIVE, last_accessed_at=now)
+        standing = settle(enrollment, course.total_lessons, now)
+        completed_at = standing.completed_at
+        if standing.status == EnrollmentStatus.COMPLETED:
+            # Restored with every lesson done: it was completed when its last lesson was.
+            completed_at = await tx.scalar(_LAST_COMPLETION, enrollment_id=enrollment.id)
+        enrollment = enrollment._replace(status=standing.status, completed_at=completed_at)
+        await save_enrollment(tx, enrollment)
     await append_event(
-        session,
+        tx,
         kind=ProgressEventKind.ENROLLED,
         enrollment=enrollment,
         total_lessons=course.total_lessons,
         occurred_at=now,
     )
-    await session.flush()
     return ProgressRecord(enrollment, course)
 
 
-async def unenroll(session: AsyncSession, viewer: Viewer | None, course_id: int) -> int:
+async def unenroll(tx: Transaction, viewer: Viewer | None, course_id: int) -> int:
     """Leave a course, keeping the progress; returns the course id."""
-    _viewer, course, enrollment = await learning_enrollment(session, viewer, course_id)
+    _viewer, course, enrollment = await learning_enrollment(tx, viewer, course_id)
     now = utcnow()
-    enrollment.status = EnrollmentStatus.UNENROLLED
-    enrollment.completed_at = None
-    enrollment.last_accessed_at = now
+    enrollment = enrollment._replace(
+        status=EnrollmentStatus.UNENROLLED, completed_at=None, last_accessed_at=now
+    )
+    await save_enrollment(tx, enrollment)
     await append_event(
-        session,
+        tx,
         kind=ProgressEventKind.UNENROLLED,
         enrollment=enrollment,
         total_lessons=course.total_lessons,
         occurred_at=now,
     )
-    await session.flush()
     return course_id
 
 
 async def record_activity(
-    session: AsyncSession,
+    tx: Transaction,
     viewer: Viewer | None,
     course_id: int,
     seconds: int,
@@ -139,28 +193,27 @@ async def record_activity(
 ) -> ProgressRecord:
     """Add study time (1..3600 seconds per call) and mark the course as accessed now."""
     check_range(seconds, field="seconds", low=1, high=MAX_ACTIVITY_SECONDS)
-    _viewer, course, enrollment = await learning_enrollment(session, viewer, course_id)
+    _viewer, course, enrollment = await learning_enrollment(tx, viewer, course_id)
     if lesson_id is not None:
-        await _lesson_of(session, course_id, lesson_id)
+        await require_lesson_of(tx, course_id, lesson_id)
     now = utcnow()
-    enrollment.time_spent_seconds += seconds
-    enrollment.last_accessed_at = now
+    enrollment = enrollment._replace(
+        time_spent_seconds=enrollment.time_spent_seconds + seconds, last_accessed_at=now
+    )
+    await save_enrollment(tx, enrollment)
     # Heartbeats arrive every few seconds: subscribers hear at most one per interval.
-    if not await recent_activity_event(session, enrollment, now):
+    if not await recent_activity_event(tx, enrollment, now):
         await append_event(
-            session,
+            tx,
             kind=ProgressEventKind.ACTIVITY,
             enrollment=enrollment,
             total_lessons=course.total_lessons,
             occurred_at=now,
             lesson_id=lesson_id,
         )
-    await session.flush()
     return ProgressRecord(enrollment, course)
 
 
-_COURSES = Course.__table__
-_ENROLLMENTS = Enrollment.__table__
 _COURSE_WITH_ENROLLMENT = Query(
     select(_COURSES, _ENROLLMENTS)
     .select_from(
@@ -172,12 +225,10 @@ _COURSE_WITH_ENROLLMENT = Query(
     )
     .where(_COURSES.c.id == bindparam("course_id"))
 )
-_COURSE_COLUMNS = len(_COURSES.columns)
-_ENROLLMENT_COLUMNS = len(_ENROLLMENTS.columns)
 
 
 async def course_progress(
-    reads: ReadTransaction, viewer: Viewer | None, course_id: int, user_id: int | None = None
+    tx: Transaction, viewer: Viewer | None, course_id: int, user_id: int | None = None
 ) -> ProgressRecord:
     """The viewer's progress, or another student's for the course's staff.
 
@@ -186,19 +237,18 @@ async def course_progress(
     """
     viewer = require_viewer(viewer)
     target = viewer.user_id if user_id is None else user_id
-    row = await reads.first(_COURSE_WITH_ENROLLMENT, course_id=course_id, user_id=target)
-    if row is None:
+    found = await tx.first(_COURSE_WITH_ENROLLMENT, course_id=course_id, user_id=target)
+    if found is None:
         raise NotFound(f"Course {course_id} not found")
-    course = CourseRow(*row[:_COURSE_COLUMNS])
-    enrollment = EnrollmentRow(*row[_COURSE_COLUMNS:]) if row[_COURSE_COLUMNS] is not None else None
+    course, enrollment = found
     enrolled = enrollment is not None and enrollment.status in ENROLLED_STATUSES
     if (
         course.status != CourseStatus.PUBLISHED
         and not (target == viewer.user_id and enrolled)
-        and not await can_see_course_reading(reads, viewer, course)
+        and not await can_see_course(tx, viewer, course)
     ):
         raise NotFound(f"Course {course_id} not found")
-    if target != viewer.user_id and not await is_course_staff_reading(reads, viewer, course_id):
+    if target != viewer.user_id and not await is_course_staff(tx, viewer, course_id):
         raise Forbidden("Only the course's instructors and admins may see other students' progress")
     if enrollment is None or not enrolled:
         if target == viewer.user_id:
@@ -221,17 +271,12 @@ def _my_courses_query(statuses: tuple[str, ...]) -> Query:
 
 
 async def my_courses(
-    reads: ReadTransaction, viewer: Viewer | None, status: EnrollmentStatus | None = None
+    tx: Transaction, viewer: Viewer | None, status: EnrollmentStatus | None = None
 ) -> list[ProgressRecord]:
     """The viewer's enrolments with their courses, most recently enrolled first."""
     viewer = require_viewer(viewer)
     statuses = ENROLLED_STATUSES if status is None else (status,)
-    rows = await reads.all(
+    rows = await tx.all(
         _my_courses_query(tuple(str(item) for item in statuses)), user_id=viewer.user_id
     )
-    return [
-        ProgressRecord(
-            EnrollmentRow(*row[:_ENROLLMENT_COLUMNS]), CourseRow(*row[_ENROLLMENT_COLUMNS:])
-        )
-        for row in rows
-    ]
+    return [ProgressRecord(enrollment, course) for enrollment, course in rows]

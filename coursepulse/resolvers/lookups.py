@@ -131,9 +131,7 @@ class ProgressDetails:
         return next_lesson(self.lessons, {row.lesson_id for row in self.completions})
 
 
-async def progress_details(
-    tx: Transaction, course_id: int, enrollment_id: int
-) -> ProgressDetails:
+async def progress_details(tx: Transaction, course_id: int, enrollment_id: int) -> ProgressDetails:
     """Lessons, completions and certificate of one enrolment (three statements)."""
     lessons = await lessons_by_course(tx, [course_id])
     done = await completions_by_enrollment(tx, [enrollment_id])

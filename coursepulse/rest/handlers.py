@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from coursepulse.models import EnrollmentStatus
-from coursepulse.models.reads import ReadTransaction
+from coursepulse.models.transactions import Transaction
 from coursepulse.resolvers import certificates, completions, enrollments, lookups, roster
 from coursepulse.resolvers.completions import LessonChange
 from coursepulse.resolvers.errors import DomainError
@@ -47,40 +47,34 @@ def answers_domain_errors(handler: Handler) -> Handler:
     return wrapped
 
 
-async def _progress_json(
-    reads: ReadTransaction, request: web.Request, record: ProgressRecord
-) -> Any:
-    details = await lookups.progress_details(
-        reads,
-        record.course.id,  # type: ignore[arg-type]
-        record.enrollment.id,  # type: ignore[arg-type]
-    )
+async def _progress_json(tx: Transaction, request: web.Request, record: ProgressRecord) -> Any:
+    details = await lookups.progress_details(tx, record.course.id, record.enrollment.id)
     return shapes.progress(record, details, request.app[SETTINGS].base_url)
 
 
 @answers_domain_errors
 async def enroll(request: web.Request) -> web.StreamResponse:
     course_id = params.path_id(request.match_info, "id")
-    async with request.app[DATABASE].write() as session:
-        record = await enrollments.enroll(session, request[VIEWER], course_id)
-    return json({"message": "Successfully enrolled in course", "data": shapes.enrollment(record)})
+    async with request.app[DATABASE].write() as tx:
+        record = await enrollments.enroll(tx, request[VIEWER], course_id)
+    return json({"message": enrollments.ENROLLED_MESSAGE, "data": shapes.enrollment(record)})
 
 
 @answers_domain_errors
 async def unenroll(request: web.Request) -> web.StreamResponse:
     course_id = params.path_id(request.match_info, "id")
-    async with request.app[DATABASE].write() as session:
-        await enrollments.unenroll(session, request[VIEWER], course_id)
-    return json({"message": "Successfully unenrolled from course"})
+    async with request.app[DATABASE].write() as tx:
+        await enrollments.unenroll(tx, request[VIEWER], course_id)
+    return json({"message": enrollments.UNENROLLED_MESSAGE})
 
 
 @answers_domain_errors
 async def progress(request: web.Request) -> web.StreamResponse:
     course_id = params.path_id(request.match_info, "id")
     user_id = params.path_id(request.query, "user_id") if request.query.get("user_id") else None
-    async with request.app[DATABASE].snapshot() as reads:
-        record = await enrollments.course_progress(reads, request[VIEWER], course_id, user_id)
-        return json({"data": await _progress_json(reads, request, record)})
+    async with request.app[DATABASE].read() as tx:
+        record = await enrollments.course_progress(tx, request[VIEWER], course_id, user_id)
+        return json({"data": await _progress_json(tx, request, record)})
 
 
 def _lesson_action(
@@ -92,15 +86,12 @@ def _lesson_action(
     async def handler(request: web.Request) -> web.StreamResponse:
         course_id = params.path_id(request.match_info, "id")
         lesson_id = params.path_id(request.match_info, "lesson_id")
-        viewer = request[VIEWER]
-        change = await request.app[DATABASE].change(
-            lambda transaction: act(transaction, viewer, course_id, lesson_id)
-        )
-        async with request.app[DATABASE].snapshot() as reads:
+        db = request.app[DATABASE]
+        async with db.write() as tx:
+            change = await act(tx, request[VIEWER], course_id, lesson_id)
+        async with db.read() as tx:
             details = await lookups.progress_details(
-                reads,
-                change.progress.course.id,  # type: ignore[arg-type]
-                change.progress.enrollment.id,  # type: ignore[arg-type]
+                tx, change.progress.course.id, change.progress.enrollment.id
             )
         return json(shapes.lesson_change(change, details.next_lesson))
 
@@ -119,9 +110,9 @@ async def students(request: web.Request) -> web.StreamResponse:
     per_page = params.optional_int(query, "per_page", 20, low=1, high=roster.MAX_PER_PAGE)
     order_by = params.choice(query, "orderby", "enrolled_at", tuple(ORDER_FIELDS))
     order = params.choice(query, "order", "desc", ("asc", "desc"))
-    async with request.app[DATABASE].snapshot() as reads:
+    async with request.app[DATABASE].read() as tx:
         result = await roster.course_students(
-            reads,
+            tx,
             request[VIEWER],
             course_id,
             page=page,
@@ -146,8 +137,6 @@ async def certificate(request: web.Request) -> web.StreamResponse:
 @answers_domain_errors
 async def my_courses(request: web.Request) -> web.StreamResponse:
     status = params.choice(request.query, "status", "", tuple(MY_COURSE_STATUSES))
-    async with request.app[DATABASE].snapshot() as reads:
-        records = await enrollments.my_courses(
-            reads, request[VIEWER], MY_COURSE_STATUSES.get(status)
-        )
+    async with request.app[DATABASE].read() as tx:
+        records = await enrollments.my_courses(tx, request[VIEWER], MY_COURSE_STATUSES.get(status))
     return json({"data": [shapes.my_course(record) for record in records]})

@@ -1,8 +1,20 @@
 """The facade's routes under the seed's prefix."""
 
+from typing import Any
+
 from aiohttp import web
 
-from coursepulse.rest import PREFIX, handlers, openapi
+from coursepulse.rest import PREFIX, handlers, openapi, shapes
+from coursepulse.web.middlewares import ERROR_SHAPES
+
+NO_ROUTE = ("rest_no_route", "No route was found matching the URL and request method")
+
+
+def failure(code: str, status: int, message: str, extra: dict[str, Any]) -> web.Response:
+    """A failure outside the handlers (no route, refused, unavailable) in the seed's shape."""
+    if status in (404, 405) and code in ("not_found", "invalid_input"):
+        code, message = NO_ROUTE
+    return web.json_response(shapes.error_document(code, status, message, extra), status=status)
 
 
 async def openapi_json(_request: web.Request) -> web.Response:
@@ -10,6 +22,8 @@ async def openapi_json(_request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    """The facade's endpoints, and its error shape for failures outside them."""
+    app.setdefault(ERROR_SHAPES, {})[PREFIX] = failure
     courses = f"{PREFIX}/courses"
     number = r"{id:[^/]+}"
     lesson = r"{lesson_id:[^/]+}"

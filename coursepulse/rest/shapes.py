@@ -1,9 +1,9 @@
 """The seed's JSON shapes, mapped from domain rows in one place."""
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
-from coursepulse.models import Certificate, Lesson
 from coursepulse.models.rows import CertificateRow, LessonRow
 from coursepulse.resolvers.certificates import certificate_url
 from coursepulse.resolvers.completions import LessonChange
@@ -22,16 +22,22 @@ def timestamp(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).replace(tzinfo=None, microsecond=0).isoformat()
 
 
+def error_document(code: str, status: int, message: str, extra: dict[str, Any]) -> JSON:
+    """{"code", "message", "data": {"status", ...context}} as the seed's errors (snake_case)."""
+    data = {_snake(key): value for key, value in extra.items()}
+    return {"code": code, "message": message, "data": {"status": status, **data}}
+
+
 def error(error: DomainError) -> JSON:
-    """{"code", "message", "data": {"status", ...context}} as the seed's errors."""
-    return {
-        "code": error.code,
-        "message": error.message,
-        "data": {"status": error.status, **error.extra},
-    }
+    """A domain error as the seed's error JSON."""
+    return error_document(error.code, error.status, error.message, error.extra)
 
 
-def _lesson(lesson: Lesson | LessonRow | None, *, with_order: bool = True) -> JSON | None:
+def _snake(name: str) -> str:
+    return re.sub(r"([A-Z])", r"_\1", name).lower()
+
+
+def _lesson(lesson: LessonRow | None, *, with_order: bool = True) -> JSON | None:
     if lesson is None:
         return None
     shape: JSON = {"id": lesson.id, "title": lesson.title}
@@ -87,7 +93,7 @@ def my_course(record: ProgressRecord) -> JSON:
     }
 
 
-def lesson_change(change: LessonChange, following: Lesson | LessonRow | None) -> JSON:
+def lesson_change(change: LessonChange, following: LessonRow | None) -> JSON:
     return {
         "message": change.message,
         "data": {
@@ -117,7 +123,7 @@ def students(page: RosterPage) -> JSON:
     }
 
 
-def certificate(row: Certificate | CertificateRow, base_url: str) -> JSON:
+def certificate(row: CertificateRow, base_url: str) -> JSON:
     return {
         "certificate_url": certificate_url(base_url, row),
         "certificate_id": row.number,

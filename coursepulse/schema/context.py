@@ -1,6 +1,8 @@
 """The typed context every resolver receives as `info.context`."""
 
+import asyncio
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -8,10 +10,43 @@ from strawberry.extensions import SchemaExtension
 
 from coursepulse.events.access import LiveGrants
 from coursepulse.events.feed import Feeds
-from coursepulse.models.db import Database, SharedReader
+from coursepulse.models.db import Database
+from coursepulse.models.transactions import Transaction
 from coursepulse.resolvers.viewer import Viewer
 from coursepulse.schema.loaders import Loaders
 from coursepulse.settings import Settings
+
+
+class OperationReads:
+    """The read transaction of one GraphQL operation, shared by its resolvers and loaders.
+
+    One transaction means one consistent view of the data (a percentage and the lessons
+    it counts agree) and one BEGIN instead of one per batch; it takes a connection only
+    when a first statement runs.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._scope: AbstractAsyncContextManager[Transaction] | None = None
+        self._tx: Transaction | None = None
+        self._lock = asyncio.Lock()
+
+    async def tx(self) -> Transaction:
+        """The operation's read transaction, begun on first use."""
+        if self._tx is None:
+            async with self._lock:
+                if self._tx is None:
+                    scope = self._db.read()
+                    self._tx = await scope.__aenter__()
+                    self._scope = scope
+        return self._tx
+
+    async def close(self) -> None:
+        """End the transaction; the next use begins a new one (and sees newer commits)."""
+        async with self._lock:
+            scope, self._scope, self._tx = self._scope, None, None
+        if scope is not None:
+            await scope.__aexit__(None, None, None)
 
 
 @dataclass
@@ -20,7 +55,7 @@ class Context:
     settings: Settings
     viewer: Viewer | None
     request_id: str
-    reader: SharedReader
+    reads: OperationReads
     loaders: Loaders
     feeds: Feeds
     request: Any = None
@@ -32,10 +67,14 @@ class Context:
     #: The application's live grants (subscriptions whose access can be taken back).
     access: LiveGrants | None = None
 
+    async def tx(self) -> Transaction:
+        """The operation's read transaction (see `OperationReads`)."""
+        return await self.reads.tx()
+
     async def refresh(self) -> None:
         """Forget what this operation read: after a mutation's commit, the next reads see it."""
-        await self.reader.close()
-        self.loaders = Loaders(self.reader, self.viewer.user_id if self.viewer else None)
+        await self.reads.close()
+        self.loaders = Loaders(self.reads, self.viewer.user_id if self.viewer else None)
 
     def for_operation(self) -> "Context":
         """This context with a read transaction and DataLoaders of the operation's own.
@@ -43,9 +82,9 @@ class Context:
         A websocket's operations share the connection's context and may run at once:
         each must read, and end its reads, without touching the others'.
         """
-        reader = self.db.shared_reader()
+        reads = OperationReads(self.db)
         viewer_id = self.viewer.user_id if self.viewer else None
-        return replace(self, reader=reader, loaders=Loaders(reader, viewer_id))
+        return replace(self, reads=reads, loaders=Loaders(reads, viewer_id))
 
 
 class FreshLoaders(SchemaExtension):
@@ -65,4 +104,4 @@ class FreshLoaders(SchemaExtension):
         try:
             yield
         finally:
-            await own.reader.close()
+            await own.reads.close()

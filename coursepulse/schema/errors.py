@@ -26,11 +26,19 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+def extensions_of(code: str, status: int, extra: dict[str, Any]) -> dict[str, Any]:
+    """An error's GraphQL extensions: code, status and its context fields (camelCase)."""
+    return {"code": code, "status": status, **{_camel(key): value for key, value in extra.items()}}
+
+
 def error_extensions(error: DomainError) -> dict[str, Any]:
-    """The GraphQL extensions of a domain error: code, status and its context fields."""
-    extensions: dict[str, Any] = {"code": error.code, "status": error.status}
-    extensions.update({_camel(key): value for key, value in error.extra.items()})
-    return extensions
+    """The GraphQL extensions of a domain error."""
+    return extensions_of(error.code, error.status, error.extra)
+
+
+def error_document(code: str, status: int, message: str, **extra: Any) -> dict[str, Any]:
+    """The GraphQL-shaped error document for failures outside GraphQL execution."""
+    return {"errors": [{"message": message, "extensions": extensions_of(code, status, extra)}]}
 
 
 def _rebuild(error: GraphQLError, message: str, extensions: dict[str, Any]) -> GraphQLError:

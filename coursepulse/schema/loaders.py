@@ -2,12 +2,10 @@
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import cached_property
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from strawberry.dataloader import DataLoader
 
-from coursepulse.models.db import SharedReader
-from coursepulse.models.reads import ReadTransaction
 from coursepulse.models.rows import (
     CertificateRow,
     CompletionRow,
@@ -16,19 +14,23 @@ from coursepulse.models.rows import (
     LessonRow,
     UserRow,
 )
+from coursepulse.models.transactions import Transaction
 from coursepulse.resolvers import lookups
+
+if TYPE_CHECKING:
+    from coursepulse.schema.context import OperationReads
 
 K = TypeVar("K")
 V = TypeVar("V")
 
 
 def _loader(
-    reader: SharedReader,
-    fetch: Callable[[ReadTransaction, Sequence[K]], Awaitable[Mapping[K, V]]],
+    reads: "OperationReads",
+    fetch: Callable[[Transaction, Sequence[K]], Awaitable[Mapping[K, V]]],
     default: Callable[[], V | None] = lambda: None,
 ) -> DataLoader[K, V]:
     async def load(keys: list[K]) -> list[V]:
-        found = await fetch(await reader.reads(), keys)
+        found = await fetch(await reads.tx(), keys)
         return [found.get(key, default()) for key in keys]  # type: ignore[misc]
 
     return DataLoader(load_fn=load)
@@ -37,44 +39,42 @@ def _loader(
 class Loaders:
     """The operation's DataLoaders, each made on first use (most operations need one or two)."""
 
-    def __init__(self, reader: SharedReader, viewer_id: int | None = None) -> None:
-        self.reader = reader
+    def __init__(self, reads: "OperationReads", viewer_id: int | None = None) -> None:
+        self.reads = reads
         self.viewer_id = viewer_id
 
     @cached_property
     def users(self) -> DataLoader[int, UserRow | None]:
-        return _loader(self.reader, lookups.users_by_id)
+        return _loader(self.reads, lookups.users_by_id)
 
     @cached_property
     def courses(self) -> DataLoader[int, CourseRow | None]:
-        return _loader(self.reader, lookups.courses_by_id)
+        return _loader(self.reads, lookups.courses_by_id)
 
     @cached_property
     def lessons(self) -> DataLoader[int, list[LessonRow]]:
-        return _loader(self.reader, lookups.lessons_by_course, list)
+        return _loader(self.reads, lookups.lessons_by_course, list)
 
     @cached_property
     def completions(self) -> DataLoader[int, list[CompletionRow]]:
-        return _loader(self.reader, lookups.completions_by_enrollment, list)
+        return _loader(self.reads, lookups.completions_by_enrollment, list)
 
     @cached_property
     def instructors(self) -> DataLoader[int, list[UserRow]]:
-        return _loader(self.reader, lookups.instructors_by_course, list)
+        return _loader(self.reads, lookups.instructors_by_course, list)
 
     @cached_property
     def certificates(self) -> DataLoader[int, CertificateRow | None]:
-        return _loader(self.reader, lookups.certificates_by_enrollment)
+        return _loader(self.reads, lookups.certificates_by_enrollment)
 
     @cached_property
     def my_enrollments(self) -> DataLoader[int, EnrollmentRow | None]:
         """The viewer's own enrolment in a course, by course id."""
         viewer_id = self.viewer_id
 
-        async def mine(
-            reads: ReadTransaction, course_ids: Sequence[int]
-        ) -> dict[int, EnrollmentRow]:
+        async def mine(tx: Transaction, course_ids: Sequence[int]) -> dict[int, EnrollmentRow]:
             if viewer_id is None:
                 return {}
-            return await lookups.enrollments_of_user(reads, viewer_id, course_ids)
+            return await lookups.enrollments_of_user(tx, viewer_id, course_ids)
 
-        return _loader(self.reader, mine)
+        return _loader(self.reads, mine)

@@ -4,9 +4,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import strawberry
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from coursepulse import models
+from coursepulse.models.transactions import Transaction
 from coursepulse.resolvers import certificates, completions, courses, enrollments, users
 from coursepulse.resolvers.completions import LessonChange
 from coursepulse.resolvers.courses import CourseChanges
@@ -31,10 +31,10 @@ Info = strawberry.Info[Context]
 
 
 @asynccontextmanager
-async def _writing(info: Info) -> AsyncIterator[AsyncSession]:
+async def _writing(info: Info) -> AsyncIterator[Transaction]:
     """A write transaction; afterwards the request's loaders forget what they read before."""
-    async with info.context.db.write() as session:
-        yield session
+    async with info.context.db.write() as tx:
+        yield tx
     await info.context.refresh()
 
 
@@ -54,21 +54,21 @@ class Mutation:
     @strawberry.mutation
     async def enroll(self, info: Info, courseId: strawberry.ID) -> EnrollPayload:
         course_id = parse_id(courseId, field="courseId")
-        async with _writing(info) as session:
-            record = await enrollments.enroll(session, info.context.viewer, course_id)
+        async with _writing(info) as tx:
+            record = await enrollments.enroll(tx, info.context.viewer, course_id)
         return EnrollPayload(
-            message="Successfully enrolled in course",
-            enrollment=Enrollment.from_model(record.enrollment),
+            message=enrollments.ENROLLED_MESSAGE,
+            enrollment=Enrollment.from_row(record.enrollment),
             progress=Progress.from_record(record),
         )
 
     @strawberry.mutation
     async def unenroll(self, info: Info, courseId: strawberry.ID) -> UnenrollPayload:
         course_id = parse_id(courseId, field="courseId")
-        async with _writing(info) as session:
-            await enrollments.unenroll(session, info.context.viewer, course_id)
+        async with _writing(info) as tx:
+            await enrollments.unenroll(tx, info.context.viewer, course_id)
         return UnenrollPayload(
-            message="Successfully unenrolled from course", course_id=strawberry.ID(str(course_id))
+            message=enrollments.UNENROLLED_MESSAGE, course_id=strawberry.ID(str(course_id))
         )
 
     @strawberry.mutation
@@ -77,13 +77,10 @@ class Mutation:
     ) -> LessonCompletionPayload:
         course_id = parse_id(courseId, field="courseId")
         lesson_id = parse_id(lessonId, field="lessonId")
-        viewer = info.context.viewer
-        change = await info.context.db.change(
-            lambda transaction: completions.complete_lesson(
-                transaction, viewer, course_id, lesson_id
+        async with _writing(info) as tx:
+            change = await completions.complete_lesson(
+                tx, info.context.viewer, course_id, lesson_id
             )
-        )
-        await info.context.refresh()
         return _lesson_payload(change)
 
     @strawberry.mutation
@@ -92,13 +89,10 @@ class Mutation:
     ) -> LessonCompletionPayload:
         course_id = parse_id(courseId, field="courseId")
         lesson_id = parse_id(lessonId, field="lessonId")
-        viewer = info.context.viewer
-        change = await info.context.db.change(
-            lambda transaction: completions.incomplete_lesson(
-                transaction, viewer, course_id, lesson_id
+        async with _writing(info) as tx:
+            change = await completions.incomplete_lesson(
+                tx, info.context.viewer, course_id, lesson_id
             )
-        )
-        await info.context.refresh()
         return _lesson_payload(change)
 
     @strawberry.mutation(
@@ -113,24 +107,24 @@ class Mutation:
     ) -> Progress:
         course_id = parse_id(courseId, field="courseId")
         lesson_id = parse_id(lessonId, field="lessonId") if lessonId is not None else None
-        async with _writing(info) as session:
+        async with _writing(info) as tx:
             record = await enrollments.record_activity(
-                session, info.context.viewer, course_id, seconds, lesson_id
+                tx, info.context.viewer, course_id, seconds, lesson_id
             )
         return Progress.from_record(record)
 
     @strawberry.mutation
     async def create_course(self, info: Info, input: CourseInput) -> Course:
-        async with _writing(info) as session:
+        async with _writing(info) as tx:
             course = await courses.create_course(
-                session,
+                tx,
                 info.context.viewer,
                 title=input.title,
                 slug=input.slug,
                 description=input.description,
                 status=models.CourseStatus(input.status or models.CourseStatus.DRAFT),
             )
-        return Course.from_model(course)
+        return Course.from_row(course)
 
     @strawberry.mutation
     async def update_course(
@@ -146,32 +140,32 @@ class Mutation:
             status=models.CourseStatus(input.status) if input.status is not None else None,
         )
         course_id = parse_id(id)
-        async with _writing(info) as session:
-            course = await courses.update_course(session, info.context.viewer, course_id, changes)
-        return Course.from_model(course)
+        async with _writing(info) as tx:
+            course = await courses.update_course(tx, info.context.viewer, course_id, changes)
+        return Course.from_row(course)
 
     @strawberry.mutation
     async def add_lesson(self, info: Info, courseId: strawberry.ID, input: LessonInput) -> Lesson:
         course_id = parse_id(courseId, field="courseId")
-        async with _writing(info) as session:
+        async with _writing(info) as tx:
             lesson = await courses.add_lesson(
-                session, info.context.viewer, course_id, title=input.title, order=input.order
+                tx, info.context.viewer, course_id, title=input.title, order=input.order
             )
-        return Lesson.from_model(lesson)
+        return Lesson.from_row(lesson)
 
     @strawberry.mutation
     async def rename_lesson(self, info: Info, id: strawberry.ID, title: str) -> Lesson:
         lesson_id = parse_id(id)
-        async with _writing(info) as session:
-            lesson = await courses.rename_lesson(session, info.context.viewer, lesson_id, title)
-        return Lesson.from_model(lesson)
+        async with _writing(info) as tx:
+            lesson = await courses.rename_lesson(tx, info.context.viewer, lesson_id, title)
+        return Lesson.from_row(lesson)
 
     @strawberry.mutation(description="Progress of every student is recomputed without the lesson.")
     async def delete_lesson(self, info: Info, id: strawberry.ID) -> Course:
         lesson_id = parse_id(id)
-        async with _writing(info) as session:
-            course = await courses.delete_lesson(session, info.context.viewer, lesson_id)
-        return Course.from_model(course)
+        async with _writing(info) as tx:
+            course = await courses.delete_lesson(tx, info.context.viewer, lesson_id)
+        return Course.from_row(course)
 
     @strawberry.mutation(description="lessonIds must list every lesson of the course exactly once.")
     async def reorder_lessons(
@@ -179,11 +173,9 @@ class Mutation:
     ) -> Course:
         course_id = parse_id(courseId, field="courseId")
         lesson_ids = [parse_id(value, field="lessonIds") for value in lessonIds]
-        async with _writing(info) as session:
-            course = await courses.reorder_lessons(
-                session, info.context.viewer, course_id, lesson_ids
-            )
-        return Course.from_model(course)
+        async with _writing(info) as tx:
+            course = await courses.reorder_lessons(tx, info.context.viewer, course_id, lesson_ids)
+        return Course.from_row(course)
 
     @strawberry.mutation
     async def add_instructor(
@@ -191,15 +183,15 @@ class Mutation:
     ) -> Course:
         course_id = parse_id(courseId, field="courseId")
         user_id = parse_id(userId, field="userId")
-        async with _writing(info) as session:
-            course = await courses.add_instructor(session, info.context.viewer, course_id, user_id)
-        return Course.from_model(course)
+        async with _writing(info) as tx:
+            course = await courses.add_instructor(tx, info.context.viewer, course_id, user_id)
+        return Course.from_row(course)
 
     @strawberry.mutation(description="Admins only.")
     async def create_user(self, info: Info, input: UserInput) -> User:
-        async with _writing(info) as session:
+        async with _writing(info) as tx:
             user = await users.create_user_as(
-                session,
+                tx,
                 info.context.viewer,
                 username=input.username,
                 password=input.password,
@@ -207,15 +199,15 @@ class Mutation:
                 email=input.email,
                 role=models.Role(input.role),
             )
-        return User.from_model(user)
+        return User.from_row(user)
 
     @strawberry.mutation(
         description="Admins only; the certificate stays on record and verifies as invalid."
     )
     async def revoke_certificate(self, info: Info, certificateId: str, reason: str) -> Certificate:
-        async with _writing(info) as session:
-            row = await certificates.revoke(session, info.context.viewer, certificateId, reason)
-        return Certificate.from_model(row, info.context.settings.base_url)
+        async with _writing(info) as tx:
+            row = await certificates.revoke(tx, info.context.viewer, certificateId, reason)
+        return Certificate.from_row(row, info.context.settings.base_url)
 
     @strawberry.mutation(
         description=(
@@ -224,24 +216,24 @@ class Mutation:
         )
     )
     async def change_password(self, info: Info, currentPassword: str, newPassword: str) -> User:
-        async with _writing(info) as session:
+        async with _writing(info) as tx:
             user = await users.change_password(
-                session, info.context.viewer, currentPassword, newPassword
+                tx, info.context.viewer, currentPassword, newPassword
             )
-        return User.from_model(user)
+        return User.from_row(user)
 
     @strawberry.mutation
     async def create_api_token(self, info: Info, name: str) -> NewApiToken:
-        async with _writing(info) as session:
-            token, row = await users.create_api_token(session, info.context.viewer, name)
-        return NewApiToken(token=token, api_token=ApiToken.from_model(row))
+        async with _writing(info) as tx:
+            token, row = await users.create_api_token(tx, info.context.viewer, name)
+        return NewApiToken(token=token, api_token=ApiToken.from_row(row))
 
     @strawberry.mutation(description="The token stops working at once, on open websockets too.")
     async def revoke_api_token(self, info: Info, id: strawberry.ID) -> ApiToken:
         token_id = parse_id(id)
-        async with _writing(info) as session:
-            row = await users.revoke_api_token(session, info.context.viewer, token_id)
-        return ApiToken.from_model(row)
+        async with _writing(info) as tx:
+            row = await users.revoke_api_token(tx, info.context.viewer, token_id)
+        return ApiToken.from_row(row)
 
     @strawberry.mutation(description="Their live courseActivity subscriptions end with forbidden.")
     async def remove_instructor(
@@ -249,8 +241,6 @@ class Mutation:
     ) -> Course:
         course_id = parse_id(courseId, field="courseId")
         user_id = parse_id(userId, field="userId")
-        async with _writing(info) as session:
-            course = await courses.remove_instructor(
-                session, info.context.viewer, course_id, user_id
-            )
-        return Course.from_model(course)
+        async with _writing(info) as tx:
+            course = await courses.remove_instructor(tx, info.context.viewer, course_id, user_id)
+        return Course.from_row(course)

@@ -29,21 +29,19 @@ class Query:
         if viewer is None:
             return None
         user = await info.context.loaders.users.load(viewer.user_id)
-        return User.from_model(user) if user is not None else None
+        return User.from_row(user) if user is not None else None
 
     @strawberry.field(
         description="Published courses (instructors and admins also see their drafts)."
     )
     async def courses(self, info: Info) -> list[Course]:
-        rows = await courses.list_courses(await info.context.reader.reads(), info.context.viewer)
-        return [Course.from_model(row) for row in rows]
+        rows = await courses.list_courses(await info.context.tx(), info.context.viewer)
+        return [Course.from_row(row) for row in rows]
 
     @strawberry.field
     async def course(self, info: Info, id: strawberry.ID) -> Course | None:
-        row = await courses.find_course(
-            await info.context.reader.reads(), info.context.viewer, parse_id(id)
-        )
-        return Course.from_model(row) if row is not None else None
+        row = await courses.find_course(await info.context.tx(), info.context.viewer, parse_id(id))
+        return Course.from_row(row) if row is not None else None
 
     @strawberry.field(
         description="The viewer's courses with progress; no status means ACTIVE and COMPLETED."
@@ -52,7 +50,7 @@ class Query:
         self, info: Info, status: EnrollmentStatus | None = None
     ) -> list[Progress]:
         records = await enrollments.my_courses(
-            await info.context.reader.reads(),
+            await info.context.tx(),
             info.context.viewer,
             models.EnrollmentStatus(status) if status else None,
         )
@@ -70,7 +68,7 @@ class Query:
         course_id = parse_id(courseId, field="courseId")
         user_id = parse_id(userId, field="userId") if userId is not None else None
         record = await enrollments.course_progress(
-            await info.context.reader.reads(), info.context.viewer, course_id, user_id
+            await info.context.tx(), info.context.viewer, course_id, user_id
         )
         return Progress.from_record(record)
 
@@ -90,7 +88,7 @@ class Query:
         search: str | None = None,
     ) -> StudentPage:
         result = await roster.course_students(
-            await info.context.reader.reads(),
+            await info.context.tx(),
             info.context.viewer,
             parse_id(courseId, field="courseId"),
             page=page,
@@ -103,10 +101,9 @@ class Query:
 
     @strawberry.field
     async def course_stats(self, info: Info, courseId: strawberry.ID) -> CourseStats:
-        async with info.context.reader.session() as session:
-            stats = await roster.course_stats(
-                session, info.context.viewer, parse_id(courseId, field="courseId")
-            )
+        stats = await roster.course_stats(
+            await info.context.tx(), info.context.viewer, parse_id(courseId, field="courseId")
+        )
         return CourseStats.from_record(stats)
 
     @strawberry.field(
@@ -119,13 +116,12 @@ class Query:
         row = await certificates.obtain(
             info.context.db, info.context.viewer, course_id, may_issue=info.context.may_change
         )
-        return Certificate.from_model(row, info.context.settings.base_url)
+        return Certificate.from_row(row, info.context.settings.base_url)
 
     @strawberry.field(description="The viewer's API tokens, revoked ones included.")
     async def my_api_tokens(self, info: Info) -> list[ApiToken]:
-        async with info.context.reader.session() as session:
-            rows = await users.my_api_tokens(session, info.context.viewer)
-        return [ApiToken.from_model(row) for row in rows]
+        rows = await users.my_api_tokens(await info.context.tx(), info.context.viewer)
+        return [ApiToken.from_row(row) for row in rows]
 
     @strawberry.field(description="Public: anyone may check a certificate number.")
     async def verify_certificate(self, info: Info, certificateId: str) -> CertificateVerification:
@@ -136,7 +132,7 @@ class Query:
             )
         if row is None:
             return CertificateVerification(valid=False, certificate=None)
-        certificate = Certificate.from_model(row, info.context.settings.base_url)
+        certificate = Certificate.from_row(row, info.context.settings.base_url)
         if not may_download:
             # The PDF's address is its owner's to share; others get the public page.
             certificate.certificate_url = certificates.verification_url(

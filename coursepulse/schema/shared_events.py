@@ -55,7 +55,7 @@ def shared_payload(feeds: Feeds, event: EventRow) -> ProgressEvent:
     key = int(event.id)  # type: ignore[arg-type]
     payload = recent.get(key)
     if payload is None:
-        payload = recent[key] = ProgressEvent.from_model(event)
+        payload = recent[key] = ProgressEvent.from_row(event)
         if len(recent) > SHARED_EVENTS:
             recent.popitem(last=False)
     return payload

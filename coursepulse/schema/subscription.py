@@ -42,8 +42,8 @@ class Subscription:
         self, info: Info, courseId: strawberry.ID, after: strawberry.ID | None = None
     ) -> AsyncGenerator[ProgressEvent, None]:
         course_id, after_id = parse_id(courseId, field="courseId"), _after(after)
-        async with info.context.db.read() as session:
-            user_id = await live.authorize_own_progress(session, info.context.viewer, course_id)
+        async with info.context.db.read() as tx:
+            user_id = await live.authorize_own_progress(tx, info.context.viewer, course_id)
         async for event in _events(info, course_id, after_id, user_id):
             yield event
 
@@ -57,8 +57,8 @@ class Subscription:
         db, viewer, grants = info.context.db, info.context.viewer, info.context.access
 
         async def authorize() -> None:
-            async with db.read() as session:
-                await live.authorize_course_activity(session, viewer, course_id)
+            async with db.read() as tx:
+                await live.authorize_course_activity(tx, viewer, course_id)
 
         await authorize()
         events = _events(info, course_id, after_id, None)

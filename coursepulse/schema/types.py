@@ -1,4 +1,4 @@
-"""GraphQL object types of the contract, built from domain rows (`from_model`)."""
+"""GraphQL object types of the contract, built from domain rows (`from_row`)."""
 
 import dataclasses
 from datetime import datetime
@@ -7,7 +7,16 @@ from typing import Any
 import strawberry
 
 from coursepulse import models
-from coursepulse.models.rows import CertificateRow, CompletionRow, CourseRow, LessonRow, UserRow
+from coursepulse.models.rows import (
+    ApiTokenRow,
+    CertificateRow,
+    CompletionRow,
+    CourseRow,
+    EnrollmentRow,
+    LessonRow,
+    ProgressEventRow,
+    UserRow,
+)
 from coursepulse.resolvers.certificates import certificate_url
 from coursepulse.resolvers.progress import (
     ProgressRecord,
@@ -39,7 +48,7 @@ class User:
     role: Role
 
     @classmethod
-    def from_model(cls, user: models.User | UserRow) -> "User":
+    def from_row(cls, user: UserRow) -> "User":
         return cls(
             id=gid(user.id),
             username=user.username,
@@ -57,7 +66,7 @@ class Lesson:
     order: int = strawberry.field(description="1-based position in the course.")
 
     @classmethod
-    def from_model(cls, lesson: models.Lesson | LessonRow) -> "Lesson":
+    def from_row(cls, lesson: LessonRow) -> "Lesson":
         return cls(
             id=gid(lesson.id),
             course_id=gid(lesson.course_id),
@@ -74,10 +83,10 @@ class Course:
     description: str | None
     status: CourseStatus
     total_lessons: int
-    _row: strawberry.Private[models.Course | CourseRow]
+    _row: strawberry.Private[CourseRow]
 
     @classmethod
-    def from_model(cls, course: models.Course | CourseRow) -> "Course":
+    def from_row(cls, course: CourseRow) -> "Course":
         return cls(
             id=gid(course.id),
             slug=course.slug,
@@ -91,12 +100,12 @@ class Course:
     @strawberry.field
     async def lessons(self, info: strawberry.Info[Context]) -> list[Lesson]:
         rows = await info.context.loaders.lessons.load(self._row.id)  # type: ignore[arg-type]
-        return [Lesson.from_model(row) for row in rows]
+        return [Lesson.from_row(row) for row in rows]
 
     @strawberry.field
     async def instructors(self, info: strawberry.Info[Context]) -> list[User]:
         rows = await info.context.loaders.instructors.load(self._row.id)  # type: ignore[arg-type]
-        return [User.from_model(row) for row in rows]
+        return [User.from_row(row) for row in rows]
 
     @strawberry.field(
         description="The viewer's own progress; null when the viewer is anonymous or not enrolled."
@@ -177,7 +186,7 @@ class Progress:
         """The first incomplete lesson, for this type and the completion payload."""
         lessons, done = await self._lessons_and_done(info)
         lesson = next_lesson(lessons, set(done))
-        return Lesson.from_model(lesson) if lesson is not None else None
+        return Lesson.from_row(lesson) if lesson is not None else None
 
     @strawberry.field(
         description="First lesson in course order not yet completed; null when all are complete."
@@ -190,7 +199,7 @@ class Progress:
         lessons, done = await self._lessons_and_done(info)
         return [
             LessonProgress(
-                lesson=Lesson.from_model(lesson),
+                lesson=Lesson.from_row(lesson),
                 completed=lesson.id in done,
                 completed_at=done[lesson.id].completed_at if lesson.id in done else None,  # type: ignore[index]
             )
@@ -199,7 +208,7 @@ class Progress:
 
     @strawberry.field
     def course(self) -> Course:
-        return Course.from_model(self._record.course)
+        return Course.from_row(self._record.course)
 
     @strawberry.field
     async def student(self, info: strawberry.Info[Context]) -> "Student":
@@ -223,7 +232,7 @@ class Student:
     _record: strawberry.Private[ProgressRecord]
 
     @classmethod
-    def from_rows(cls, record: ProgressRecord, user: models.User | UserRow) -> "Student":
+    def from_rows(cls, record: ProgressRecord, user: UserRow) -> "Student":
         enrollment = record.enrollment
         return cls(
             user_id=gid(user.id),
@@ -290,9 +299,7 @@ class Certificate:
     )
 
     @classmethod
-    def from_model(
-        cls, certificate: models.Certificate | CertificateRow, base_url: str
-    ) -> "Certificate":
+    def from_row(cls, certificate: CertificateRow, base_url: str) -> "Certificate":
         return cls(
             certificate_id=certificate.number,
             certificate_url=certificate_url(base_url, certificate),
@@ -343,7 +350,7 @@ class CourseStats:
             completion_rate=stats.completion_rate,
             lessons=[
                 LessonStats(
-                    lesson=Lesson.from_model(item.lesson),
+                    lesson=Lesson.from_row(item.lesson),
                     completed_count=item.completed_count,
                     completion_rate=item.completion_rate,
                 )
@@ -360,7 +367,7 @@ class Enrollment:
     enrolled_at: datetime
 
     @classmethod
-    def from_model(cls, enrollment: models.Enrollment) -> "Enrollment":
+    def from_row(cls, enrollment: EnrollmentRow) -> "Enrollment":
         return cls(
             enrollment_id=gid(enrollment.id),
             course_id=gid(enrollment.course_id),
@@ -423,7 +430,7 @@ class ProgressEvent:
     _results: strawberry.Private[dict[Any, Any]] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def from_model(cls, event: models.ProgressEvent) -> "ProgressEvent":
+    def from_row(cls, event: ProgressEventRow) -> "ProgressEvent":
         return cls(
             id=gid(event.id),
             kind=models.ProgressEventKind(event.kind),
@@ -448,7 +455,7 @@ class ApiToken:
     revoked_at: datetime | None
 
     @classmethod
-    def from_model(cls, token: models.ApiToken) -> "ApiToken":
+    def from_row(cls, token: ApiTokenRow) -> "ApiToken":
         return cls(
             id=gid(token.id),
             name=token.name,

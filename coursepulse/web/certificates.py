@@ -1,28 +1,61 @@
-"""Public certificate routes: the PDF behind an unguessable URL, and the verification page."""
+"""Certificates over HTTP: getting one's certificate (both front doors), the PDF behind an
+unguessable URL, and the public verification page."""
 
 import asyncio
 from collections import OrderedDict
 
 from aiohttp import web
+from sqlalchemy.exc import IntegrityError
 
 from coursepulse.documents.certificate_pdf import CertificateDocument, render_certificate
 from coursepulse.documents.verify_page import Verification, render_verification
-from coursepulse.models import Certificate
+from coursepulse.models.db import Database
+from coursepulse.models.rows import CertificateRow
 from coursepulse.resolvers import certificates
-from coursepulse.web.keys import DATABASE, PDF_CACHE, SETTINGS
+from coursepulse.resolvers.viewer import Viewer
+from coursepulse.web.keys import DATABASE, SETTINGS
 from coursepulse.web.middlewares import error_response
 
 PDF_CACHE_ENTRIES = 256
 
 
+async def obtain_certificate(
+    db: Database, viewer: Viewer | None, course_id: int, *, may_issue: bool
+) -> CertificateRow:
+    """The viewer's certificate for the course (GraphQL `certificate`, REST GET certificate).
+
+    An issued certificate is read in a read transaction, so repeated downloads never
+    queue behind writers; the first one is issued in a write transaction. Without
+    `may_issue` (a request that must not change anything: a GET, a cross-site request)
+    nothing is written: an issued certificate, or the coded refusal.
+    """
+    async with db.read() as tx:
+        existing = await certificates.find_own(tx, viewer, course_id)
+        if existing is None and not may_issue:
+            await certificates.refuse_issue(tx, viewer, course_id)
+    if existing is not None:
+        return existing
+    try:
+        async with db.write() as tx:
+            return await certificates.issue(tx, viewer, course_id)
+    except IntegrityError:
+        # A concurrent request's certificate won the unique key: it is the viewer's.
+        async with db.read() as tx:
+            winner = await certificates.find_own(tx, viewer, course_id)
+        if winner is None:
+            raise
+        return winner
+
+
 class PdfCache:
-    """Rendered PDFs by (token, revoked_at): rendering takes tens of milliseconds."""
+    """Rendered PDFs by (token, revoked_at): rendering is slow next to serving bytes."""
 
     def __init__(self, max_entries: int = PDF_CACHE_ENTRIES) -> None:
         self.max_entries = max_entries
         self._entries: OrderedDict[tuple[str, str], bytes] = OrderedDict()
 
-    async def get(self, certificate: Certificate, base_url: str) -> bytes:
+    async def get(self, certificate: CertificateRow, base_url: str) -> bytes:
+        """The certificate's PDF, rendered (in a thread) unless cached."""
         key = (certificate.token, str(certificate.revoked_at))
         cached = self._entries.get(key)
         if cached is not None:
@@ -43,10 +76,14 @@ class PdfCache:
         return pdf
 
 
+#: The application's rendered PDFs (kept here, beside the routes that use them).
+PDF_CACHE = web.AppKey("pdf_cache", PdfCache)
+
+
 async def certificate_pdf(request: web.Request) -> web.StreamResponse:
     """GET /certificates/{token}.pdf"""
-    async with request.app[DATABASE].read() as session:
-        certificate = await certificates.find_by_token(session, request.match_info["token"])
+    async with request.app[DATABASE].read() as tx:
+        certificate = await certificates.find_by_token(tx, request.match_info["token"])
     if certificate is None:
         return error_response("not_found", 404, "Certificate not found")
     pdf = await request.app[PDF_CACHE].get(certificate, request.app[SETTINGS].base_url)
@@ -63,8 +100,8 @@ async def certificate_pdf(request: web.Request) -> web.StreamResponse:
 async def verify_page(request: web.Request) -> web.Response:
     """GET /verify/{number}: valid, revoked or unknown, for anyone."""
     number = request.match_info["number"]
-    async with request.app[DATABASE].read() as session:
-        certificate = await certificates.find_by_number(session, number)
+    async with request.app[DATABASE].read() as tx:
+        certificate = await certificates.find_by_number(tx, number)
     if certificate is None:
         result = Verification(number=number[:64], found=False)
     else:

@@ -18,9 +18,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from functools import partial
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from coursepulse.models.db import Database
+from coursepulse.models.db import Database, is_unavailable
 from coursepulse.resolvers import users
 from coursepulse.resolvers.errors import InvalidCredentials
 from coursepulse.resolvers.users import Credential
@@ -185,9 +183,11 @@ async def _record_token_use(db: Database, credential: Credential) -> None:
     if credential.token_id is None or not credential.token_use_due:
         return
     try:
-        async with db.write() as session:
-            await users.record_token_use(session, credential.token_id)
-    except SQLAlchemyError:
+        async with db.write() as tx:
+            await users.record_token_use(tx, credential.token_id)
+    except Exception as error:
+        if not is_unavailable(error):
+            raise
         # Bookkeeping only: a busy or read-only database must not refuse the sign-in.
         log.warning("could not record the use of API token %s", credential.token_id)
 
@@ -195,14 +195,17 @@ async def _record_token_use(db: Database, credential: Credential) -> None:
 async def _password_check(
     db: Database, cache: CredentialCache, username: str, password: str, address: str
 ) -> Credential:
-    # The hashing slot is taken before a database connection, so waiting holds none.
-    async with cache.hashing.slot(address), db.read() as session:
-        return await users.sign_in_password(session, username, password)
+    # The hashing slot is taken before a database connection, so waiting holds none; the
+    # stored hash is read and the transaction ended before the (slow) verification.
+    async with cache.hashing.slot(address):
+        async with db.read() as tx:
+            user = await users.user_to_sign_in(tx, username)
+        return await users.verify_sign_in(user, password)
 
 
 async def _token_check(db: Database, token: str) -> Credential:
-    async with db.read() as session:
-        credential = await users.sign_in_token(session, token)
+    async with db.read() as tx:
+        credential = await users.sign_in_token(tx, token)
     await _record_token_use(db, credential)
     return credential
 

@@ -18,7 +18,8 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from coursepulse.resolvers.errors import InvalidCredentials
 from coursepulse.resolvers.viewer import Viewer
-from coursepulse.schema.context import Context
+from coursepulse.schema.context import Context, OperationReads
+from coursepulse.schema.errors import error_document
 from coursepulse.schema.loaders import Loaders
 from coursepulse.web import graphql_http
 from coursepulse.web.credentials import credential_from_authorization
@@ -32,7 +33,6 @@ from coursepulse.web.keys import (
     VIEWER,
     WEBSOCKETS,
 )
-from coursepulse.web.middlewares import error_body
 from coursepulse.web.revocation import ACCESS
 from coursepulse.web.throttle import client_address
 from coursepulse.web.ws_protocols import LegacyWSHandler, TransportWSHandler
@@ -48,15 +48,15 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
     ) -> Context:
         viewer = request.get(VIEWER)
         db = request.app[DATABASE]
-        reader = db.shared_reader()
+        reads = OperationReads(db)
         access = request.app.get(ACCESS)
         return Context(
             db=db,
             settings=request.app[SETTINGS],
             viewer=viewer,
             request_id=request.get(REQUEST_ID) or "",
-            reader=reader,
-            loaders=Loaders(reader, viewer.user_id if viewer else None),
+            reads=reads,
+            loaders=Loaders(reads, viewer.user_id if viewer else None),
             feeds=request.app[BROKER].feeds,
             request=request,
             response=response,
@@ -113,7 +113,7 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
             if status == 404:
                 code = "not_found"
             response = web.Response(
-                text=json.dumps(error_body(code, status, error.reason)),
+                text=json.dumps(error_document(code, status, error.reason)),
                 status=status,
                 content_type=graphql_http.response_media_type(request.headers.get("Accept")),
             )

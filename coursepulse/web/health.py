@@ -41,7 +41,7 @@ async def migrate_when_reachable(app: web.Application) -> None:
     attempt = 0
     while True:
         try:
-            await migrate(app[DATABASE].engine)
+            await migrate(app[DATABASE].url)
         except Exception as error:
             if not is_unavailable(error):
                 log.exception("cannot bring the database schema up to date")

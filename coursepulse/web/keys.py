@@ -14,12 +14,10 @@ if TYPE_CHECKING:
     from weakref import WeakSet
 
     from coursepulse.events.brokers import Broker
-    from coursepulse.web.certificates import PdfCache
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
 CREDENTIALS = web.AppKey("credentials", CredentialCache)
-PDF_CACHE: web.AppKey["PdfCache"] = web.AppKey("pdf_cache")
 BROKER: web.AppKey["Broker"] = web.AppKey("broker")
 #: Set once the database schema is up to date (at once, or when a database that was
 #: down at start answers and has been migrated).

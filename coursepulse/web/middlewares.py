@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -12,7 +11,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from coursepulse.resolvers.errors import DomainError, InvalidCredentials, RateLimited
-from coursepulse.rest import PREFIX as REST_PREFIX
+from coursepulse.schema.errors import error_document
 from coursepulse.web.credentials import viewer_from_authorization
 from coursepulse.web.keys import (
     CREDENTIALS,
@@ -33,34 +32,25 @@ CORS_METHODS = "GET, POST, OPTIONS"
 CORS_HEADERS = "Authorization, Content-Type, X-Request-ID"
 
 
-def error_body(code: str, status: int, message: str, **extra: Any) -> dict[str, Any]:
-    """The GraphQL-shaped error document for failures outside GraphQL execution."""
-    return {
-        "errors": [{"message": message, "extensions": {"code": code, "status": status, **extra}}]
-    }
+#: An error answer in a front door's own shape: (code, status, message, context) -> response.
+ErrorShape = Callable[[str, int, str, dict[str, Any]], web.Response]
+#: Front doors with an error shape of their own, by path prefix (the REST facade registers
+#: its own); every other path answers in the GraphQL shape.
+ERROR_SHAPES = web.AppKey("error_shapes", dict[str, ErrorShape])
 
 
 def error_response(code: str, status: int, message: str, **extra: Any) -> web.Response:
-    return web.json_response(error_body(code, status, message, **extra), status=status)
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"([A-Z])", r"_\1", name).lower()
+    """An error answer in the GraphQL shape."""
+    return web.json_response(error_document(code, status, message, **extra), status=status)
 
 
 def failure(
     request: web.Request, code: str, status: int, message: str, **extra: Any
 ) -> web.Response:
-    """An error answer in the shape of the front door asked: REST facade or GraphQL."""
-    if request.path.startswith(REST_PREFIX):
-        if status in (404, 405) and code in ("not_found", "invalid_input"):
-            code, message = (
-                "rest_no_route",
-                "No route was found matching the URL and request method",
-            )
-        data = {_snake(key): value for key, value in extra.items()}
-        body = {"code": code, "message": message, "data": {"status": status, **data}}
-        return web.json_response(body, status=status)
+    """An error answer in the shape of the front door asked: its own, or GraphQL's."""
+    for prefix, shape in request.app.get(ERROR_SHAPES, {}).items():
+        if request.path.startswith(prefix):
+            return shape(code, status, message, extra)
     return error_response(code, status, message, **extra)
 
 

@@ -24,11 +24,10 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
 
 from coursepulse.events.access import LiveGrant, LiveGrants
 from coursepulse.models.access import AccessChange, AccessNotice
-from coursepulse.models.db import Database
+from coursepulse.models.db import Database, is_unavailable
 from coursepulse.resolvers import users
 from coursepulse.resolvers.errors import DomainError
 from coursepulse.resolvers.users import Credential
@@ -121,9 +120,11 @@ class AccessEnforcer:
             return
         pairs = list(sockets.items())
         try:
-            async with self.db.read() as session:
-                holding = await users.credentials_holding(session, [c for _, c in pairs])
-        except (SQLAlchemyError, OSError):
+            async with self.db.read() as tx:
+                holding = await users.credentials_holding(tx, [c for _, c in pairs])
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
             log.warning("could not check %d websocket sign-ins; will try again", len(pairs))
             return
         lapsed = [
@@ -150,7 +151,9 @@ class AccessEnforcer:
             except DomainError:
                 for grant in group:
                     grant.end()
-            except (SQLAlchemyError, OSError):
+            except Exception as error:
+                if not is_unavailable(error):
+                    raise
                 log.warning("could not check a live subscription's access; will try again")
 
     # ---- tasks ------------------------------------------------------------------------------
