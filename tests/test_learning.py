@@ -262,8 +262,13 @@ async def backdate_completions(
         )
         times = []
         for number, completion in enumerate(completions):
-            completion.completed_at = start + timedelta(hours=number)
-            times.append(completion.completed_at)
+            moment = start + timedelta(hours=number)
+            await tx.execute(
+                update(LessonCompletion)
+                .where(LessonCompletion.id == completion.id)
+                .values(completed_at=moment)
+            )
+            times.append(moment)
     return times
 
 
@@ -279,12 +284,13 @@ async def enrollment_rows(db: Database, account: Account | None = None) -> int:
 async def events(db: Database, account: Account, course_id: int) -> list[tuple[Any, ...]]:
     """The student's rows of the event log, oldest first, straight from SQL."""
     async with db.read() as tx:
-        rows = await tx.execute(
+        rows = await tx.all(
             text(
                 "SELECT kind, lesson_id, progress_percentage, completed_lessons, total_lessons"
                 " FROM progress_events WHERE user_id = :user AND course_id = :course ORDER BY id"
             ),
-            {"user": account.id, "course": course_id},
+            user=account.id,
+            course=course_id,
         )
         return [tuple(row) for row in rows]
 

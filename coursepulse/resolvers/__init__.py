@@ -1,4 +1,5 @@
-"""The domain operations. Plain async functions (session, viewer, arguments) -> rows.
+"""The domain operations: plain async functions (tx, viewer, arguments) -> rows.
 
-Every business rule lives here once; no GraphQL or HTTP imports.
+`tx` is a Transaction (models/transactions.py) opened by the front door; every business
+rule lives here once; no GraphQL or HTTP imports.
 """

@@ -73,6 +73,21 @@ async def get_course(
     return await tx.first(_COURSE_BY_ID, course_id=course_id)
 
 
+async def course_if_visible(
+    tx: Transaction,
+    viewer: Viewer | None,
+    course_id: int,
+    *,
+    lock: bool = False,
+    share: bool = False,
+) -> CourseRow | None:
+    """The course if it exists and the viewer may see it, else None."""
+    course = await get_course(tx, course_id, lock=lock, share=share)
+    if course is None or not await can_see_course(tx, viewer, course):
+        return None
+    return course
+
+
 async def visible_course(
     tx: Transaction,
     viewer: Viewer | None,
@@ -82,8 +97,8 @@ async def visible_course(
     share: bool = False,
 ) -> CourseRow:
     """The course if it exists and the viewer may see it, else `not_found`."""
-    course = await get_course(tx, course_id, lock=lock, share=share)
-    if course is None or not await can_see_course(tx, viewer, course):
+    course = await course_if_visible(tx, viewer, course_id, lock=lock, share=share)
+    if course is None:
         raise NotFound(f"Course {course_id} not found")
     return course
 

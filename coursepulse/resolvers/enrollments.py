@@ -19,7 +19,12 @@ from coursepulse.models import (
 from coursepulse.models.rows import CourseRow, EnrollmentRow
 from coursepulse.models.sql import Query, one_of
 from coursepulse.models.transactions import Transaction
-from coursepulse.resolvers.access import can_see_course, get_course, is_course_staff
+from coursepulse.resolvers.access import (
+    can_see_course,
+    get_course,
+    is_course_staff,
+    visible_course,
+)
 from coursepulse.resolvers.errors import AlreadyEnrolled, Forbidden, NotEnrolled, NotFound
 from coursepulse.resolvers.events import append_event, recent_activity_event
 from coursepulse.resolvers.progress import ProgressRecord, settle
@@ -124,9 +129,7 @@ async def require_lesson_of(tx: Transaction, course_id: int, lesson_id: int) -> 
 async def enroll(tx: Transaction, viewer: Viewer | None, course_id: int) -> ProgressRecord:
     """Enrol the viewer in a published course; re-enrolling restores kept progress."""
     viewer = require_viewer(viewer)
-    course = await get_course(tx, course_id, lock=True, share=True)
-    if course is None or not await can_see_course(tx, viewer, course):
-        raise NotFound(f"Course {course_id} not found")
+    course = await visible_course(tx, viewer, course_id, lock=True, share=True)
     if course.status != CourseStatus.PUBLISHED:
         raise Forbidden("Enrolment is open only in published courses")
     now = utcnow()

@@ -76,12 +76,6 @@ class RateLimited(DomainError):
     code, status, default_message = "rate_limited", 429, "Too many requests"
 
 
-class NotAvailableYet(DomainError):
-    """A contract field whose capability this release does not provide yet."""
-
-    code, status, default_message = "not_implemented", 501, "Not available yet"
-
-
 class ResumeRequired(DomainError):
     """A live subscription fell too far behind; resubscribe with `after: lastEventId`."""
 

@@ -3,7 +3,7 @@
 import strawberry
 
 from coursepulse import models
-from coursepulse.resolvers import certificates, courses, enrollments, roster, users
+from coursepulse.resolvers import access, certificates, courses, enrollments, roster, users
 from coursepulse.resolvers.validation import parse_id
 from coursepulse.schema.context import Context
 from coursepulse.schema.enums import EnrollmentStatus, SortOrder, StudentOrderField
@@ -40,7 +40,9 @@ class Query:
 
     @strawberry.field
     async def course(self, info: Info, id: strawberry.ID) -> Course | None:
-        row = await courses.find_course(await info.context.tx(), info.context.viewer, parse_id(id))
+        row = await access.course_if_visible(
+            await info.context.tx(), info.context.viewer, parse_id(id)
+        )
         return Course.from_row(row) if row is not None else None
 
     @strawberry.field(

@@ -35,7 +35,7 @@ from graphql.pyutils import is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from coursepulse.events.feed import Feeds
-from coursepulse.models import ProgressEvent as EventRow
+from coursepulse.models.rows import ProgressEventRow as EventRow
 from coursepulse.schema.types import ProgressEvent
 
 #: Recent events whose GraphQL objects (and their execution results) are kept.
@@ -61,6 +61,8 @@ def shared_payload(feeds: Feeds, event: EventRow) -> ProgressEvent:
     return payload
 
 
+# graphql-core 3.3 internals: `build_per_event_executor` and `execute_operation` are
+# overridden below; pyproject.toml pins graphql-core to >=3.3,<3.4 for that reason.
 class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
     """Executes a subscription event once per (document, variables) for all its subscribers."""
 
