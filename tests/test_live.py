@@ -48,7 +48,7 @@ from coursepulse.models.db import Database
 from coursepulse.models.migrate import schema_engine
 from coursepulse.resolvers import completions, enrollments
 from coursepulse.resolvers.errors import ResumeRequired
-from coursepulse.schema import build_schema, shared_events
+from coursepulse.schema import build_schema
 from coursepulse.schema.types import ProgressEvent as EventType
 from coursepulse.settings import Settings
 from coursepulse.web.graphql_view import CoursepulseGraphQLView
@@ -429,7 +429,7 @@ async def test_subscribers_with_one_document_share_one_execution_of_an_event(
     assert heard[0] == heard[1]
     assert int(heard[0]["id"]) == event_id
     assert executed == [event_id]
-    payload = shared_events._payloads[client.server.app[BROKER].feeds][event_id]
+    payload = client.server.app[BROKER].feeds.shared[event_id]
     assert len(payload._results) == 1
 
 

@@ -3,7 +3,8 @@
 import asyncio
 import contextlib
 import logging
-from collections import deque
+from collections import OrderedDict, deque
+from typing import Any
 
 from coursepulse.models.db import Database
 from coursepulse.models.rows import ProgressEventRow
@@ -130,6 +131,9 @@ class Feeds:
         self.buffer = buffer
         self._feeds: dict[int, CourseFeed] = {}
         self._lock = asyncio.Lock()
+        #: What the front door builds once per event for all its subscribers, by event id
+        #: (schema/shared_events.py bounds it).
+        self.shared: OrderedDict[int, Any] = OrderedDict()
 
     async def subscribe(self, course_id: int) -> Subscription:
         """A subscription receiving every event of the course committed from now on."""

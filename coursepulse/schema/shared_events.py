@@ -18,7 +18,6 @@ object built once); a user's subscriptions are bounded in number
 
 from collections import OrderedDict
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from graphql import (
     ExecutionResult,
@@ -43,15 +42,11 @@ SHARED_EVENTS = 4096
 #: Distinct (document, variables) results kept per event.
 RESULTS_PER_EVENT = 8
 
-#: Per application (its feeds): event id -> the event's GraphQL object.
-_payloads: WeakKeyDictionary[Feeds, OrderedDict[int, ProgressEvent]] = WeakKeyDictionary()
-
 
 def shared_payload(feeds: Feeds, event: EventRow) -> ProgressEvent:
-    """The GraphQL object of a log row, the same object for every subscriber of the app."""
-    recent = _payloads.get(feeds)
-    if recent is None:
-        recent = _payloads[feeds] = OrderedDict()
+    """The GraphQL object of a log row, the same object for every subscriber of the app
+    (kept with the application's feeds)."""
+    recent: OrderedDict[int, Any] = feeds.shared
     key = int(event.id)  # type: ignore[arg-type]
     payload = recent.get(key)
     if payload is None:

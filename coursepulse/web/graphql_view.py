@@ -3,6 +3,7 @@
 import json
 import re
 from collections import OrderedDict
+from functools import cached_property
 from typing import Any
 
 from aiohttp import web
@@ -193,8 +194,13 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
 
     def encode_json(self, data: Any) -> str:
         if isinstance(data, dict) and data.get("type") == "next":
-            return _encode_next(data)
+            return self._encoded.next_message(data)
         return json.dumps(data, separators=(",", ":"))
+
+    @cached_property
+    def _encoded(self) -> "EncodedResults":
+        """This view's (so this application's) recently encoded subscription results."""
+        return EncodedResults()
 
 
 def _is_subscription(request_data: GraphQLRequestData) -> bool:
@@ -258,21 +264,25 @@ async def _track_socket(context: Context, header: str | None) -> Viewer | None:
     return credential.viewer if credential is not None else None
 
 
-#: Recently encoded subscription results, by identity (schema/shared_events.py shares them).
-_ENCODED: OrderedDict[int, tuple[object, str]] = OrderedDict()
-_ENCODED_KEPT = 256
+class EncodedResults:
+    """Recently encoded subscription results, by identity: schema/shared_events.py gives many
+    subscribers one result object, which is then encoded once for all of them."""
 
+    KEPT = 256
 
-def _encode_next(message: dict[str, Any]) -> str:
-    """A `next` message; a result shared by many subscribers is encoded once for all."""
-    payload = message.get("payload")
-    if not isinstance(payload, dict) or payload.keys() != {"data"}:
-        return json.dumps(message, separators=(",", ":"))
-    data = payload["data"]
-    kept = _ENCODED.get(id(data))
-    if kept is None or kept[0] is not data:
-        kept = _ENCODED[id(data)] = (data, json.dumps(data, separators=(",", ":")))
-        if len(_ENCODED) > _ENCODED_KEPT:
-            _ENCODED.popitem(last=False)
-    identifier = json.dumps(message["id"])
-    return f'{{"id":{identifier},"type":"next","payload":{{"data":{kept[1]}}}}}'
+    def __init__(self) -> None:
+        self._kept: OrderedDict[int, tuple[object, str]] = OrderedDict()
+
+    def next_message(self, message: dict[str, Any]) -> str:
+        """A `next` message as JSON text."""
+        payload = message.get("payload")
+        if not isinstance(payload, dict) or payload.keys() != {"data"}:
+            return json.dumps(message, separators=(",", ":"))
+        data = payload["data"]
+        kept = self._kept.get(id(data))
+        if kept is None or kept[0] is not data:
+            kept = self._kept[id(data)] = (data, json.dumps(data, separators=(",", ":")))
+            if len(self._kept) > self.KEPT:
+                self._kept.popitem(last=False)
+        identifier = json.dumps(message["id"])
+        return f'{{"id":{identifier},"type":"next","payload":{{"data":{kept[1]}}}}}'
