@@ -7,7 +7,7 @@ from weakref import WeakSet
 
 from aiohttp import WSCloseCode, web
 
-from coursepulse.events.brokers import create_broker
+from coursepulse.fanout.brokers import create_broker
 from coursepulse.models.db import Database
 from coursepulse.rest import routes as rest_routes
 from coursepulse.schema import build_schema

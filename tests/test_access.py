@@ -22,7 +22,7 @@ from sqlalchemy import delete, select, text, update
 
 from coursepulse.app import create_app
 from coursepulse.cli import main
-from coursepulse.events.access import LiveGrants
+from coursepulse.fanout.access import LiveGrants
 from coursepulse.models import ApiToken, CourseInstructor, Role
 from coursepulse.models.access import AccessChange, AccessNotice
 from coursepulse.models.db import Database

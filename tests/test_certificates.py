@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient
 from pypdf import PdfReader
 from sqlalchemy import func, select, update
 
+from coursepulse.issuing import obtain_certificate
 from coursepulse.models import (
     Certificate,
     CertificateCounter,
@@ -32,7 +33,6 @@ from coursepulse.resolvers import certificates, completions, enrollments, users
 from coursepulse.resolvers.errors import CourseNotComplete, IssueRefused, NotEnrolled
 from coursepulse.resolvers.users import viewer_of
 from coursepulse.resolvers.viewer import Viewer
-from coursepulse.web.certificates import obtain_certificate
 from tests.conftest import Account, School, error_codes, graphql, make_course, make_user
 
 # ---- GraphQL documents ------------------------------------------------------------------

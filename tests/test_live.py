@@ -41,8 +41,8 @@ from graphql.execution import Executor
 from sqlalchemy import func, select, text
 from websockets.exceptions import ConnectionClosed
 
-from coursepulse.events.feed import Feeds
-from coursepulse.events.stream import stream_events
+from coursepulse.fanout.feed import Feeds
+from coursepulse.fanout.stream import stream_events
 from coursepulse.models import ProgressEvent, ProgressEventKind, Role
 from coursepulse.models.db import Database
 from coursepulse.models.migrate import schema_engine

@@ -26,8 +26,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import Executable
-from sqlalchemy.sql.elements import Label
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import Label
 from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
 
 from coursepulse.models.rows import row_type_of

@@ -3,7 +3,7 @@
 Getting one's certificate is a read, then (the first time only) a write: `find_own`
 in a read transaction, and when nothing was issued yet, `issue` in a write
 transaction, or `refuse_issue` when the request must not change anything. The
-front doors sequence them through web/certificates.py's `obtain_certificate`.
+front doors sequence them through `coursepulse.issuing.obtain_certificate`.
 """
 
 import re
@@ -29,7 +29,7 @@ from coursepulse.models.transactions import Transaction
 from coursepulse.resolvers.access import is_course_staff, require_admin
 from coursepulse.resolvers.enrollments import course_progress, learning_enrollment
 from coursepulse.resolvers.errors import CourseNotComplete, IssueRefused, NotFound
-from coursepulse.resolvers.events import append_event
+from coursepulse.resolvers.outbox import append_event
 from coursepulse.resolvers.progress import progress_percentage
 from coursepulse.resolvers.validation import clean_text
 from coursepulse.resolvers.viewer import Viewer, require_viewer
@@ -148,7 +148,7 @@ async def issue(
     Before completion: `course_not_complete` with the current percentage; refused
     attempts use up no number. A concurrent issue that still collides on a unique key
     raises IntegrityError, which ends the transaction: the winner's row is to be read
-    in a new one (as `obtain_certificate` in web/certificates.py does).
+    in a new one (as `coursepulse.issuing.obtain_certificate` does).
     """
     _viewer, course, enrollment = await learning_enrollment(tx, viewer, course_id)
     # Concurrent first requests queue on the enrolment's lock: the ones that waited

@@ -14,7 +14,7 @@ from coursepulse.resolvers.enrollments import (
     require_lesson_of,
     save_enrollment,
 )
-from coursepulse.resolvers.events import append_event
+from coursepulse.resolvers.outbox import append_event
 from coursepulse.resolvers.progress import ProgressRecord, settle
 from coursepulse.resolvers.viewer import Viewer
 

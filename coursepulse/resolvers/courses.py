@@ -25,8 +25,8 @@ from coursepulse.models.sql import Query
 from coursepulse.models.transactions import Transaction
 from coursepulse.resolvers.access import require_author, staff_course
 from coursepulse.resolvers.errors import InvalidInput, NotFound
-from coursepulse.resolvers.events import append_event
 from coursepulse.resolvers.lookups import lessons_by_course
+from coursepulse.resolvers.outbox import append_event
 from coursepulse.resolvers.validation import clean_text
 from coursepulse.resolvers.viewer import Viewer
 

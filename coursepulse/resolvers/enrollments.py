@@ -26,7 +26,7 @@ from coursepulse.resolvers.access import (
     visible_course,
 )
 from coursepulse.resolvers.errors import AlreadyEnrolled, Forbidden, NotEnrolled, NotFound
-from coursepulse.resolvers.events import append_event, recent_activity_event
+from coursepulse.resolvers.outbox import append_event, recent_activity_event
 from coursepulse.resolvers.progress import ProgressRecord, settle
 from coursepulse.resolvers.validation import check_range
 from coursepulse.resolvers.viewer import Viewer, require_viewer

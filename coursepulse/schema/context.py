@@ -8,8 +8,8 @@ from typing import Any
 
 from strawberry.extensions import SchemaExtension
 
-from coursepulse.events.access import LiveGrants
-from coursepulse.events.feed import Feeds
+from coursepulse.fanout.access import LiveGrants
+from coursepulse.fanout.feed import Feeds
 from coursepulse.models.db import Database
 from coursepulse.models.transactions import Transaction
 from coursepulse.resolvers.viewer import Viewer

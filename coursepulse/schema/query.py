@@ -3,6 +3,7 @@
 import strawberry
 
 from coursepulse import models
+from coursepulse.issuing import obtain_certificate
 from coursepulse.resolvers import access, certificates, courses, enrollments, roster, users
 from coursepulse.resolvers.validation import parse_id
 from coursepulse.schema.context import Context
@@ -115,7 +116,7 @@ class Query:
     )
     async def certificate(self, info: Info, courseId: strawberry.ID) -> Certificate:
         course_id = parse_id(courseId, field="courseId")
-        row = await certificates.obtain(
+        row = await obtain_certificate(
             info.context.db, info.context.viewer, course_id, may_issue=info.context.may_change
         )
         return Certificate.from_row(row, info.context.settings.base_url)
@@ -127,17 +128,14 @@ class Query:
 
     @strawberry.field(description="Public: anyone may check a certificate number.")
     async def verify_certificate(self, info: Info, certificateId: str) -> CertificateVerification:
-        async with info.context.reader.session() as session:
-            row = await certificates.find_by_number(session, certificateId)
-            may_download = row is not None and await certificates.may_download(
-                session, info.context.viewer, row
-            )
-        if row is None:
+        found = await certificates.verify(
+            await info.context.tx(),
+            info.context.viewer,
+            certificateId,
+            base_url=info.context.settings.base_url,
+        )
+        if found.certificate is None:
             return CertificateVerification(valid=False, certificate=None)
-        certificate = Certificate.from_row(row, info.context.settings.base_url)
-        if not may_download:
-            # The PDF's address is its owner's to share; others get the public page.
-            certificate.certificate_url = certificates.verification_url(
-                info.context.settings.base_url, row.number
-            )
-        return CertificateVerification(valid=certificates.is_valid(row), certificate=certificate)
+        certificate = Certificate.from_row(found.certificate, info.context.settings.base_url)
+        certificate.certificate_url = found.certificate_url
+        return CertificateVerification(valid=found.valid, certificate=certificate)

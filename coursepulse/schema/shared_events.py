@@ -33,7 +33,7 @@ from graphql import (
 from graphql.pyutils import is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from coursepulse.events.feed import Feeds
+from coursepulse.fanout.feed import Feeds
 from coursepulse.models.rows import ProgressEventRow as EventRow
 from coursepulse.schema.types import ProgressEvent
 

@@ -4,8 +4,8 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from coursepulse.events.stream import stream_events
-from coursepulse.resolvers import live
+from coursepulse.fanout.stream import stream_events
+from coursepulse.resolvers import subscriptions
 from coursepulse.resolvers.validation import parse_id
 from coursepulse.schema.context import Context
 from coursepulse.schema.shared_events import shared_payload
@@ -43,7 +43,7 @@ class Subscription:
     ) -> AsyncGenerator[ProgressEvent, None]:
         course_id, after_id = parse_id(courseId, field="courseId"), _after(after)
         async with info.context.db.read() as tx:
-            user_id = await live.authorize_own_progress(tx, info.context.viewer, course_id)
+            user_id = await subscriptions.authorize_own_progress(tx, info.context.viewer, course_id)
         async for event in _events(info, course_id, after_id, user_id):
             yield event
 
@@ -58,7 +58,7 @@ class Subscription:
 
         async def authorize() -> None:
             async with db.read() as tx:
-                await live.authorize_course_activity(tx, viewer, course_id)
+                await subscriptions.authorize_course_activity(tx, viewer, course_id)
 
         await authorize()
         events = _events(info, course_id, after_id, None)

@@ -5,46 +5,14 @@ import asyncio
 from collections import OrderedDict
 
 from aiohttp import web
-from sqlalchemy.exc import IntegrityError
 
 from coursepulse.documents.certificate_pdf import CertificateDocument, render_certificate
 from coursepulse.documents.verify_page import Verification, render_verification
-from coursepulse.models.db import Database
 from coursepulse.models.rows import CertificateRow
 from coursepulse.resolvers import certificates
-from coursepulse.resolvers.viewer import Viewer
 from coursepulse.web.keys import DATABASE, SETTINGS
-from coursepulse.web.middlewares import error_response
 
 PDF_CACHE_ENTRIES = 256
-
-
-async def obtain_certificate(
-    db: Database, viewer: Viewer | None, course_id: int, *, may_issue: bool
-) -> CertificateRow:
-    """The viewer's certificate for the course (GraphQL `certificate`, REST GET certificate).
-
-    An issued certificate is read in a read transaction, so repeated downloads never
-    queue behind writers; the first one is issued in a write transaction. Without
-    `may_issue` (a request that must not change anything: a GET, a cross-site request)
-    nothing is written: an issued certificate, or the coded refusal.
-    """
-    async with db.read() as tx:
-        existing = await certificates.find_own(tx, viewer, course_id)
-        if existing is None and not may_issue:
-            await certificates.refuse_issue(tx, viewer, course_id)
-    if existing is not None:
-        return existing
-    try:
-        async with db.write() as tx:
-            return await certificates.issue(tx, viewer, course_id)
-    except IntegrityError:
-        # A concurrent request's certificate won the unique key: it is the viewer's.
-        async with db.read() as tx:
-            winner = await certificates.find_own(tx, viewer, course_id)
-        if winner is None:
-            raise
-        return winner
 
 
 class PdfCache:
@@ -85,7 +53,8 @@ async def certificate_pdf(request: web.Request) -> web.StreamResponse:
     async with request.app[DATABASE].read() as tx:
         certificate = await certificates.find_by_token(tx, request.match_info["token"])
     if certificate is None:
-        return error_response("not_found", 404, "Certificate not found")
+        # Answered as every 404 is, by the request middleware (web/middlewares.py).
+        raise web.HTTPNotFound(reason="Certificate not found")
     pdf = await request.app[PDF_CACHE].get(certificate, request.app[SETTINGS].base_url)
     return web.Response(
         body=pdf,

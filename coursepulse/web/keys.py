@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import asyncio
     from weakref import WeakSet
 
-    from coursepulse.events.brokers import Broker
+    from coursepulse.fanout.brokers import Broker
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)

@@ -8,7 +8,7 @@ PostgreSQL NOTIFY, from every other process. Then:
   (revoked) are dropped, so the next request is verified again;
 - open websockets signed in with such a credential are checked again against the
   database, and those that no longer hold are closed with 4403;
-- live grants of that user (courseActivity subscriptions, events/access.py) are
+- live grants of that user (courseActivity subscriptions, fanout/access.py) are
   checked again by the resolvers' rule, and those refused end with `forbidden`.
 
 A notice can be missed (the listener connection was lost, or another process on
@@ -25,7 +25,7 @@ from weakref import WeakKeyDictionary
 
 from aiohttp import web
 
-from coursepulse.events.access import LiveGrant, LiveGrants
+from coursepulse.fanout.access import LiveGrant, LiveGrants
 from coursepulse.models.access import AccessChange, AccessNotice
 from coursepulse.models.db import Database, is_unavailable
 from coursepulse.resolvers import users

@@ -19,12 +19,12 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from coursepulse.events.feed import Feeds
+from coursepulse.fanout.feed import Feeds
 from coursepulse.models.access import ACCESS_CHANNEL, AccessNotice
 from coursepulse.models.db import NOTIFY_CHANNEL, Database
 from coursepulse.models.postgres import dsn_of
 
-log = logging.getLogger("coursepulse.events")
+log = logging.getLogger("coursepulse.fanout")
 
 
 AccessListener = Callable[[list[AccessNotice]], None]

@@ -1,4 +1,4 @@
-"""Appending to the progress event log, in the transaction of the change it records."""
+"""The outbox: appending to the progress event log, in the transaction of the change it records."""
 
 from datetime import datetime
 from typing import Any

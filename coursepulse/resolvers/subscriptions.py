@@ -1,4 +1,4 @@
-"""Who may follow which live progress, and reading the event log to replay it."""
+"""Subscription rules: who may follow which live progress, and reading the log to replay it."""
 
 from sqlalchemy import bindparam, func, select
 

@@ -2,11 +2,11 @@
 
 from collections.abc import AsyncIterator
 
-from coursepulse.events.feed import Feeds, Overflowed
+from coursepulse.fanout.feed import Feeds, Overflowed
 from coursepulse.models.db import Database
 from coursepulse.models.rows import ProgressEventRow
 from coursepulse.resolvers.errors import ResumeRequired
-from coursepulse.resolvers.live import events_after
+from coursepulse.resolvers.subscriptions import events_after
 
 
 async def stream_events(

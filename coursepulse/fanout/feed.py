@@ -8,9 +8,9 @@ from typing import Any
 
 from coursepulse.models.db import Database
 from coursepulse.models.rows import ProgressEventRow
-from coursepulse.resolvers.live import events_after, last_event_id
+from coursepulse.resolvers.subscriptions import events_after, last_event_id
 
-log = logging.getLogger("coursepulse.events")
+log = logging.getLogger("coursepulse.fanout")
 
 #: Events a subscription may have waiting before it is ended with `resume_required`.
 DEFAULT_BUFFER = 1000
