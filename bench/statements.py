@@ -2,8 +2,8 @@
 
 The service runs in this process (its app factory over aiohttp's test server) on a
 database whose statements are counted (`Database.observers`), so a query per row shows up
-as a count that grows with the page size. Operations are the bench scenarios' requests, sent after one
-warm-up request per credential (cached credentials cost no statement).
+as a count that grows with the page size. Operations are the bench scenarios' requests, sent
+after one warm-up request per credential (cached credentials cost no statement).
 
     python bench/statements.py --database-url sqlite+aiosqlite:////tmp/bench.db
 """
