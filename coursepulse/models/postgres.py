@@ -26,7 +26,9 @@ POOL_SIZE = 10
 _LOST = (
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # the server's goodbye arrived while BEGIN was sent
     asyncpg.AdminShutdownError,
+    asyncpg.PostgresConnectionError,
     ConnectionError,
 )
 
@@ -62,7 +64,9 @@ class PostgresTransaction(Transaction):
             try:
                 await block.start()
             except _LOST:
-                await pool.release(connection)
+                connection.terminate()  # the pool replaces a connection that is closed
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    await pool.release(connection)
                 if attempt == POOL_SIZE:
                     raise
                 log.info("replacing a connection that went stale", exc_info=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NoReturn
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from coursepulse.models import (
@@ -89,11 +89,22 @@ _ADD_CERTIFICATE = Query(
     )
     .returning(_CERTIFICATES)
 )
-#: Revokes a certificate not revoked yet (an earlier revocation is kept).
+#: Revokes a certificate; one revoked already keeps its first revocation (time and reason).
 _REVOKE = Query(
     update(_CERTIFICATES)
-    .where(_CERTIFICATES.c.number == bindparam("number"), _CERTIFICATES.c.revoked_at.is_(None))
-    .values(revoked_at=bindparam("at"), revoked_reason=bindparam("reason"))
+    .where(_CERTIFICATES.c.number == bindparam("number"))
+    .values(
+        revoked_at=func.coalesce(
+            _CERTIFICATES.c.revoked_at, bindparam("at", type_=_CERTIFICATES.c.revoked_at.type)
+        ),
+        revoked_reason=case(
+            (
+                _CERTIFICATES.c.revoked_at.is_(None),
+                bindparam("reason", type_=_CERTIFICATES.c.revoked_reason.type),
+            ),
+            else_=_CERTIFICATES.c.revoked_reason,
+        ),
+    )
     .returning(_CERTIFICATES)
 )
 
@@ -271,9 +282,6 @@ async def revoke(
     if normalized is None:
         raise NotFound(f"Certificate {number!r} not found")
     revoked = await tx.first(_REVOKE, number=normalized, at=now or utcnow(), reason=reason)
-    if revoked is not None:
-        return revoked
-    certificate = await tx.first(_BY_NUMBER, number=normalized)
-    if certificate is None:
+    if revoked is None:
         raise NotFound(f"Certificate {number!r} not found")
-    return certificate
+    return revoked
