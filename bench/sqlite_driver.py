@@ -7,7 +7,7 @@ migrated by the project's migrations and filled by bench/dataset.py (scale 1 by 
 50,000 enrolments, about 300,000 completions), and prints operations/s and CPU ms per
 operation (time.process_time, so aiosqlite's threads count) of each, with their ratio.
 
-- `progress read`: the statement `courseProgress` runs (`_COURSE_WITH_ENROLLMENT` of
+- `progress read`: the statement `courseProgress` runs (`COURSE_WITH_ENROLLMENT` of
   coursepulse/resolvers/enrollments.py, compiled for SQLite by coursepulse/models/sql.py,
   its rows decoded as the service decodes them) for random enrolled (course, user) pairs,
   each in its own `BEGIN` ... `ROLLBACK` read transaction. One read connection per task.
@@ -66,13 +66,13 @@ from coursepulse.models import (
     Enrollment,
     EnrollmentStatus,
     LessonCompletion,
-    ProgressEvent,
     ProgressEventKind,
     utcnow,
 )
 from coursepulse.models.sql import Query
 from coursepulse.models.sqlite import CHECKPOINT_EVERY, connect
-from coursepulse.resolvers.enrollments import _COURSE_WITH_ENROLLMENT
+from coursepulse.resolvers.enrollments import COURSE_WITH_ENROLLMENT
+from coursepulse.resolvers.outbox import ADD_EVENT as OUTBOX_ADD_EVENT
 from coursepulse.serve import new_event_loop
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -86,9 +86,8 @@ DIALECT = SQLiteDialect_aiosqlite()
 _COURSES = Course.__table__
 _ENROLLMENTS = Enrollment.__table__
 _COMPLETIONS = LessonCompletion.__table__
-_EVENTS = ProgressEvent.__table__
 
-PROGRESS = _COURSE_WITH_ENROLLMENT.compiled(DIALECT)
+PROGRESS = COURSE_WITH_ENROLLMENT.compiled(DIALECT)
 COURSE_BY_ID = Query(select(_COURSES).where(_COURSES.c.id == bindparam("course_id"))).compiled(
     DIALECT
 )
@@ -119,20 +118,7 @@ SAVE_COUNTERS = Query(
         last_accessed_at=bindparam("new_last_accessed_at"),
     )
 ).compiled(DIALECT)
-#: The event log's row, as the service's outbox writes it (every column bound).
-EVENT_COLUMNS = (
-    "kind",
-    "occurred_at",
-    "course_id",
-    "user_id",
-    "lesson_id",
-    "progress_percentage",
-    "completed_lessons",
-    "total_lessons",
-)
-ADD_EVENT = Query(
-    insert(_EVENTS).values({column: bindparam(f"event_{column}") for column in EVENT_COLUMNS})
-).compiled(DIALECT)
+ADD_EVENT = OUTBOX_ADD_EVENT.compiled(DIALECT)
 
 
 def log(message: str) -> None:

@@ -28,7 +28,7 @@ from coursepulse.models.access import AccessChange, AccessNotice
 from coursepulse.models.db import Database
 from coursepulse.models.migrate import schema_engine
 from coursepulse.resolvers import courses, users
-from coursepulse.resolvers.errors import Forbidden
+from coursepulse.resolvers.errors import Forbidden, InvalidCredentials
 from coursepulse.settings import Settings
 from coursepulse.web.keys import BROKER
 from coursepulse.web.revocation import ACCESS
@@ -451,6 +451,28 @@ async def test_changed_password_ends_the_old_credential_and_its_sockets_at_once(
         assert await closed_with(by_password) == 4403
         # While his token's socket goes on
         await still_open(by_token)
+
+
+async def test_of_two_password_changes_verified_at_once_only_the_first_is_stored(
+    db: Database, school: School
+) -> None:
+    viewer = school.student.viewer
+    # Given two changes verified against the same current password (two tabs)
+    async with db.read() as tx:
+        holder = await users.password_holder(tx, viewer)
+    first = await users.prepare_password_change(holder, PASSWORD, NEW_PASSWORD)
+    second = await users.prepare_password_change(holder, PASSWORD, "another good password")
+    # When both are stored, one after the other
+    async with db.write() as tx:
+        await users.change_password(tx, viewer, first)
+    with pytest.raises(InvalidCredentials):
+        async with db.write() as tx:
+            await users.change_password(tx, viewer, second)
+    # Then the first one holds: the second was verified against a password that is gone
+    async with db.read() as tx:
+        user = await users.user_to_sign_in(tx, "john_doe")
+    assert user is not None
+    assert (await users.verify_sign_in(user, NEW_PASSWORD)).viewer.user_id == viewer.user_id
 
 
 async def test_new_password_follows_the_rules_of_new_users(

@@ -217,7 +217,8 @@ async def record_activity(
     return ProgressRecord(enrollment, course)
 
 
-_COURSE_WITH_ENROLLMENT = Query(
+#: A course with one user's enrolment in it (None when not enrolled): the progress read.
+COURSE_WITH_ENROLLMENT = Query(
     select(_COURSES, _ENROLLMENTS)
     .select_from(
         _COURSES.outerjoin(
@@ -240,7 +241,7 @@ async def course_progress(
     """
     viewer = require_viewer(viewer)
     target = viewer.user_id if user_id is None else user_id
-    found = await tx.first(_COURSE_WITH_ENROLLMENT, course_id=course_id, user_id=target)
+    found = await tx.first(COURSE_WITH_ENROLLMENT, course_id=course_id, user_id=target)
     if found is None:
         raise NotFound(f"Course {course_id} not found")
     course, enrollment = found

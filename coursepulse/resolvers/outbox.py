@@ -15,7 +15,8 @@ from coursepulse.resolvers.progress import progress_percentage
 ACTIVITY_EVENT_INTERVAL_SECONDS = 30
 #: First key of the advisory locks that order a course's events (any constant of ours).
 _EVENT_LOCK_SPACE = 0x6370
-_EVENT_COLUMNS = (
+#: The columns of an event row the outbox writes (every one bound).
+EVENT_COLUMNS = (
     "kind",
     "occurred_at",
     "course_id",
@@ -49,8 +50,8 @@ def event_values(
 
 
 _EVENTS = ProgressEvent.__table__
-_ADD_EVENT = Query(
-    insert(_EVENTS).values({column: bindparam(f"event_{column}") for column in _EVENT_COLUMNS})
+ADD_EVENT = Query(
+    insert(_EVENTS).values({column: bindparam(f"event_{column}") for column in EVENT_COLUMNS})
 )
 _EVENT_LOCK = Query(
     select(
@@ -86,7 +87,7 @@ async def append_event(
         occurred_at=occurred_at,
         lesson_id=lesson_id,
     )
-    await tx.execute(_ADD_EVENT, **{f"event_{column}": value for column, value in values.items()})
+    await tx.execute(ADD_EVENT, **{f"event_{column}": value for column, value in values.items()})
     tx.event_courses.add(course_id)
 
 

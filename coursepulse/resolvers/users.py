@@ -6,9 +6,10 @@ revoked token, another role) can be told from it without the secret.
 
 Password hashing (argon2) is slow by design and runs in a thread. It never runs
 between two statements of a write transaction when that can be helped: a new
-password is hashed before the first statement (`prepare_user`, `change_password`),
-and a password sign-in reads the stored hash (`user_to_sign_in`) so that the
-caller can end its transaction before verifying it (`verify_sign_in`).
+password is hashed before the first statement (`prepare_user`), and a password
+sign-in or change reads the stored hash first (`user_to_sign_in`,
+`password_holder`) so that the caller can end that transaction before verifying
+it (`verify_sign_in`, `prepare_password_change`).
 """
 
 import asyncio
@@ -50,10 +51,7 @@ _TOKENS = ApiToken.__table__
 
 _USER_NAMED = Query(select(_USERS).where(_USERS.c.username == bindparam("username")))
 _USERNAME_TAKEN = Query(select(_USERS.c.id).where(_USERS.c.username == bindparam("username")))
-#: The viewer's row, locked: password changes of one user take turns.
-_USER_FOR_UPDATE = Query(
-    select(_USERS).where(_USERS.c.id == bindparam("user_id")).with_for_update()
-)
+_USER_BY_ID = Query(select(_USERS).where(_USERS.c.id == bindparam("user_id")))
 _ADD_USER = Query(
     insert(_USERS)
     .values(
@@ -67,9 +65,10 @@ _ADD_USER = Query(
     )
     .returning(_USERS)
 )
+#: Only over the hash that was verified: a change made meanwhile wins, this one is refused.
 _SET_PASSWORD = Query(
     update(_USERS)
-    .where(_USERS.c.id == bindparam("user_id"))
+    .where(_USERS.c.id == bindparam("user_id"), _USERS.c.password_hash == bindparam("old_hash"))
     .values(password_hash=bindparam("new_password_hash"))
     .returning(_USERS)
 )
@@ -446,28 +445,58 @@ async def revoke_api_token(tx: Transaction, viewer: Viewer | None, token_id: int
     return await revoke_token(tx, token_id)
 
 
-async def change_password(
-    tx: Transaction, viewer: Viewer | None, current_password: str, new_password: str
-) -> UserRow:
-    """changePassword: `invalid_credentials` unless `current_password` is right.
+@dataclass(frozen=True, slots=True)
+class PasswordChange:
+    """A verified changePassword, ready to store."""
 
-    Every sign-in made with the old password ends (cached ones, open websockets);
-    the user's API tokens keep working. The new password is hashed before the
-    first statement; the current one can only be verified once the user's row is
-    read (and locked), so that one check runs inside the transaction.
-    """
+    user_id: int
+    #: The hash the current password was verified against.
+    old_hash: str
+    new_hash: str
+
+
+async def password_holder(tx: Transaction, viewer: Viewer | None) -> UserRow:
+    """changePassword, first step (a read): the viewer's row with the stored hash."""
     viewer = require_viewer(viewer)
-    _check_password(new_password, field="newPassword")
-    new_hash = await asyncio.to_thread(hash_password, new_password)
-    user = await tx.first(_USER_FOR_UPDATE, user_id=viewer.user_id)
+    user = await tx.first(_USER_BY_ID, user_id=viewer.user_id)
     if user is None:
         raise InvalidCredentials()
+    return user
+
+
+async def prepare_password_change(
+    user: UserRow, current_password: str, new_password: str
+) -> PasswordChange:
+    """changePassword, second step (no transaction): `invalid_credentials` unless
+    `current_password` is right; the new password checked and hashed."""
+    _check_password(new_password, field="newPassword")
     if not await asyncio.to_thread(_verify, user.password_hash, current_password):
         raise InvalidCredentials("The current password is wrong")
-    changed: UserRow = await tx.first(
-        _SET_PASSWORD, user_id=viewer.user_id, new_password_hash=new_hash
+    new_hash = await asyncio.to_thread(hash_password, new_password)
+    return PasswordChange(user.id, user.password_hash, new_hash)
+
+
+async def change_password(
+    tx: Transaction, viewer: Viewer | None, change: PasswordChange
+) -> UserRow:
+    """changePassword, last step (a write): the new hash stored, unless the password changed
+    since it was verified (then `invalid_credentials`, as the current password is no more).
+
+    Every sign-in made with the old password ends (cached ones, open websockets);
+    the user's API tokens keep working.
+    """
+    viewer = require_viewer(viewer)
+    if change.user_id != viewer.user_id:
+        raise InvalidCredentials()
+    changed: UserRow | None = await tx.first(
+        _SET_PASSWORD,
+        user_id=change.user_id,
+        old_hash=change.old_hash,
+        new_password_hash=change.new_hash,
     )
-    note_access_change(tx, AccessNotice(AccessChange.USER, viewer.user_id))
+    if changed is None:
+        raise InvalidCredentials("The current password is wrong")
+    note_access_change(tx, AccessNotice(AccessChange.USER, change.user_id))
     return changed
 
 

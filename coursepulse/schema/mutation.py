@@ -216,10 +216,13 @@ class Mutation:
         )
     )
     async def change_password(self, info: Info, currentPassword: str, newPassword: str) -> User:
+        # The passwords are verified and hashed between the read and the write, in no
+        # transaction (argon2 is slow by design).
+        holder = await users.password_holder(await info.context.tx(), info.context.viewer)
+        await info.context.refresh()
+        change = await users.prepare_password_change(holder, currentPassword, newPassword)
         async with _writing(info) as tx:
-            user = await users.change_password(
-                tx, info.context.viewer, currentPassword, newPassword
-            )
+            user = await users.change_password(tx, info.context.viewer, change)
         return User.from_row(user)
 
     @strawberry.mutation

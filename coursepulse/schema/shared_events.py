@@ -64,7 +64,7 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
     def build_per_event_executor(self, payload: Any) -> Any:
         """An executor for one event; when the event was executed already, its answer."""
         if isinstance(payload, ProgressEvent):
-            cached = payload._results.get(self._key())
+            cached = payload.shared_results.get(self._key())
             if cached is not None and cached[0] is self.operation:
                 return _Answered(cached[1])
         return super().build_per_event_executor(payload)
@@ -85,7 +85,7 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
         if not isinstance(payload, ProgressEvent):
             return super().execute_operation(serially)
         key = self._key()
-        cached = payload._results.get(key)
+        cached = payload.shared_results.get(key)
         if cached is not None and cached[0] is self.operation:
             return cached[1]
         result = super().execute_operation(serially)
@@ -100,7 +100,7 @@ class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
         return result
 
     def _remember(self, payload: ProgressEvent, key: Any, result: Any) -> None:
-        results = payload._results
+        results = payload.shared_results
         # Documents (or the variables their event fields read) may differ between
         # subscribers: a few kinds are kept per event, the rest executed on their own.
         if (

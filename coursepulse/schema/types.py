@@ -427,7 +427,7 @@ class ProgressEvent:
     completed_lessons: int
     total_lessons: int
     #: Execution results of subscription documents on this event (schema/shared_events.py).
-    _results: strawberry.Private[dict[Any, Any]] = dataclasses.field(default_factory=dict)
+    shared_results: strawberry.Private[dict[Any, Any]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_row(cls, event: ProgressEventRow) -> "ProgressEvent":
