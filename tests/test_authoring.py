@@ -1261,10 +1261,10 @@ async def test_resolver_create_user_is_for_admins(db: Database, school: School) 
         )
     assert Role(user.role) == Role.STUDENT
     async with db.read() as tx:
-        viewer = await users.authenticate_password(tx, "welcome", PASSWORD)
-        assert viewer.user_id == user.id
+        welcome = await users.user_to_sign_in(tx, "welcome")
         sneaky = await tx.first(select(USER_TABLE).where(USER_TABLE.c.username == "sneaky"))
     assert sneaky is None
+    assert (await users.verify_sign_in(welcome, PASSWORD)).viewer.user_id == user.id
 
 
 async def test_resolver_delete_lesson_logs_the_course_completions_it_causes(

@@ -210,31 +210,12 @@ async def verify_sign_in(user: UserRow | None, password: str) -> Credential:
     return Credential(viewer_of(user), stamp=_password_stamp(user.password_hash))
 
 
-async def sign_in_password(tx: Transaction, username: str, password: str) -> Credential:
-    """The credential of a username and password; `invalid_credentials` (same for both faults).
-
-    The password is verified while `tx` stays open: callers that can end their
-    transaction first (the web's sign-in) use `user_to_sign_in` and `verify_sign_in`.
-    """
-    return await verify_sign_in(await user_to_sign_in(tx, username), password)
-
-
 async def sign_in_token(tx: Transaction, token: str) -> Credential:
     """The credential of an API token that is not revoked, or `invalid_credentials`."""
     found = await tx.first(_TOKEN_SIGN_IN, digest=token_digest(token))
     if found is None:
         raise InvalidCredentials("Invalid API token")
     return Credential(viewer_of(found), token_id=found.token_id, last_used_at=found.last_used_at)
-
-
-async def authenticate_password(tx: Transaction, username: str, password: str) -> Viewer:
-    """The viewer for a username and password, or `invalid_credentials`."""
-    return (await sign_in_password(tx, username, password)).viewer
-
-
-async def authenticate_token(tx: Transaction, token: str) -> Viewer:
-    """The viewer owning an API token, or `invalid_credentials`."""
-    return (await sign_in_token(tx, token)).viewer
 
 
 async def record_token_use(tx: Transaction, token_id: int) -> None:

@@ -36,9 +36,14 @@ def error_extensions(error: DomainError) -> dict[str, Any]:
     return extensions_of(error.code, error.status, error.extra)
 
 
+def error_entry(code: str, status: int, message: str, **extra: Any) -> dict[str, Any]:
+    """One GraphQL error (`message`, `extensions`) for a failure outside GraphQL execution."""
+    return {"message": message, "extensions": extensions_of(code, status, extra)}
+
+
 def error_document(code: str, status: int, message: str, **extra: Any) -> dict[str, Any]:
     """The GraphQL-shaped error document for failures outside GraphQL execution."""
-    return {"errors": [{"message": message, "extensions": extensions_of(code, status, extra)}]}
+    return {"errors": [error_entry(code, status, message, **extra)]}
 
 
 def _rebuild(error: GraphQLError, message: str, extensions: dict[str, Any]) -> GraphQLError:

@@ -43,6 +43,7 @@ from strawberry.types.unset import UnsetType
 
 from coursepulse.resolvers.errors import RateLimited
 from coursepulse.schema.context import Context
+from coursepulse.schema.errors import error_entry
 from coursepulse.web.throttle import client_address
 
 #: Close code for a refused connection_init: too many sign-in failures, or too many sockets.
@@ -112,10 +113,12 @@ def _too_many_sockets(quota: WebsocketQuota) -> RateLimited:
 
 
 def _too_many_operations(quota: WebsocketQuota) -> dict[str, object]:
-    return {
-        "message": f"Too many subscriptions for this account: at most {quota.max_operations}",
-        "extensions": {"code": "rate_limited", "status": 429, "limit": quota.max_operations},
-    }
+    return error_entry(
+        "rate_limited",
+        429,
+        f"Too many subscriptions for this account: at most {quota.max_operations}",
+        limit=quota.max_operations,
+    )
 
 
 def _close_reason(error: RateLimited) -> str:
