@@ -430,7 +430,7 @@ async def test_subscribers_with_one_document_share_one_execution_of_an_event(
     assert int(heard[0]["id"]) == event_id
     assert executed == [event_id]
     payload = client.server.app[BROKER].feeds.shared[event_id]
-    assert len(payload._results) == 1
+    assert len(payload.shared_results) == 1
 
 
 async def test_instructor_sees_every_students_events_in_order(

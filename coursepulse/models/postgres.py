@@ -64,8 +64,10 @@ class PostgresTransaction(Transaction):
             try:
                 await block.start()
             except _LOST:
-                connection.terminate()  # the pool replaces a connection that is closed
+                # The pool replaces a connection that is closed; one that was lost may have
+                # gone back to the pool already.
                 with contextlib.suppress(asyncpg.InterfaceError):
+                    connection.terminate()
                     await pool.release(connection)
                 if attempt == POOL_SIZE:
                     raise
