@@ -74,7 +74,7 @@ class PostgresTransaction(Transaction):
                 log.info("replacing a connection that went stale", exc_info=True)
                 continue
             except BaseException:
-                await pool.release(connection)
+                await _release(pool, connection)
                 raise
             self._connection, self._block = connection, block
             return
@@ -97,11 +97,20 @@ class PostgresTransaction(Transaction):
                     await block.rollback()
             raise
         finally:
-            # The pool resets a connection it gets back, and closes one that broke (a
-            # connection the server dropped has gone back to the pool already).
-            pool = await self._driver.pool()
-            with contextlib.suppress(asyncpg.InterfaceError):
-                await pool.release(connection)
+            await _release(await self._driver.pool(), connection)
+
+
+async def _release(pool: asyncpg.Pool, connection: Any) -> None:
+    """Give the connection back to the pool.
+
+    One still inside a transaction (its COMMIT, ROLLBACK or BEGIN was cancelled half-way,
+    as when the service shuts down) is closed, so the server rolls it back and the pool
+    opens a fresh one; a connection the server dropped has gone back to the pool already.
+    """
+    if _in_transaction(connection):
+        connection.terminate()
+    with contextlib.suppress(asyncpg.InterfaceError):
+        await pool.release(connection)
 
 
 def _in_transaction(connection: Any) -> bool:
