@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint schema clean
+.PHONY: install run test lint schema clean browser-assets screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +26,19 @@ test: install lint
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/refresh_browser_assets.py --check
 
 ## Re-export graphql/schema.graphql after changing the schema.
 schema: install
 	$(BIN)/coursepulse export-schema --output graphql/schema.graphql
+
+## Refresh the pages' pinned npm files (GraphiQL, graphql-ws) from the npm registry (verifying the tarballs' hashes).
+browser-assets:
+	$(PYTHON) scripts/refresh_browser_assets.py
+
+## Re-take docs/screenshots/*.png from the browser tests.
+screenshots: install
+	COURSEPULSE_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/test_browser_graphiql.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache coursepulse.db coursepulse.db-*

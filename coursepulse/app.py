@@ -13,13 +13,16 @@ from coursepulse.rest import routes as rest_routes
 from coursepulse.schema import build_schema
 from coursepulse.settings import Settings
 from coursepulse.web import certificates as certificate_routes
+from coursepulse.web import graphiql
 from coursepulse.web.credentials import CredentialCache
+from coursepulse.web.graphiql import GraphiQLPage
 from coursepulse.web.graphql_view import CoursepulseGraphQLView
 from coursepulse.web.health import healthz, readyz, schema_context
 from coursepulse.web.keys import (
     BROKER,
     CREDENTIALS,
     DATABASE,
+    GRAPHIQL,
     SCHEMA_READY,
     SETTINGS,
     WEBSOCKETS,
@@ -31,7 +34,9 @@ from coursepulse.web.middlewares import (
     request_context,
     unavailable_until_ready,
 )
+from coursepulse.web.progress_app import ProgressApp
 from coursepulse.web.revocation import access_ctx
+from coursepulse.web.static_files import StaticFiles
 from coursepulse.web.throttle import SignInLimits, SignInThrottle
 from coursepulse.web.ws_protocols import WS_QUOTA, WebsocketQuota
 
@@ -113,6 +118,11 @@ def create_app(
         keep_alive_interval=15,
     )
     app.router.add_route("*", "/graphql", view)
+    files = StaticFiles(without=() if settings.graphiql else graphiql.FILES)
+    files.add_routes(app)
+    ProgressApp(files).add_routes(app)
+    if settings.graphiql:
+        app[GRAPHIQL] = GraphiQLPage(files)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     certificate_routes.add_routes(app)

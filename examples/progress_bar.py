@@ -1,23 +1,30 @@
 """A terminal progress bar that follows a student's progress live, with the `gql` client.
 
-    pip install "gql[websockets]"
-    python examples/progress_bar.py --course 1 --user john_doe --password student-password
+    .venv/bin/python examples/progress_bar.py --course 1 --user john_doe --password student-password
 
-It resumes after a dropped connection from the last event it saw (`after`), so
-no update is lost. Complete a lesson in another terminal to watch it move.
+It prints the bar as it stands, then every change. When the connection drops or the server
+restarts, it reconnects and resumes from the last event it saw (`after`), so no update is
+lost. Complete a lesson in another terminal (or in the app at http://127.0.0.1:8000/) to
+watch it move. (`make install` puts gql in .venv.)
 """
 
 import argparse
 import asyncio
 import base64
+import contextlib
 from pathlib import Path
 
 from gql import Client, gql
+from gql.transport.aiohttp import AIOHTTPTransport
+from gql.transport.exceptions import TransportError
 from gql.transport.websockets import WebsocketsTransport
 
-OPERATION = (
-    Path(__file__).parent.parent / "graphql/operations/ProgressUpdated.graphql"
-).read_text()
+OPERATIONS = Path(__file__).parent.parent / "graphql/operations"
+PROGRESS_UPDATED = (OPERATIONS / "ProgressUpdated.graphql").read_text()
+CURRENT = """
+query Current($courseId: ID!) { courseProgress(courseId: $courseId) { progressPercentage } }
+"""
+RETRY_SECONDS = 2
 
 
 def bar(percentage: int, width: int = 40) -> str:
@@ -25,27 +32,40 @@ def bar(percentage: int, width: int = 40) -> str:
     return f"[{'#' * filled}{'.' * (width - filled)}] {percentage:3d}%"
 
 
+async def current_percentage(url: str, course: str, authorization: str) -> int:
+    """The student's percentage now, over HTTP."""
+    transport = AIOHTTPTransport(url=url, headers={"Authorization": authorization})
+    async with Client(transport=transport) as session:
+        result = await session.execute(gql(CURRENT), variable_values={"courseId": course})
+    return result["courseProgress"]["progressPercentage"]
+
+
 async def follow(url: str, course: str, username: str, password: str) -> None:
-    credentials = base64.b64encode(f"{username}:{password}".encode()).decode()
+    authorization = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+    http_url = url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
     after: str | None = None
     while True:
-        transport = WebsocketsTransport(
-            url=url,
-            subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
-            init_payload={"Authorization": f"Basic {credentials}"},
-        )
         try:
+            if after is None:
+                percentage = await current_percentage(http_url, course, authorization)
+                print(f"{bar(percentage)}  now", flush=True)
+            transport = WebsocketsTransport(
+                url=url,
+                subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+                init_payload={"Authorization": authorization},
+            )
             async with Client(transport=transport) as session:
                 variables = {"courseId": course, "after": after}
-                async for result in session.subscribe(gql(OPERATION), variable_values=variables):
+                subscription = gql(PROGRESS_UPDATED)
+                async for result in session.subscribe(subscription, variable_values=variables):
                     event = result["progressUpdated"]
                     after = event["id"]
-                    print(
-                        f"{bar(event['progressPercentage'])}  {event['kind'].lower()}", flush=True
-                    )
-        except (OSError, ConnectionError) as error:
-            print(f"connection lost ({error}); resuming after event {after}")
-            await asyncio.sleep(2)
+                    kind = event["kind"].lower()
+                    print(f"{bar(event['progressPercentage'])}  {kind}", flush=True)
+        except (TimeoutError, OSError, TransportError) as error:
+            resume = f"after event {after}" if after else "from the current bar"
+            print(f"connection lost ({type(error).__name__}); resuming {resume}", flush=True)
+            await asyncio.sleep(RETRY_SECONDS)
 
 
 def main() -> None:
@@ -55,7 +75,8 @@ def main() -> None:
     parser.add_argument("--user", default="john_doe")
     parser.add_argument("--password", default="student-password")
     args = parser.parse_args()
-    asyncio.run(follow(args.url, args.course, args.user, args.password))
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(follow(args.url, args.course, args.user, args.password))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The HTTP front door: authentication, error shape, bad input, masking, CORS, probes."""
 
 import base64
+import hashlib
 import logging
 import re
 from typing import Any
@@ -167,6 +168,17 @@ async def test_operations_needing_a_user_answer_unauthenticated(
         assert body["errors"][0]["extensions"]["status"] == 401
     assert await enrollment_count(db) == 0
     assert len((await graphql(client, COURSES, as_=school.admin))["data"]["courses"]) == 1
+
+
+async def test_a_pages_script_gets_the_401_without_the_browsers_login_dialog(
+    client: TestClient, school: School
+) -> None:
+    headers = {**basic("john_doe", "not the password"), "X-Requested-With": "XMLHttpRequest"}
+    response = await post(client, ME, headers=headers)
+
+    assert response.status == 401
+    assert "WWW-Authenticate" not in response.headers
+    assert error_codes(await response.json()) == ["invalid_credentials"]
 
 
 async def test_wrong_password_and_unknown_user_get_the_same_401(
@@ -675,6 +687,55 @@ async def test_browsers_get_the_graphiql_explorer(client: TestClient) -> None:
     assert response.content_type == "text/html"
     page = await response.text()
     assert "graphiql" in page.lower()
+
+
+async def test_every_file_of_the_graphiql_page_comes_from_the_service(client: TestClient) -> None:
+    # When a browser opens GraphiQL
+    response = await client.get("/graphql", headers={"Accept": "text/html"})
+    page = await response.text()
+
+    # Then the page allows only the service's own origin
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy
+    assert "script-src 'self'" in policy
+    assert "http" not in policy
+    # And every script and stylesheet it loads is one of ours, matching its integrity hash
+    references = re.findall(r'(?:src|href)="([^"]+)" integrity="([^"]+)"', page)
+    assert len(references) == 7
+    assert "https://" not in page
+    assert "http://" not in page
+    for url, integrity in references:
+        assert url.startswith("/assets/")
+        asset = await client.get(url)
+        assert asset.status == 200, url
+        content = await asset.read()
+        digest = base64.b64encode(hashlib.sha384(content).digest()).decode()
+        assert integrity == f"sha384-{digest}"
+        assert "immutable" in asset.headers["Cache-Control"]
+        assert asset.content_type in {"text/javascript", "text/css"}
+
+
+async def test_only_the_pinned_graphiql_files_are_served(client: TestClient) -> None:
+    for path in (
+        "/assets/0/graphiql.min.js",
+        "/assets/x/manifest.json",
+        "/assets/x/..%2F..%2Fapp.py",
+    ):
+        response = await client.get(path)
+        assert response.status == 404, path
+
+
+async def test_graphiql_switched_off_serves_neither_page_nor_files(
+    serve: Any, settings: Settings
+) -> None:
+    on = await serve(settings)
+    page = await (await on.get("/graphql", headers={"Accept": "text/html"})).text()
+    script = re.findall(r'src="([^"]+)"', page)[0]
+    off = await serve(settings.model_copy(update={"graphiql": False}))
+
+    response = await off.get("/graphql", headers={"Accept": "text/html"})
+    assert response.status != 200 or "graphiql" not in (await response.text()).lower()
+    assert (await off.get(script)).status == 404
 
 
 async def test_an_unexpected_failure_outside_any_field_is_masked_too(

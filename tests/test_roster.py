@@ -16,7 +16,7 @@ from sqlalchemy import update
 from coursepulse.models import Enrollment, Role
 from coursepulse.models.db import Database
 from coursepulse.models.transactions import Transaction
-from coursepulse.resolvers import completions, enrollments, roster
+from coursepulse.resolvers import completions, enrollments, roster, subscriptions
 from coursepulse.resolvers.errors import Forbidden, InvalidInput, NotEnrolled, NotFound
 from coursepulse.resolvers.roster import StudentOrder
 from coursepulse.resolvers.users import create_user, viewer_of
@@ -817,6 +817,35 @@ async def test_course_stats_without_students_are_zeros(
     assert "errors" not in body, body
     stats = body["data"]["courseStats"]
     assert (stats["enrolledCount"], stats["averageProgress"], stats["lessons"]) == (1, 0.0, [])
+
+
+async def test_course_stats_name_the_newest_event_of_their_course(
+    client: TestClient, db: Database, school: School
+) -> None:
+    # Given a course without events, and John working through another course
+    quiet_id, _ = await make_course(db, school.instructor, title="Quiet", lessons=2)
+    stats_query = "query($c: ID!) { courseStats(courseId: $c) { lastEventId } }"
+
+    async def newest(course_id: int) -> str:
+        body = await graphql(client, stats_query, {"c": str(course_id)}, as_=school.instructor)
+        assert "errors" not in body, body
+        return body["data"]["courseStats"]["lastEventId"]
+
+    assert await newest(quiet_id) == "0"
+    await enrol_with_progress(db, school.student, school.course_id, school.lesson_ids, 2)
+    async with db.read() as tx:
+        logged = await roster_events(tx, school.course_id)
+
+    # Then the statistics name his course's newest event, and the quiet course still has none
+    assert len(logged) == 3  # enrolled, two lessons completed
+    assert await newest(school.course_id) == str(max(logged))
+    assert await newest(quiet_id) == "0"
+
+
+async def roster_events(tx: Transaction, course_id: int) -> list[int]:
+    """Ids of the course's logged events."""
+    events = await subscriptions.events_after(tx, course_id, 0)
+    return [event.id for event in events]
 
 
 async def test_course_stats_have_the_rosters_permissions(

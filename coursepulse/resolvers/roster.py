@@ -19,6 +19,7 @@ from coursepulse.models.sql import Query, one_of
 from coursepulse.models.transactions import Transaction
 from coursepulse.resolvers.access import staff_course
 from coursepulse.resolvers.errors import InvalidInput
+from coursepulse.resolvers.subscriptions import last_event_id
 from coursepulse.resolvers.validation import clean_text
 from coursepulse.resolvers.viewer import Viewer
 
@@ -199,6 +200,7 @@ class CourseStats:
     average_progress: float
     completion_rate: float
     lessons: list[LessonStat]
+    last_event_id: int
 
 
 @cache
@@ -236,6 +238,9 @@ _PER_LESSON = Query(
 async def course_stats(tx: Transaction, viewer: Viewer | None, course_id: int) -> CourseStats:
     """Counts, mean progress and per-lesson completion over enrolled (not unenrolled) students."""
     course = await staff_course(tx, viewer, course_id)
+    # Read before the counts: an event committed in between is then replayed to a dashboard
+    # that follows courseActivity from here, never missed.
+    newest_event_id = await last_event_id(tx, course_id)
     total = course.total_lessons
     params = {"total": total} if total else {}
     counts = await tx.first(_counts_query(bool(total)), course_id=course_id, **params)
@@ -260,4 +265,5 @@ async def course_stats(tx: Transaction, viewer: Viewer | None, course_id: int) -
         average_progress=round(average, 2),
         completion_rate=completed_count / enrolled_count if enrolled_count else 0.0,
         lessons=lessons,
+        last_event_id=newest_event_id,
     )

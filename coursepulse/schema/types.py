@@ -338,6 +338,12 @@ class CourseStats:
     )
     completion_rate: float = strawberry.field(description="completedCount / enrolledCount, 0..1.")
     lessons: list[LessonStats]
+    last_event_id: strawberry.ID = strawberry.field(
+        description=(
+            "The course's newest event when these statistics were read ('0' when none): pass it"
+            " as `after` to courseActivity to follow the course from this picture on."
+        )
+    )
 
     @classmethod
     def from_record(cls, stats: CourseStatsRecord) -> "CourseStats":
@@ -356,6 +362,7 @@ class CourseStats:
                 )
                 for item in stats.lessons
             ],
+            last_event_id=gid(stats.last_event_id),
         )
 
 

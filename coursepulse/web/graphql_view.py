@@ -29,6 +29,7 @@ from coursepulse.web.keys import (
     CREDENTIALS,
     CROSS_SITE,
     DATABASE,
+    GRAPHIQL,
     REQUEST_ID,
     SETTINGS,
     VIEWER,
@@ -183,6 +184,10 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
         return "extensions" not in request.query_params and super().should_render_graphql_ide(
             request
         )
+
+    async def render_graphql_ide(self, request: web.Request) -> web.Response:
+        """The explorer page, whose files all come from this service (web/graphiql.py)."""
+        return request.app[GRAPHIQL].response()
 
     def parse_json(self, data: str | bytes) -> Any:
         # Bodies, `variables` and `extensions` must be objects (a list is a batch, which the

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from weakref import WeakSet
 
     from coursepulse.fanout.brokers import Broker
+    from coursepulse.web.graphiql import GraphiQLPage
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
@@ -23,6 +24,8 @@ BROKER: web.AppKey["Broker"] = web.AppKey("broker")
 #: down at start answers and has been migrated).
 SCHEMA_READY: web.AppKey["asyncio.Event"] = web.AppKey("schema_ready")
 WEBSOCKETS: web.AppKey["WeakSet[web.WebSocketResponse]"] = web.AppKey("websockets")
+#: The GraphiQL page, when the explorer is switched on.
+GRAPHIQL: web.AppKey["GraphiQLPage"] = web.AppKey("graphiql")
 
 VIEWER = web.RequestKey("viewer", Viewer | None)  # type: ignore[arg-type]
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -167,7 +167,10 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         return rate_limited(request, error)
     except InvalidCredentials as error:
         response = failure(request, error.code, error.status, error.message)
-        response.headers["WWW-Authenticate"] = 'Basic realm="coursepulse", charset="UTF-8"'
+        # A page's own script (X-Requested-With, as the progress app sends) shows its own
+        # sign-in form; the challenge would make the browser open its login dialog.
+        if request.headers.get("X-Requested-With") != "XMLHttpRequest":
+            response.headers["WWW-Authenticate"] = 'Basic realm="coursepulse", charset="UTF-8"'
         return response
     except DomainError as error:  # pragma: no cover  (other domain errors do not occur here)
         return failure(request, error.code, error.status, error.message)
