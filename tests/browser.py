@@ -15,7 +15,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.async_api import Browser, Page, Route, async_playwright
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
+from yarl import URL
+
+from tests.conftest import PASSWORD, Account
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
@@ -90,3 +93,12 @@ async def offline_browser() -> AsyncIterator[OfflineBrowser]:
             yield OfflineBrowser(browser)
         finally:
             await browser.close()
+
+
+async def sign_in(page: Page, app_url: URL | str, account: Account) -> None:
+    """Open the progress app and sign in through its form, as a person would."""
+    await page.goto(str(app_url))
+    await page.get_by_label("Username").fill(account.username)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("button", name="Sign out")).to_be_visible()

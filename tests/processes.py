@@ -1,8 +1,80 @@
-"""Running a command to its end from a test, while the test's own servers keep serving."""
+"""Real processes in tests: a command run to its end while the test's own servers keep
+serving, and `coursepulse serve` on a real port."""
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import contextlib
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
+
+import aiohttp
+import pytest
+
+#: Seconds a server process may take to start answering /readyz.
+STARTUP_SECONDS = 30.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.asynccontextmanager
+async def coursepulse_serve(
+    database_url: str,
+    log: Path,
+    *,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> AsyncIterator[tuple[int, asyncio.subprocess.Process]]:
+    """A `coursepulse serve` process on `port` (a free one by default), ready: its port and
+    process. Killed at the end if it still runs; its output goes to `log` (appended)."""
+    port = port or free_port()
+    environment = {
+        **os.environ,
+        "COURSEPULSE_LOG_LEVEL": "WARNING",
+        "COURSEPULSE_GRAPHIQL": "false",
+        **(env or {}),
+    }
+    with log.open("ab") as output:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "coursepulse",
+            "serve",
+            "--port",
+            str(port),
+            "--database-url",
+            database_url,
+            stdout=output,
+            stderr=output,
+            env=environment,
+        )
+    try:
+        await wait_ready(port, process, log)
+        yield port, process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+async def wait_ready(port: int, process: asyncio.subprocess.Process, log: Path) -> None:
+    """Return once the process answers /readyz with 200; fail the test if it exits first."""
+    async with aiohttp.ClientSession() as session, asyncio.timeout(STARTUP_SECONDS):
+        while True:
+            if process.returncode is not None:
+                output = await asyncio.to_thread(log.read_text)
+                pytest.fail(f"coursepulse serve exited with {process.returncode}:\n{output}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.1)
 
 
 async def run_to_end(

@@ -5,11 +5,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp.test_utils import TestClient
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
 from coursepulse.web.progress_app import CONTENT_SECURITY_POLICY
-from tests.browser import OfflineBrowser, offline_browser, screenshot
-from tests.conftest import PASSWORD, Account, School, graphql
+from tests.browser import OfflineBrowser, offline_browser, screenshot, sign_in
+from tests.conftest import Account, School, graphql
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -38,15 +38,6 @@ async def complete(client: TestClient, school: School, student: Account, lesson:
     variables = {"courseId": str(school.course_id), "lessonId": str(school.lesson_ids[lesson])}
     body = await graphql(client, COMPLETE, variables, as_=student)
     assert "errors" not in body
-
-
-async def sign_in(page: Page, client: TestClient, account: Account) -> None:
-    """Open the app and sign in through its form, as a person would."""
-    await page.goto(str(client.make_url("/")))
-    await page.get_by_label("Username").fill(account.username)
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Sign in").click()
-    await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
 
 
 async def test_the_app_is_served_under_a_policy_of_its_own_origin(
@@ -80,13 +71,13 @@ async def test_a_students_bar_moves_with_completions_from_another_tab_and_the_re
     # Given John is enrolled, has his courses open in one browser and a course in another
     await enroll(client, school, school.student)
     courses = await chromium.new_page()
-    await sign_in(courses, client, school.student)
+    await sign_in(courses, client.make_url("/"), school.student)
     bar = courses.get_by_role("progressbar", name=TITLE)
     await expect(bar).to_have_attribute("aria-valuenow", "0")
     await expect(bar).to_have_attribute("aria-valuemin", "0")
     await expect(bar).to_have_attribute("aria-valuemax", "100")
     lessons = await chromium.new_page()
-    await sign_in(lessons, client, school.student)
+    await sign_in(lessons, client.make_url("/"), school.student)
     await lessons.get_by_role("link", name=TITLE).click()
     await expect(lessons.get_by_role("checkbox", name="Lesson 1")).not_to_be_checked()
     await expect(lessons.locator("li.next")).to_have_text("Lesson 1")
@@ -128,7 +119,7 @@ async def test_the_instructors_roster_re_sorts_live(
     await enroll(client, school, school.student, school.other_student)
     await complete(client, school, school.student, 0)
     page = await chromium.new_page()
-    await sign_in(page, client, school.instructor)
+    await sign_in(page, client.make_url("/"), school.instructor)
     await page.get_by_role("link", name=TITLE).click()
     rows = page.get_by_role("table", name="Roster by progress").locator("tbody tr th")
     await expect(rows).to_have_text(["John Doe", "Jane Roe"])

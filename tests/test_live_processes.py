@@ -6,14 +6,8 @@ PostgreSQL NOTIFY and the event log; stopping a process closes its websockets wi
 """
 
 import asyncio
-import contextlib
-import os
 import signal
-import socket
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -21,6 +15,7 @@ from aiohttp import WSMsgType
 
 from coursepulse.models.db import Database
 from tests.conftest import School
+from tests.processes import coursepulse_serve
 from tests.test_live import (  # the autouse fixture runs these tests in asyncio debug mode too
     COURSE_ACTIVITY,
     PROGRESS_UPDATED,
@@ -34,56 +29,6 @@ from tests.test_live import (  # the autouse fixture runs these tests in asyncio
     last_event_id,
     raw_socket,
 )
-
-#: Seconds a server process may take to start answering /readyz.
-STARTUP_SECONDS = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextlib.asynccontextmanager
-async def coursepulse_serve(database_url: str, log: Path) -> AsyncIterator[tuple[int, Any]]:
-    """A `coursepulse serve` process on a free port, ready; terminated at the end."""
-    port = free_port()
-    env = {**os.environ, "COURSEPULSE_LOG_LEVEL": "WARNING", "COURSEPULSE_GRAPHIQL": "false"}
-    with log.open("wb") as output:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "coursepulse",
-            "serve",
-            "--port",
-            str(port),
-            "--database-url",
-            database_url,
-            stdout=output,
-            stderr=output,
-            env=env,
-        )
-    try:
-        await wait_ready(port, process, log)
-        yield port, process
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
-
-
-async def wait_ready(port: int, process: asyncio.subprocess.Process, log: Path) -> None:
-    async with aiohttp.ClientSession() as session, asyncio.timeout(STARTUP_SECONDS):
-        while True:
-            if process.returncode is not None:
-                output = await asyncio.to_thread(log.read_text)
-                pytest.fail(f"coursepulse serve exited with {process.returncode}:\n{output}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)
 
 
 @pytest.fixture

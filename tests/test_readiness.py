@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from coursepulse.models.db import Database
 from coursepulse.models.migrate import schema_engine
 from tests.conftest import School, error_codes, graphql
-from tests.test_serve_workers import free_port
+from tests.processes import free_port
 
 COURSES = '{"query": "{ courses { id } }"}'
 

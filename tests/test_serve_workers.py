@@ -4,7 +4,6 @@ import asyncio
 import base64
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,18 +13,13 @@ import aiohttp
 import pytest
 
 from coursepulse.demo import LOGINS
+from tests.processes import free_port
 
 STUDENT = next(login for login in LOGINS if login.username == "jane_roe")
 BASIC = "Basic " + base64.b64encode(f"{STUDENT.username}:{STUDENT.password}".encode()).decode()
 SUBSCRIBE = "subscription { progressUpdated(courseId: 2) { id kind lessonId } }"
 ACTIVITY = "mutation($s: Int!) { recordActivity(courseId: 2, seconds: $s) { timeSpentSeconds } }"
 COMPLETE = "mutation($l: ID!) { completeLesson(courseId: 2, lessonId: $l) { progressPercentage } }"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def children_of(pid: int) -> list[int]:

@@ -7,8 +7,9 @@ const AUTH_KEY = "coursepulse.authorization";
 const main = document.getElementById("main");
 const statusLine = document.getElementById("connection");
 
-/** What the page has received, for people debugging it (and the browser tests). */
-export const received = { eventIds: [] };
+/** Ids of the events each live view received since it opened, by view ("course:7",
+ * "roster:7"): for people debugging the page, and for the browser tests. */
+export const received = { eventIds: {} };
 window.coursepulse = received;
 
 let authorization = sessionStorage.getItem(AUTH_KEY);
@@ -84,6 +85,7 @@ function liveClient() {
  */
 function follow(key, field, variables, onEvent) {
   stopFollowing(key);
+  const seen = (received.eventIds[key] = []);
   const payload = {
     query: `subscription($courseId: ID!, $after: ID) {
       ${field}(courseId: $courseId, after: $after) {
@@ -98,7 +100,7 @@ function follow(key, field, variables, onEvent) {
       const event = data[field];
       if (payload.variables.after !== null && Number(event.id) <= Number(payload.variables.after)) return;
       payload.variables.after = event.id;
-      received.eventIds.push(Number(event.id));
+      seen.push(Number(event.id));
       onEvent(event);
     },
     error: (error) => showError(error instanceof Error ? error : new Error("The live connection failed")),
