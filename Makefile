@@ -38,7 +38,7 @@ browser-assets:
 
 ## Re-take docs/screenshots/*.png from the browser tests.
 screenshots: install
-	COURSEPULSE_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/test_browser_graphiql.py
+	COURSEPULSE_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/test_browser_graphiql.py tests/test_browser_app.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache coursepulse.db coursepulse.db-*

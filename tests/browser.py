@@ -29,7 +29,7 @@ async def screenshot(page: Page, name: str) -> None:
     (`make screenshots`), so README's pictures come from the tested pages."""
     if os.environ.get("COURSEPULSE_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=SCREENSHOTS / f"{name}.png")
+        await page.screenshot(path=SCREENSHOTS / f"{name}.png", animations="disabled")
 
 
 def chromium_executable() -> str | None:

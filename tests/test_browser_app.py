@@ -72,22 +72,23 @@ async def test_a_students_bar_moves_with_completions_from_another_tab_and_the_re
     await enroll(client, school, school.student)
     courses = await chromium.new_page()
     await sign_in(courses, client.make_url("/"), school.student)
-    bar = courses.get_by_role("progressbar", name=TITLE)
+    bar = courses.get_by_role("progressbar", name=TITLE, exact=True)
     await expect(bar).to_have_attribute("aria-valuenow", "0")
     await expect(bar).to_have_attribute("aria-valuemin", "0")
     await expect(bar).to_have_attribute("aria-valuemax", "100")
+    await expect(courses.get_by_role("main")).to_have_text(f"My courses{TITLE}0%")
     lessons = await chromium.new_page()
     await sign_in(lessons, client.make_url("/"), school.student)
     await lessons.get_by_role("link", name=TITLE).click()
-    await expect(lessons.get_by_role("checkbox", name="Lesson 1")).not_to_be_checked()
+    await expect(lessons.get_by_role("checkbox", name="Lesson 1", exact=True)).not_to_be_checked()
     await expect(lessons.locator("li.next")).to_have_text("Lesson 1")
 
     # When he ticks Lesson 1 in the second browser
-    await lessons.get_by_role("checkbox", name="Lesson 1").check()
+    await lessons.get_by_role("checkbox", name="Lesson 1", exact=True).check()
 
     # Then both bars say 25% within a second, and Lesson 2 is next
     await expect(bar).to_have_attribute("aria-valuenow", "25", timeout=1_000)
-    await expect(lessons.get_by_role("progressbar", name=TITLE)).to_have_attribute(
+    await expect(lessons.get_by_role("progressbar", name=TITLE, exact=True)).to_have_attribute(
         "aria-valuenow", "25", timeout=1_000
     )
     await expect(lessons.locator("li.next")).to_have_text("Lesson 2")
@@ -102,13 +103,15 @@ async def test_a_students_bar_moves_with_completions_from_another_tab_and_the_re
 
     # Then the bars and the lesson's checkbox follow within a second
     await expect(bar).to_have_attribute("aria-valuenow", "50", timeout=1_000)
-    await expect(lessons.get_by_role("checkbox", name="Lesson 2")).to_be_checked(timeout=1_000)
+    await expect(lessons.get_by_role("checkbox", name="Lesson 2", exact=True)).to_be_checked(
+        timeout=1_000
+    )
     await expect(lessons.get_by_role("status")).to_have_text("Live")
     await screenshot(courses, "student-courses")
     await screenshot(lessons, "student-course")
 
     # And undoing Lesson 1 in the app moves the bar back
-    await lessons.get_by_role("checkbox", name="Lesson 1").uncheck()
+    await lessons.get_by_role("checkbox", name="Lesson 1", exact=True).uncheck()
     await expect(bar).to_have_attribute("aria-valuenow", "25", timeout=1_000)
 
 
@@ -123,7 +126,7 @@ async def test_the_instructors_roster_re_sorts_live(
     await page.get_by_role("link", name=TITLE).click()
     rows = page.get_by_role("table", name="Roster by progress").locator("tbody tr th")
     await expect(rows).to_have_text(["John Doe", "Jane Roe"])
-    await expect(page.get_by_role("progressbar", name="John Doe")).to_have_attribute(
+    await expect(page.get_by_role("progressbar", name="John Doe", exact=True)).to_have_attribute(
         "aria-valuenow", "25"
     )
 
@@ -133,7 +136,7 @@ async def test_the_instructors_roster_re_sorts_live(
 
     # Then she moves to the top, with her bar at 50%, and the statistics follow
     await expect(rows).to_have_text(["Jane Roe", "John Doe"], timeout=2_000)
-    await expect(page.get_by_role("progressbar", name="Jane Roe")).to_have_attribute(
+    await expect(page.get_by_role("progressbar", name="Jane Roe", exact=True)).to_have_attribute(
         "aria-valuenow", "50"
     )
     stats = page.get_by_label("Course statistics")

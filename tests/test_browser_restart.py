@@ -97,7 +97,7 @@ async def test_a_server_restart_mid_session_ends_with_the_bar_right_and_no_event
         page = await chromium.new_page()
         await sign_in(page, base, john)
         await page.get_by_role("link", name=TITLE).click()
-        bar = page.get_by_role("progressbar", name=TITLE)
+        bar = page.get_by_role("progressbar", name=TITLE, exact=True)
         await complete_over_rest(base, school, john, 0)
         await expect(bar).to_have_attribute("aria-valuenow", "25", timeout=1_000)
         await expect(page.get_by_role("status")).to_have_text("Live")
@@ -121,11 +121,11 @@ async def test_a_server_restart_mid_session_ends_with_the_bar_right_and_no_event
         # Then the app comes back live, with what happened while it was away
         await expect(page.get_by_role("status")).to_have_text("Live", timeout=RECONNECT_MS)
         await expect(bar).to_have_attribute("aria-valuenow", "75", timeout=RECONNECT_MS)
-        await expect(page.get_by_role("checkbox", name="Lesson 3")).to_be_checked()
+        await expect(page.get_by_role("checkbox", name="Lesson 3", exact=True)).to_be_checked()
         await expect(page.locator("li.next")).to_have_text("Lesson 4")
 
         # And it keeps following: the last lesson, ticked in the app, brings the bar to 100%
-        await page.get_by_role("checkbox", name="Lesson 4").check()
+        await page.get_by_role("checkbox", name="Lesson 4", exact=True).check()
         await expect(bar).to_have_attribute("aria-valuenow", "100", timeout=1_000)
         assert await server_percentage(base, school, john) == 100
 
@@ -136,7 +136,7 @@ async def test_a_server_restart_mid_session_ends_with_the_bar_right_and_no_event
             *["lesson_completed"] * 4,
             "course_completed",
         ]
-        await expect(page.get_by_role("checkbox", name="Lesson 4")).to_be_checked()
+        await expect(page.get_by_role("checkbox", name="Lesson 4", exact=True)).to_be_checked()
         view = f"course:{school.course_id}"
         await until_received(page, view, len(logged))
         assert await received_event_ids(page, view) == [event_id for event_id, _ in logged]

@@ -161,7 +161,7 @@ function clearError() {
 
 function render(...children) {
   clearError();
-  main.replaceChildren(...children);
+  main.replaceChildren(...children.filter((child) => child !== null && child !== undefined));
 }
 
 // ------------------------------------------------------------------ sign in
@@ -366,7 +366,7 @@ async function rosterPage(courseId) {
         ["Completed", s.completedCount],
         ["Average progress", `${Math.round(s.averageProgress)}%`],
         ["Completion rate", `${Math.round(s.completionRate * 100)}%`],
-      ].flatMap(([name, value]) => [element("dt", { text: name }), element("dd", { text: String(value) })]),
+      ].map(([name, value]) => element("div", {}, element("dt", { text: name }), element("dd", { text: String(value) }))),
     );
   const sortRows = () => {
     const ordered = [...rows.values()].sort(
