@@ -16,13 +16,15 @@ from pathlib import Path
 
 from gql import Client, gql
 from gql.transport.aiohttp import AIOHTTPTransport
-from gql.transport.exceptions import TransportError
+from gql.transport.exceptions import TransportError, TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 
 OPERATIONS = Path(__file__).parent.parent / "graphql/operations"
 PROGRESS_UPDATED = (OPERATIONS / "ProgressUpdated.graphql").read_text()
 CURRENT = """
-query Current($courseId: ID!) { courseProgress(courseId: $courseId) { progressPercentage } }
+query Current($courseId: ID!) {
+  courseProgress(courseId: $courseId) { progressPercentage lastEventId }
+}
 """
 RETRY_SECONDS = 2
 
@@ -32,12 +34,13 @@ def bar(percentage: int, width: int = 40) -> str:
     return f"[{'#' * filled}{'.' * (width - filled)}] {percentage:3d}%"
 
 
-async def current_percentage(url: str, course: str, authorization: str) -> int:
-    """The student's percentage now, over HTTP."""
+async def current_bar(url: str, course: str, authorization: str) -> tuple[int, str]:
+    """The student's percentage now, over HTTP, and the id of the event it stands at."""
     transport = AIOHTTPTransport(url=url, headers={"Authorization": authorization})
     async with Client(transport=transport) as session:
         result = await session.execute(gql(CURRENT), variable_values={"courseId": course})
-    return result["courseProgress"]["progressPercentage"]
+    progress = result["courseProgress"]
+    return progress["progressPercentage"], progress["lastEventId"]
 
 
 async def follow(url: str, course: str, username: str, password: str) -> None:
@@ -47,7 +50,7 @@ async def follow(url: str, course: str, username: str, password: str) -> None:
     while True:
         try:
             if after is None:
-                percentage = await current_percentage(http_url, course, authorization)
+                percentage, after = await current_bar(http_url, course, authorization)
                 print(f"{bar(percentage)}  now", flush=True)
             transport = WebsocketsTransport(
                 url=url,
@@ -62,6 +65,8 @@ async def follow(url: str, course: str, username: str, password: str) -> None:
                     after = event["id"]
                     kind = event["kind"].lower()
                     print(f"{bar(event['progressPercentage'])}  {kind}", flush=True)
+        except TransportQueryError as error:  # refused (wrong password, not enrolled): final
+            raise SystemExit(f"refused: {error}") from None
         except (TimeoutError, OSError, TransportError) as error:
             resume = f"after event {after}" if after else "from the current bar"
             print(f"connection lost ({type(error).__name__}); resuming {resume}", flush=True)

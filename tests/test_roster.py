@@ -657,6 +657,47 @@ async def test_statements_per_roster_page_do_not_grow_with_per_page(
     assert counts[25] == counts[5], counts
 
 
+async def test_each_progress_names_its_students_newest_event_in_one_statement(
+    client: TestClient, db: Database, school: School, count_statements: StatementCounter
+) -> None:
+    # Given John and Jane working through the course, and John through a second one
+    second_id, second_lessons = await make_course(db, school.instructor, title="Second")
+    await enrol_with_progress(db, school.student, school.course_id, school.lesson_ids, 2)
+    await enrol_with_progress(db, school.other_student, school.course_id, school.lesson_ids, 1)
+    await enrol_with_progress(db, school.student, second_id, second_lessons, 1)
+    async with db.read() as tx:
+        logged = await subscriptions.events_after(tx, school.course_id, 0)
+        logged += await subscriptions.events_after(tx, second_id, 0)
+    newest = {(event.user_id, event.course_id): event.id for event in logged}  # ids increase
+
+    # When John reads his courses, and the instructor the roster with each student's progress
+    mine = await graphql(client, "{ myCourses { courseId lastEventId } }", as_=school.student)
+    roster_query = """query($c: ID!) {
+      courseStudents(courseId: $c) { nodes { userId progress { lastEventId } } }
+    }"""
+    await graphql(client, roster_query, {"c": str(school.course_id)}, as_=school.instructor)
+    with count_statements:
+        roster = await graphql(
+            client, roster_query, {"c": str(school.course_id)}, as_=school.instructor
+        )
+
+    # Then each names the newest event of that student in that course
+    assert "errors" not in mine, mine
+    john = school.student.viewer.user_id
+    assert {item["courseId"]: item["lastEventId"] for item in mine["data"]["myCourses"]} == {
+        str(school.course_id): str(newest[(john, school.course_id)]),
+        str(second_id): str(newest[(john, second_id)]),
+    }
+    assert "errors" not in roster, roster
+    nodes = roster["data"]["courseStudents"]["nodes"]
+    assert {node["userId"]: node["progress"]["lastEventId"] for node in nodes} == {
+        str(account.viewer.user_id): str(newest[(account.viewer.user_id, school.course_id)])
+        for account in (school.student, school.other_student)
+    }
+    # And the roster read them in one statement for all its students
+    assert sum("progress_events" in statement for statement in count_statements.statements) == 1
+
+
 # ---- courseProgress for someone else ---------------------------------------------------
 
 

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 
 from coursepulse.models import (
     Certificate,
@@ -16,6 +16,7 @@ from coursepulse.models import (
     Enrollment,
     Lesson,
     LessonCompletion,
+    ProgressEvent,
     User,
 )
 from coursepulse.models.rows import (
@@ -37,6 +38,7 @@ COMPLETIONS = LessonCompletion.__table__
 ENROLLMENTS = Enrollment.__table__
 CERTIFICATES = Certificate.__table__
 INSTRUCTORS = CourseInstructor.__table__
+EVENTS = ProgressEvent.__table__
 
 _USERS_BY_ID = Query(select(USERS).where(in_ids(USERS.c.id, "ids")))
 _COURSES_BY_ID = Query(select(COURSES).where(in_ids(COURSES.c.id, "ids")))
@@ -53,6 +55,11 @@ _INSTRUCTORS_BY_COURSE = Query(
     .join(USERS, USERS.c.id == INSTRUCTORS.c.user_id)
     .where(in_ids(INSTRUCTORS.c.course_id, "ids"))
     .order_by(INSTRUCTORS.c.course_id, USERS.c.id)
+)
+_LAST_EVENTS = Query(
+    select(EVENTS.c.user_id, EVENTS.c.course_id, func.max(EVENTS.c.id).label("last_id"))
+    .where(in_ids(EVENTS.c.user_id, "user_ids"), in_ids(EVENTS.c.course_id, "course_ids"))
+    .group_by(EVENTS.c.user_id, EVENTS.c.course_id)
 )
 _ENROLLMENTS_OF_USER = Query(
     select(ENROLLMENTS).where(
@@ -109,6 +116,18 @@ async def enrollments_of_user(
     """The user's enrolments (any status) in the given courses, by course id."""
     rows = await tx.all(_ENROLLMENTS_OF_USER, user_id=user_id, ids=course_ids)
     return {enrollment.course_id: enrollment for enrollment in rows}
+
+
+async def last_event_ids(
+    tx: Transaction, keys: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], int]:
+    """The newest event id of each (user id, course id) pair that has events."""
+    rows = await tx.all(
+        _LAST_EVENTS,
+        user_ids=sorted({user_id for user_id, _ in keys}),
+        course_ids=sorted({course_id for _, course_id in keys}),
+    )
+    return {(row.user_id, row.course_id): int(row.last_id) for row in rows}
 
 
 async def certificates_by_enrollment(

@@ -238,8 +238,6 @@ _PER_LESSON = Query(
 async def course_stats(tx: Transaction, viewer: Viewer | None, course_id: int) -> CourseStats:
     """Counts, mean progress and per-lesson completion over enrolled (not unenrolled) students."""
     course = await staff_course(tx, viewer, course_id)
-    # Read before the counts: an event committed in between is then replayed to a dashboard
-    # that follows courseActivity from here, never missed.
     newest_event_id = await last_event_id(tx, course_id)
     total = course.total_lessons
     params = {"total": total} if total else {}

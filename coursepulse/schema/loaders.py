@@ -68,6 +68,11 @@ class Loaders:
         return _loader(self.reads, lookups.certificates_by_enrollment)
 
     @cached_property
+    def last_events(self) -> DataLoader[tuple[int, int], int]:
+        """The newest event id by (user id, course id); 0 when there is none."""
+        return _loader(self.reads, lookups.last_event_ids, int)
+
+    @cached_property
     def my_enrollments(self) -> DataLoader[int, EnrollmentRow | None]:
         """The viewer's own enrolment in a course, by course id."""
         viewer_id = self.viewer_id

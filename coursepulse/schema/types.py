@@ -189,6 +189,18 @@ class Progress:
         return Lesson.from_row(lesson) if lesson is not None else None
 
     @strawberry.field(
+        description=(
+            "The newest of this student's events in the course, read with the rest of this"
+            " progress in a query ('0' when none): pass it as `after` to progressUpdated to"
+            " follow the bar from this value on, missing nothing."
+        )
+    )
+    async def last_event_id(self, info: strawberry.Info[Context]) -> strawberry.ID:
+        enrollment = self._record.enrollment
+        key = (enrollment.user_id, enrollment.course_id)
+        return gid(await info.context.loaders.last_events.load(key))  # type: ignore[arg-type]
+
+    @strawberry.field(
         description="First lesson in course order not yet completed; null when all are complete."
     )
     async def next_lesson(self, info: strawberry.Info[Context]) -> Lesson | None:
@@ -340,8 +352,9 @@ class CourseStats:
     lessons: list[LessonStats]
     last_event_id: strawberry.ID = strawberry.field(
         description=(
-            "The course's newest event when these statistics were read ('0' when none): pass it"
-            " as `after` to courseActivity to follow the course from this picture on."
+            "The course's newest event, read with these statistics ('0' when none): pass it as"
+            " `after` to courseActivity to follow the course from this picture on. A query reads"
+            " one snapshot, so a roster asked for beside it is the same picture."
         )
     )
 

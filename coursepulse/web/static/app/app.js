@@ -223,7 +223,7 @@ function signOut() {
 
 async function myCoursesPage() {
   const data = await graphql(`{
-    myCourses { courseId progressPercentage completedLessons totalLessons course { title } }
+    myCourses { courseId progressPercentage completedLessons totalLessons lastEventId course { title } }
     courses { id title instructors { id } }
   }`);
   const list = element("ul", { class: "courses", "aria-label": "My courses" });
@@ -237,7 +237,7 @@ async function myCoursesPage() {
         bar,
       ),
     );
-    follow(`course:${progress.courseId}`, "progressUpdated", { courseId: progress.courseId, after: "0" }, (event) =>
+    follow(`course:${progress.courseId}`, "progressUpdated", { courseId: progress.courseId, after: progress.lastEventId }, (event) =>
       setBar(bar, event.progressPercentage),
     );
   }
@@ -267,6 +267,7 @@ async function coursePage(courseId) {
     `query($courseId: ID!) {
       courseProgress(courseId: $courseId) {
         progressPercentage
+        lastEventId
         course { title }
         nextLesson { id }
         lessons { completed lesson { id title order } }
@@ -303,7 +304,7 @@ async function coursePage(courseId) {
     bar,
     list,
   );
-  follow(`course:${courseId}`, "progressUpdated", { courseId, after: "0" }, (event) => {
+  follow(`course:${courseId}`, "progressUpdated", { courseId, after: progress.lastEventId }, (event) => {
     setBar(bar, event.progressPercentage);
     const lesson = items.get(event.lessonId);
     if (lesson && (event.kind === "LESSON_COMPLETED" || event.kind === "LESSON_INCOMPLETED")) {
@@ -331,30 +332,21 @@ async function toggleLesson(courseId, lessonId, box) {
 
 // ------------------------------------------------------------------ instructor pages
 
-// Statistics first, with the newest event id, then the students: the roster then follows
-// courseActivity from before it was read, and an event committed between the two is applied
-// again (it carries the student's whole progress) rather than missed.
-const STATS = `query($courseId: ID!) {
+// One query reads one snapshot: the roster follows courseActivity from the newest event
+// of that same picture, so nothing between the read and the subscription is missed.
+const ROSTER = `query($courseId: ID!) {
   course(id: $courseId) { title }
   courseStats(courseId: $courseId) {
     lastEventId enrolledCount activeCount completedCount averageProgress completionRate
   }
-}`;
-const STUDENTS = `query($courseId: ID!) {
   courseStudents(courseId: $courseId, perPage: 100, orderBy: PROGRESS, order: DESC) {
     total
     nodes { userId displayName username progressPercentage completedLessons status }
   }
 }`;
 
-async function readRoster(courseId) {
-  const { course, courseStats } = await graphql(STATS, { courseId });
-  const { courseStudents } = await graphql(STUDENTS, { courseId });
-  return { course, courseStats, courseStudents };
-}
-
 async function rosterPage(courseId) {
-  const data = await readRoster(courseId);
+  const data = await graphql(ROSTER, { courseId });
   const rows = new Map();
   const body = element("tbody");
   const stats = element("dl", { class: "stats", "aria-label": "Course statistics" });
@@ -408,7 +400,7 @@ async function rosterPage(courseId) {
     clearTimeout(refresh);
     refresh = setTimeout(async () => {
       try {
-        const fresh = await readRoster(courseId);
+        const fresh = await graphql(ROSTER, { courseId });
         showStats(fresh.courseStats);
         for (const student of fresh.courseStudents.nodes) if (!rows.has(student.userId)) addRow(student);
         sortRows();
