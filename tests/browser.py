@@ -15,10 +15,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from aiohttp.test_utils import TestClient
 from playwright.async_api import Browser, Page, Route, async_playwright, expect
 from yarl import URL
 
-from tests.conftest import PASSWORD, Account
+from tests.conftest import PASSWORD, Account, School, graphql
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
@@ -102,3 +103,24 @@ async def sign_in(page: Page, app_url: URL | str, account: Account) -> None:
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+ENROLL = "mutation($courseId: ID!) { enroll(courseId: $courseId) { message } }"
+COMPLETE = """
+mutation($courseId: ID!, $lessonId: ID!) {
+  completeLesson(courseId: $courseId, lessonId: $lessonId) { message }
+}"""
+
+
+async def enroll(client: TestClient, school: School, *students: Account) -> None:
+    """Enrol the students in the school's course, through GraphQL (another client's work)."""
+    for student in students:
+        body = await graphql(client, ENROLL, {"courseId": str(school.course_id)}, as_=student)
+        assert "errors" not in body, body
+
+
+async def complete(client: TestClient, school: School, student: Account, lesson: int) -> None:
+    """Complete the course's `lesson`-th lesson as the student, through GraphQL."""
+    variables = {"courseId": str(school.course_id), "lessonId": str(school.lesson_ids[lesson])}
+    body = await graphql(client, COMPLETE, variables, as_=student)
+    assert "errors" not in body, body

@@ -8,9 +8,13 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
+
+if TYPE_CHECKING:
+    from tests.conftest import Account, School
 
 #: Seconds a server process may take to start answering /readyz.
 STARTUP_SECONDS = 30.0
@@ -104,3 +108,16 @@ async def run_to_end(
         raise
     assert process.returncode is not None
     return process.returncode, output.decode(errors="replace")
+
+
+async def complete_over_rest(base: str, school: "School", student: "Account", lesson: int) -> None:
+    """Complete a lesson as the student's phone would, through the REST API."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{base}/wp-json/fluent-community/v2/courses/{school.course_id}"
+            f"/lessons/{school.lesson_ids[lesson]}/complete",
+            headers=student.auth,
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()

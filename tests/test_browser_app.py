@@ -8,16 +8,11 @@ from aiohttp.test_utils import TestClient
 from playwright.async_api import expect
 
 from coursepulse.web.progress_app import CONTENT_SECURITY_POLICY
-from tests.browser import OfflineBrowser, offline_browser, screenshot, sign_in
-from tests.conftest import Account, School, graphql
+from tests.browser import OfflineBrowser, complete, enroll, offline_browser, screenshot, sign_in
+from tests.conftest import School
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
-ENROLL = "mutation($courseId: ID!) { enroll(courseId: $courseId) { message } }"
-COMPLETE = """
-mutation($courseId: ID!, $lessonId: ID!) {
-  completeLesson(courseId: $courseId, lessonId: $lessonId) { message }
-}"""
 TITLE = "Introduction to Web Development"
 
 
@@ -26,18 +21,6 @@ async def chromium() -> AsyncIterator[OfflineBrowser]:
     async for browser in offline_browser():
         yield browser
         assert browser.blocked == [], "the page tried to leave 127.0.0.1"
-
-
-async def enroll(client: TestClient, school: School, *students: Account) -> None:
-    for student in students:
-        body = await graphql(client, ENROLL, {"courseId": str(school.course_id)}, as_=student)
-        assert "errors" not in body
-
-
-async def complete(client: TestClient, school: School, student: Account, lesson: int) -> None:
-    variables = {"courseId": str(school.course_id), "lessonId": str(school.lesson_ids[lesson])}
-    body = await graphql(client, COMPLETE, variables, as_=student)
-    assert "errors" not in body
 
 
 async def test_the_app_is_served_under_a_policy_of_its_own_origin(

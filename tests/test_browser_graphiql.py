@@ -10,16 +10,10 @@ from aiohttp.test_utils import TestClient
 from playwright.async_api import Page, expect
 
 from coursepulse.web.graphiql import CONTENT_SECURITY_POLICY
-from tests.browser import OfflineBrowser, offline_browser, screenshot
-from tests.conftest import School, graphql
+from tests.browser import OfflineBrowser, complete, enroll, offline_browser, screenshot
+from tests.conftest import School
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-ENROLL = "mutation($courseId: ID!) { enroll(courseId: $courseId) { message } }"
-COMPLETE = """
-mutation($courseId: ID!, $lessonId: ID!) {
-  completeLesson(courseId: $courseId, lessonId: $lessonId) { message }
-}"""
 
 
 @pytest.fixture
@@ -76,8 +70,7 @@ async def test_a_subscription_in_graphiql_shows_a_live_event(
 ) -> None:
     # Given John is enrolled and follows his progress in GraphiQL
     course_id = str(school.course_id)
-    body = await graphql(client, ENROLL, {"courseId": course_id}, as_=school.student)
-    assert "errors" not in body
+    await enroll(client, school, school.student)
     page = await chromium.new_page()
     subscription = (
         f'subscription {{ progressUpdated(courseId: "{course_id}") '
@@ -91,13 +84,7 @@ async def test_a_subscription_in_graphiql_shows_a_live_event(
     )
 
     # When he completes a lesson elsewhere (another client of the API)
-    body = await graphql(
-        client,
-        COMPLETE,
-        {"courseId": course_id, "lessonId": str(school.lesson_ids[0])},
-        as_=school.student,
-    )
-    assert "errors" not in body
+    await complete(client, school, school.student, 0)
 
     # Then GraphiQL's result pane shows the event as it happens
     result = page.locator(".result-window")

@@ -18,7 +18,7 @@ from coursepulse.models.db import Database
 from coursepulse.resolvers import completions, enrollments, subscriptions
 from tests.browser import OfflineBrowser, offline_browser, sign_in
 from tests.conftest import Account, School
-from tests.processes import coursepulse_serve, free_port
+from tests.processes import complete_over_rest, coursepulse_serve, free_port
 
 TITLE = "Introduction to Web Development"
 #: The app retries at most every 3 s; a restart must be over well within this.
@@ -30,19 +30,6 @@ async def chromium() -> AsyncIterator[OfflineBrowser]:
     async for browser in offline_browser():
         yield browser
         assert browser.blocked == [], "the page tried to leave 127.0.0.1"
-
-
-async def complete_over_rest(base: str, school: School, student: Account, lesson: int) -> None:
-    """Complete a lesson as the student's phone would, through the REST API."""
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            f"{base}/wp-json/fluent-community/v2/courses/{school.course_id}"
-            f"/lessons/{school.lesson_ids[lesson]}/complete",
-            headers=student.auth,
-        ) as response,
-    ):
-        assert response.status == 200, await response.text()
 
 
 async def server_percentage(base: str, school: School, student: Account) -> int:

@@ -7,12 +7,10 @@ import signal
 import sys
 from pathlib import Path
 
-import aiohttp
-
 from coursepulse.models.db import Database
 from coursepulse.resolvers import completions, enrollments
 from tests.conftest import PASSWORD, School
-from tests.processes import coursepulse_serve, free_port
+from tests.processes import complete_over_rest, coursepulse_serve, free_port
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "progress_bar.py"
 #: Seconds a line of the example may take: it waits 2 s between reconnects.
@@ -50,15 +48,7 @@ async def test_the_terminal_bar_starts_right_and_resumes_across_a_server_restart
             assert (await next_line(example)).endswith(" 25%  now")
 
             # Then a completion made through the REST API, as it happens
-            async with (
-                aiohttp.ClientSession() as http,
-                http.post(
-                    f"http://127.0.0.1:{port}/wp-json/fluent-community/v2/courses/{course}"
-                    f"/lessons/{school.lesson_ids[1]}/complete",
-                    headers=john.auth,
-                ) as response,
-            ):
-                assert response.status == 200, await response.text()
+            await complete_over_rest(f"http://127.0.0.1:{port}", school, john, 1)
             assert (await next_line(example)).endswith(" 50%  lesson_completed")
 
             # When the server is killed, it says it lost the connection

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from coursepulse.web.static_files import StaticFiles, html_page, page_policy
+from coursepulse.web.static_files import StaticFiles, html_document, html_page, page_policy
 
 #: The files only this page loads (not served when the explorer is switched off).
 FILES = (
@@ -23,28 +23,18 @@ CONTENT_SECURITY_POLICY = page_policy(inline_styles=True)
 
 def page_html(files: StaticFiles) -> str:
     """The explorer's HTML, loading every file from the service with its integrity hash."""
-    return "\n".join(
-        (
-            "<!doctype html>",
-            '<html lang="en">',
-            "<head>",
-            '<meta charset="utf-8">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            "<title>coursepulse GraphiQL</title>",
-            '<link rel="icon" href="data:,">',
-            files.stylesheet("graphiql.min.css"),
-            files.stylesheet("plugin-explorer.css"),
-            "</head>",
-            '<body style="margin:0;height:100vh;overflow:hidden">',
+    return html_document(
+        "coursepulse GraphiQL",
+        head=[files.stylesheet("graphiql.min.css"), files.stylesheet("plugin-explorer.css")],
+        body_tag='<body style="margin:0;height:100vh;overflow:hidden">',
+        body=[
             '<div id="graphiql" style="height:100vh">Loading GraphiQL…</div>',
             files.script("react.production.min.js"),
             files.script("react-dom.production.min.js"),
             files.script("graphiql.min.js"),
             files.script("plugin-explorer.umd.js"),
             files.script("graphiql-start.js"),
-            "</body>",
-            "</html>",
-        )
+        ],
     )
 
 

@@ -5,25 +5,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from coursepulse.web.static_files import StaticFiles, html_page, page_policy
+from coursepulse.web.static_files import StaticFiles, html_document, html_page, page_policy
 
 CONTENT_SECURITY_POLICY = page_policy()
 
 
 def page_html(files: StaticFiles) -> str:
     """The app's HTML shell; app.js fills `main`."""
-    return "\n".join(
-        (
-            "<!doctype html>",
-            '<html lang="en">',
-            "<head>",
-            '<meta charset="utf-8">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            "<title>coursepulse</title>",
-            '<link rel="icon" href="data:,">',
-            files.stylesheet("app.css"),
-            "</head>",
-            "<body>",
+    return html_document(
+        "coursepulse",
+        head=[files.stylesheet("app.css")],
+        body=[
             "<header>",
             '<a class="brand" href="#/">coursepulse</a>',
             '<nav><span id="connection" role="status" data-state="idle"></span>'
@@ -33,9 +25,7 @@ def page_html(files: StaticFiles) -> str:
             '<main id="main"><noscript>coursepulse needs JavaScript.</noscript></main>',
             files.script("graphql-ws.min.js"),
             files.script("app.js", module=True),
-            "</body>",
-            "</html>",
-        )
+        ],
     )
 
 

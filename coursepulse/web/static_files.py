@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -124,6 +124,30 @@ class StaticFiles:
     def add_routes(self, app: web.Application) -> None:
         """Serve the files under PREFIX."""
         app.router.add_get(PREFIX + "{version}/{name}", self.handle)
+
+
+def html_document(
+    title: str, head: Sequence[str], body: Sequence[str], *, body_tag: str = "<body>"
+) -> str:
+    """An HTML5 document: the common head (charset, viewport, no favicon request), then
+    `head` and `body`, one element a line."""
+    return "\n".join(
+        (
+            "<!doctype html>",
+            '<html lang="en">',
+            "<head>",
+            '<meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{escape(title)}</title>",
+            '<link rel="icon" href="data:,">',
+            *head,
+            "</head>",
+            body_tag,
+            *body,
+            "</body>",
+            "</html>",
+        )
+    )
 
 
 def html_page(body: str, *, policy: str) -> web.Response:
