@@ -713,6 +713,22 @@ async def test_every_file_of_the_graphiql_page_comes_from_the_service(client: Te
         assert integrity == f"sha384-{digest}"
         assert "immutable" in asset.headers["Cache-Control"]
         assert asset.content_type in {"text/javascript", "text/css"}
+        assert asset.headers["Content-Encoding"] == "gzip"  # aiohttp's client accepts it
+
+
+async def test_page_files_go_uncompressed_to_clients_that_do_not_accept_gzip(
+    client: TestClient,
+) -> None:
+    page = await (await client.get("/graphql", headers={"Accept": "text/html"})).text()
+    url, integrity = re.findall(r'src="([^"]+)" integrity="([^"]+)"', page)[0]
+
+    response = await client.get(url, headers={"Accept-Encoding": "identity"})
+
+    assert response.status == 200
+    assert "Content-Encoding" not in response.headers
+    assert response.headers["Vary"] == "Accept-Encoding"
+    digest = base64.b64encode(hashlib.sha384(await response.read()).digest()).decode()
+    assert integrity == f"sha384-{digest}"
 
 
 async def test_only_the_pinned_graphiql_files_are_served(client: TestClient) -> None:

@@ -10,6 +10,8 @@ refer to it with its Subresource Integrity hash.
 from __future__ import annotations
 
 import base64
+import functools
+import gzip
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
@@ -69,7 +71,14 @@ class Asset:
     def content_type(self) -> str:
         return _CONTENT_TYPES[Path(self.name).suffix]
 
+    @functools.cached_property
+    def gzipped(self) -> bytes:
+        """The content gzip-compressed (GraphiQL's 3.5 MB script goes out as 0.7 MB), made
+        on the first request that accepts it."""
+        return gzip.compress(self.content, compresslevel=9, mtime=0)
 
+
+@functools.cache
 def load_assets() -> dict[str, Asset]:
     """Every servable file by name, the npm ones checked against their manifest.
 
@@ -114,11 +123,17 @@ class StaticFiles:
         asset = self.by_url.get(request.path)
         if asset is None:
             raise web.HTTPNotFound(text="Not found")
+        headers = {
+            "Cache-Control": _IMMUTABLE,
+            "X-Content-Type-Options": "nosniff",
+            "Vary": "Accept-Encoding",
+        }
+        body = asset.content
+        if "gzip" in request.headers.get("Accept-Encoding", "").lower():
+            body = asset.gzipped
+            headers["Content-Encoding"] = "gzip"
         return web.Response(
-            body=asset.content,
-            content_type=asset.content_type,
-            charset="utf-8",
-            headers={"Cache-Control": _IMMUTABLE, "X-Content-Type-Options": "nosniff"},
+            body=body, content_type=asset.content_type, charset="utf-8", headers=headers
         )
 
     def add_routes(self, app: web.Application) -> None:
