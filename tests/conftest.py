@@ -151,9 +151,14 @@ class StatementCounter:
     def __init__(self, database: Database) -> None:
         self.observers = database.observers
         self.statements: list[str] = []
+        #: Transactions begun while active.
+        self.transactions = 0
 
     def _observe(self, statement: str) -> None:
-        if not statement.lstrip().upper().startswith(("BEGIN", "PRAGMA")):
+        words = statement.lstrip().upper()
+        if words.startswith("BEGIN"):
+            self.transactions += 1
+        elif not words.startswith("PRAGMA"):
             self.statements.append(statement)
 
     def __enter__(self) -> "StatementCounter":

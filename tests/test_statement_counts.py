@@ -1,5 +1,7 @@
 """SQL statements per operation stay few and do not grow with the data (no query per row)."""
 
+from pathlib import Path
+
 from aiohttp.test_utils import TestClient
 
 from coursepulse.models.db import Database
@@ -13,6 +15,10 @@ PROGRESS_FULL = """query($c: ID!, $u: ID) { courseProgress(courseId: $c, userId:
   lessons { lesson { id } completed completedAt } course { title } student { displayName } } }"""
 MY_COURSES = """{ myCourses { courseId progressPercentage nextLesson { id }
   lessons { completed } course { title instructors { displayName } } } }"""
+OPERATIONS = Path(__file__).resolve().parent.parent / "graphql" / "operations"
+#: What the player sends when a video ends: the bar, the status and the next lesson.
+COMPLETE = (OPERATIONS / "CompleteLesson.graphql").read_text()
+INCOMPLETE = (OPERATIONS / "IncompleteLesson.graphql").read_text()
 ROSTER = """query($c: ID!, $n: Int!) {
   courseStudents(courseId: $c, perPage: $n, orderBy: PROGRESS) {
     total nodes { username progressPercentage progress { nextLesson { id } } } } }"""
@@ -28,6 +34,7 @@ async def count(
     """Statements one request issues, after a warm-up request has cached the credentials."""
     await graphql(client, query, variables, as_=account)
     counter.statements.clear()
+    counter.transactions = 0
     with counter:
         body = await graphql(client, query, variables, as_=account)
     assert "errors" not in body, body
@@ -86,3 +93,23 @@ async def test_a_roster_page_of_100_costs_what_a_page_of_20_does(
         client, count_statements, ROSTER, {"c": str(school.course_id), "n": 100}, school.instructor
     )
     assert small == large
+
+
+async def test_completing_and_undoing_a_lesson_is_one_transaction_of_few_statements(
+    client: TestClient, school: School, count_statements: StatementCounter, db: Database
+) -> None:
+    async with db.write() as tx:
+        await enrollments.enroll(tx, school.student.viewer, school.course_id)
+    variables = {"courseId": str(school.course_id), "lessonId": str(school.lesson_ids[0])}
+    # course, enrolment, lesson with its completion, the change, the counters, the event
+    # (with its course lock on PostgreSQL), the next lesson; NOTIFY on PostgreSQL.
+    expected = 8 if db.dialect == "postgresql" else 7
+    await graphql(client, "{ me { id } }", as_=school.student)  # caches the credentials
+    for document in (COMPLETE, INCOMPLETE, COMPLETE):
+        count_statements.statements.clear()
+        count_statements.transactions = 0
+        with count_statements:
+            body = await graphql(client, document, variables, as_=school.student)
+        assert "errors" not in body, body
+        assert count_statements.transactions == 1, count_statements.statements
+        assert count_statements.count == expected, count_statements.statements

@@ -5,26 +5,29 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, delete, insert, select
 
-from coursepulse.models import LessonCompletion, ProgressEventKind, utcnow
-from coursepulse.models.rows import CompletionRow, CourseRow, EnrollmentRow
+from coursepulse.models import Lesson, LessonCompletion, ProgressEventKind, utcnow
+from coursepulse.models.rows import CompletionRow, CourseRow, EnrollmentRow, LessonRow
 from coursepulse.models.sql import Query
 from coursepulse.models.transactions import Transaction
-from coursepulse.resolvers.enrollments import (
-    learning_enrollment,
-    require_lesson_of,
-    save_enrollment,
-)
+from coursepulse.resolvers.enrollments import learning_enrollment, save_enrollment
+from coursepulse.resolvers.errors import NotFound
+from coursepulse.resolvers.lookups import next_lesson_of
 from coursepulse.resolvers.outbox import append_event
 from coursepulse.resolvers.progress import ProgressRecord, settle
 from coursepulse.resolvers.viewer import Viewer
 
 _COMPLETIONS = LessonCompletion.__table__
+_LESSONS = Lesson.__table__
 
-_COMPLETION = Query(
-    select(_COMPLETIONS).where(
-        _COMPLETIONS.c.enrollment_id == bindparam("enrollment_id"),
-        _COMPLETIONS.c.lesson_id == bindparam("lesson_id"),
+#: The lesson, if it belongs to the course, with the enrolment's completion of it (or None).
+_LESSON_AND_COMPLETION = Query(
+    select(_LESSONS, _COMPLETIONS)
+    .outerjoin(
+        _COMPLETIONS,
+        (_COMPLETIONS.c.lesson_id == _LESSONS.c.id)
+        & (_COMPLETIONS.c.enrollment_id == bindparam("enrollment_id")),
     )
+    .where(_LESSONS.c.id == bindparam("lesson_id"), _LESSONS.c.course_id == bindparam("course_id"))
 )
 _ADD_COMPLETION = Query(
     insert(_COMPLETIONS).values(
@@ -45,6 +48,8 @@ class LessonChange:
     completed_at: datetime | None
     already_completed: bool
     progress: ProgressRecord
+    #: The first lesson not yet completed after the change, read in its transaction.
+    next_lesson: LessonRow | None
 
 
 async def _lesson_action(
@@ -55,9 +60,30 @@ async def _lesson_action(
     A lesson of another course is `not_found`.
     """
     _viewer, course, enrollment = await learning_enrollment(tx, viewer, course_id)
-    await require_lesson_of(tx, course_id, lesson_id)
-    done = await tx.first(_COMPLETION, enrollment_id=enrollment.id, lesson_id=lesson_id)
+    found = await tx.first(
+        _LESSON_AND_COMPLETION,
+        lesson_id=lesson_id,
+        course_id=course_id,
+        enrollment_id=enrollment.id,
+    )
+    if found is None:
+        raise NotFound(f"Lesson {lesson_id} not found in course {course_id}")
+    _lesson, done = found
     return course, enrollment, done
+
+
+async def _change(
+    tx: Transaction,
+    message: str,
+    lesson_id: int,
+    completed_at: datetime | None,
+    progress: ProgressRecord,
+    *,
+    already_completed: bool = False,
+) -> LessonChange:
+    """The outcome, with the next lesson as this transaction sees it."""
+    following = await next_lesson_of(tx, progress.course.id, progress.enrollment.id)
+    return LessonChange(message, lesson_id, completed_at, already_completed, progress, following)
 
 
 async def _save(
@@ -80,12 +106,13 @@ async def complete_lesson(
     """Mark a lesson complete, exactly once; a second call changes nothing."""
     course, enrollment, existing = await _lesson_action(tx, viewer, course_id, lesson_id)
     if existing is not None:
-        return LessonChange(
+        return await _change(
+            tx,
             "Lesson already marked as complete",
             lesson_id,
             existing.completed_at,
+            ProgressRecord(enrollment, course),
             already_completed=True,
-            progress=ProgressRecord(enrollment, course),
         )
     now = utcnow()
     await tx.execute(_ADD_COMPLETION, enrollment_id=enrollment.id, lesson_id=lesson_id, at=now)
@@ -103,12 +130,8 @@ async def complete_lesson(
             occurred_at=now,
             lesson_id=lesson_id if kind == ProgressEventKind.LESSON_COMPLETED else None,
         )
-    return LessonChange(
-        "Lesson marked as complete",
-        lesson_id,
-        now,
-        already_completed=False,
-        progress=ProgressRecord(enrollment, course),
+    return await _change(
+        tx, "Lesson marked as complete", lesson_id, now, ProgressRecord(enrollment, course)
     )
 
 
@@ -118,12 +141,12 @@ async def incomplete_lesson(
     """Undo a completion; a lesson that is not complete is left as it is."""
     course, enrollment, existing = await _lesson_action(tx, viewer, course_id, lesson_id)
     if existing is None:
-        return LessonChange(
+        return await _change(
+            tx,
             "Lesson is not marked as complete",
             lesson_id,
             None,
-            already_completed=False,
-            progress=ProgressRecord(enrollment, course),
+            ProgressRecord(enrollment, course),
         )
     now = utcnow()
     await tx.execute(_REMOVE_COMPLETION, row_id=existing.id)
@@ -137,10 +160,6 @@ async def incomplete_lesson(
         occurred_at=now,
         lesson_id=lesson_id,
     )
-    return LessonChange(
-        "Lesson marked as incomplete",
-        lesson_id,
-        None,
-        already_completed=False,
-        progress=ProgressRecord(enrollment, course),
+    return await _change(
+        tx, "Lesson marked as incomplete", lesson_id, None, ProgressRecord(enrollment, course)
     )

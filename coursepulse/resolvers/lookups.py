@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, exists, func, select
 
 from coursepulse.models import (
     Certificate,
@@ -67,6 +67,20 @@ _ENROLLMENTS_OF_USER = Query(
         in_ids(ENROLLMENTS.c.course_id, "ids"),
     )
 )
+#: `progress.next_lesson` as one statement: walks the course's lessons in order and stops
+#: at the first without a completion of the enrolment.
+_NEXT_LESSON = Query(
+    select(LESSONS)
+    .where(
+        LESSONS.c.course_id == bindparam("course_id"),
+        ~exists().where(
+            COMPLETIONS.c.enrollment_id == bindparam("enrollment_id"),
+            COMPLETIONS.c.lesson_id == LESSONS.c.id,
+        ),
+    )
+    .order_by(LESSONS.c.position)
+    .limit(1)
+)
 _CERTIFICATES_BY_ENROLLMENT = Query(
     select(CERTIFICATES).where(in_ids(CERTIFICATES.c.enrollment_id, "ids"))
 )
@@ -90,6 +104,11 @@ async def lessons_by_course(
     for lesson in await tx.all(_LESSONS_BY_COURSE, ids=course_ids):
         grouped[lesson.course_id].append(lesson)
     return grouped
+
+
+async def next_lesson_of(tx: Transaction, course_id: int, enrollment_id: int) -> LessonRow | None:
+    """The enrolment's next lesson (the rule of `progress.next_lesson`), in one statement."""
+    return await tx.first(_NEXT_LESSON, course_id=course_id, enrollment_id=enrollment_id)
 
 
 async def completions_by_enrollment(

@@ -50,14 +50,20 @@ def event_values(
 
 
 _EVENTS = ProgressEvent.__table__
-ADD_EVENT = Query(
-    insert(_EVENTS).values({column: bindparam(f"event_{column}") for column in EVENT_COLUMNS})
-)
-_EVENT_LOCK = Query(
-    select(
-        func.pg_advisory_xact_lock(
-            bindparam("space", type_=Integer()), bindparam("key", type_=Integer())
-        )
+_EVENT_VALUES = [
+    bindparam(f"event_{column}", type_=_EVENTS.c[column].type) for column in EVENT_COLUMNS
+]
+ADD_EVENT = Query(insert(_EVENTS).values(dict(zip(EVENT_COLUMNS, _EVENT_VALUES, strict=True))))
+#: PostgreSQL: the course's event lock, then the event, in one statement. The lock's
+#: subquery yields its row only once the lock is held, so the event's id is drawn after.
+_COURSE_EVENT_LOCK = select(
+    func.pg_advisory_xact_lock(
+        bindparam("space", type_=Integer()), bindparam("key", type_=Integer())
+    ).label("locked")
+).subquery("course_event_lock")
+_LOCK_AND_ADD_EVENT = Query(
+    insert(_EVENTS).from_select(
+        list(EVENT_COLUMNS), select(*_EVENT_VALUES).select_from(_COURSE_EVENT_LOCK)
     )
 )
 
@@ -78,8 +84,6 @@ async def append_event(
     everything of that course below N (subscriptions resume on that).
     """
     course_id = enrollment.course_id
-    if tx.dialect.name == "postgresql" and course_id not in tx.event_courses:
-        await tx.execute(_EVENT_LOCK, space=_EVENT_LOCK_SPACE, key=course_id % 2_147_483_647)
     values = event_values(
         kind=kind,
         enrollment=enrollment,
@@ -87,7 +91,12 @@ async def append_event(
         occurred_at=occurred_at,
         lesson_id=lesson_id,
     )
-    await tx.execute(ADD_EVENT, **{f"event_{column}": value for column, value in values.items()})
+    params = {f"event_{column}": value for column, value in values.items()}
+    if tx.dialect.name == "postgresql" and course_id not in tx.event_courses:
+        lock = {"space": _EVENT_LOCK_SPACE, "key": course_id % 2_147_483_647}
+        await tx.execute(_LOCK_AND_ADD_EVENT, **params, **lock)
+    else:
+        await tx.execute(ADD_EVENT, **params)
     tx.event_courses.add(course_id)
 
 

@@ -93,14 +93,14 @@ def my_course(record: ProgressRecord) -> JSON:
     }
 
 
-def lesson_change(change: LessonChange, following: LessonRow | None) -> JSON:
+def lesson_change(change: LessonChange) -> JSON:
     return {
         "message": change.message,
         "data": {
             "lesson_id": change.lesson_id,
             "completed_at": timestamp(change.completed_at),
             "progress_percentage": change.progress.percentage,
-            "next_lesson": _lesson(following, with_order=False),
+            "next_lesson": _lesson(change.next_lesson, with_order=False),
         },
     }
 

@@ -46,6 +46,7 @@ def _lesson_payload(change: LessonChange) -> LessonCompletionPayload:
         already_completed=change.already_completed,
         progress_percentage=change.progress.percentage,
         progress=Progress.from_record(change.progress),
+        _next_lesson=change.next_lesson,
     )
 
 

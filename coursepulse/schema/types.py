@@ -421,10 +421,15 @@ class LessonCompletionPayload:
     )
     progress_percentage: int
     progress: Progress
+    _next_lesson: strawberry.Private[LessonRow | None]
 
-    @strawberry.field
-    async def next_lesson(self, info: strawberry.Info[Context]) -> Lesson | None:
-        return await self.progress.find_next_lesson(info)
+    @strawberry.field(
+        description=(
+            "First lesson in course order not yet completed after the change; null when all are."
+        )
+    )
+    def next_lesson(self) -> Lesson | None:
+        return Lesson.from_row(self._next_lesson) if self._next_lesson is not None else None
 
 
 @strawberry.type(
