@@ -12,6 +12,7 @@ from aiohttp import web
 
 from coursepulse.app import create_app
 from coursepulse.logging_setup import configure_logging
+from coursepulse.memory import settle_after_start
 from coursepulse.settings import Settings
 
 log = logging.getLogger("coursepulse")
@@ -37,8 +38,10 @@ def serve_forever(
     """
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
+    app = create_app(settings, migrate_first=migrate_first)
+    app.on_startup.append(_settle_memory)
     web.run_app(
-        create_app(settings, migrate_first=migrate_first),
+        app,
         host=settings.host,
         port=settings.port,
         print=None,
@@ -47,6 +50,11 @@ def serve_forever(
         reuse_port=reuse_port or None,
         loop=loop,
     )
+
+
+async def _settle_memory(_app: web.Application) -> None:
+    """Once everything start-up builds exists (the last start-up hook)."""
+    settle_after_start()
 
 
 def _worker(settings: Settings, number: int, migrate_first: bool) -> None:
