@@ -24,7 +24,7 @@ from coursepulse.app import create_app
 from coursepulse.cli import main
 from coursepulse.demo import LOGINS
 from coursepulse.models.db import Database
-from coursepulse.models.migrate import schema_engine
+from coursepulse.models.migrate import include_on, schema_engine
 from coursepulse.schema import build_schema, schema_sdl
 from coursepulse.settings import Settings
 
@@ -70,7 +70,10 @@ def test_checked_in_schema_keeps_the_public_contract() -> None:
 
 
 def _differences(connection: Connection) -> list[Any]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    context = MigrationContext.configure(
+        connection,
+        opts={"compare_type": True, "include_object": include_on(connection.dialect.name)},
+    )
     return compare_metadata(context, SQLModel.metadata)
 
 

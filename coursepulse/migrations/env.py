@@ -5,6 +5,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 import coursepulse.models  # noqa: F401  (registers the tables on the metadata)
+from coursepulse.models.migrate import include_on
 
 target_metadata = SQLModel.metadata
 
@@ -15,6 +16,7 @@ def run_migrations(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_on(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()

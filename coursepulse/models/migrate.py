@@ -1,5 +1,6 @@
 """Schema migrations (Alembic), run on an engine of their own for the service's database."""
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from coursepulse.models.sqlite import BUSY_TIMEOUT_MS
+from coursepulse.models.tables import ONLY_ON
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 #: Advisory lock key taken while migrating, so processes started together migrate in turn.
@@ -21,6 +23,16 @@ def alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
+
+
+def include_on(dialect: str) -> Callable[..., bool]:
+    """Alembic's `include_object` for one engine: skips what exists on another engine only."""
+
+    def include(item: Any, _name: str | None, _kind: str, _reflected: bool, _other: Any) -> bool:
+        only = getattr(item, "info", {}).get(ONLY_ON)
+        return only is None or only == dialect
+
+    return include
 
 
 def schema_engine(database_url: str | URL) -> AsyncEngine:

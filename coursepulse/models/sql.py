@@ -28,6 +28,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import Label
+from sqlalchemy.sql.selectable import Join
 from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
 
 from coursepulse.models.rows import row_type_of
@@ -86,6 +87,64 @@ def _in_ids_postgresql(element: InIds, compiler: SQLCompiler, **kw: Any) -> str:
     column = compiler.process(element.column, **kw)
     values = compiler.process(bindparam(element.name, type_=IdList()), **kw)
     return f"{column} = ANY({values})"
+
+
+class NullsLast(ColumnElement[Any]):
+    """An ORDER BY term on a nullable column with NULLs last in either direction, spelled
+    so that each engine can walk an index for it (see `nulls_last`)."""
+
+    inherit_cache = False
+
+    def __init__(self, column: ColumnElement[Any], *, descending: bool) -> None:
+        self.column = column
+        self.descending = descending
+
+
+def nulls_last(column: Any, *, descending: bool) -> NullsLast:
+    """Order by `column`, NULLs last ascending and descending alike.
+
+    PostgreSQL puts NULLs last ascending and needs `DESC NULLS LAST` (an index built in
+    that order) descending; SQLite puts NULLs first ascending (index on `column IS NULL,
+    column`) and last descending.
+    """
+    return NullsLast(column, descending=descending)
+
+
+@compiles(NullsLast, "postgresql")
+def _nulls_last_postgresql(element: NullsLast, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    return f"{column} DESC NULLS LAST" if element.descending else f"{column} ASC"
+
+
+@compiles(NullsLast, "sqlite")
+def _nulls_last_sqlite(element: NullsLast, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    return f"{column} DESC" if element.descending else f"{column} IS NULL, {column} ASC"
+
+
+class OuterFirst(Join):
+    """An inner join whose left table SQLite must loop over first (see `outer_first`)."""
+
+    inherit_cache = True
+
+
+def outer_first(left: Any, right: Any, onclause: ColumnElement[bool]) -> OuterFirst:
+    """`left JOIN right ON onclause`, walked from `left` on SQLite too.
+
+    For an order that an index of `left` gives (names on users), SQLite's planner would
+    rather start from `right`'s WHERE and sort everything it finds; a CROSS JOIN is how
+    SQLite is told which table is the outer loop. PostgreSQL chooses well by itself.
+    """
+    return OuterFirst(left, right, onclause)
+
+
+@compiles(OuterFirst, "sqlite")
+def _outer_first_sqlite(element: OuterFirst, compiler: SQLCompiler, **kw: Any) -> str:
+    kw["asfrom"] = True
+    left = compiler.process(element.left, **kw)
+    right = compiler.process(element.right, **kw)
+    kw.pop("asfrom")
+    return f"{left} CROSS JOIN {right} ON {compiler.process(element.onclause, **kw)}"
 
 
 RowMaker = Callable[[Sequence[Any]], Any]

@@ -7,11 +7,15 @@ the same transaction as the rows they count.
 
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, Index, String, Text, UniqueConstraint, func
 from sqlmodel import Field, SQLModel
 
 from coursepulse.models.enums import CourseStatus, EnrollmentStatus, Role
 from coursepulse.models.types import BigId, UTCDateTime, utcnow
+
+#: `info` key of a schema object that exists on one engine only (the migrations and their
+#: check skip it elsewhere: models/migrate.include_on).
+ONLY_ON = "only_on"
 
 SQLModel.metadata.naming_convention = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -41,6 +45,11 @@ class User(SQLModel, table=True):
     role: str = Field(default=Role.STUDENT, sa_column=Column(String(16), nullable=False))
     password_hash: str = Field(sa_column=Column(String(255), nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+_USERS = User.__table__  # type: ignore[attr-defined]
+#: The roster by name: a walk down the users in name order, each probed for the enrolment.
+Index("ix_users_display_name_lower", func.lower(_USERS.c.display_name), _USERS.c.id)
 
 
 class ApiToken(SQLModel, table=True):
@@ -120,6 +129,26 @@ class Enrollment(SQLModel, table=True):
     last_accessed_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     time_spent_seconds: int = Field(default=0, nullable=False)
     completed_lessons: int = Field(default=0, nullable=False)
+
+
+_ENROLLMENTS = Enrollment.__table__  # type: ignore[attr-defined]
+# The roster by last access, never-accessed last in both directions (models/sql.nulls_last):
+# PostgreSQL walks this index for the descending order, SQLite this one for the ascending.
+Index(
+    "ix_enrollments_roster_last_accessed_desc",
+    _ENROLLMENTS.c.course_id,
+    _ENROLLMENTS.c.last_accessed_at.desc().nulls_last(),
+    _ENROLLMENTS.c.id.desc(),
+    info={ONLY_ON: "postgresql"},
+).ddl_if(dialect="postgresql")
+Index(
+    "ix_enrollments_roster_never_accessed",
+    _ENROLLMENTS.c.course_id,
+    _ENROLLMENTS.c.last_accessed_at.is_(None),
+    _ENROLLMENTS.c.last_accessed_at,
+    _ENROLLMENTS.c.id,
+    info={ONLY_ON: "sqlite"},
+).ddl_if(dialect="sqlite")
 
 
 class LessonCompletion(SQLModel, table=True):

@@ -15,7 +15,7 @@ from coursepulse.models import (
     User,
 )
 from coursepulse.models.rows import CourseRow, EnrollmentRow, LessonRow, UserRow
-from coursepulse.models.sql import Query, one_of
+from coursepulse.models.sql import Query, nulls_last, one_of, outer_first
 from coursepulse.models.transactions import Transaction
 from coursepulse.resolvers.access import staff_course
 from coursepulse.resolvers.errors import InvalidInput
@@ -70,15 +70,28 @@ _SEARCH = or_(
 )
 
 
-def _sort_key(order_by: StudentOrder) -> ColumnElement:  # type: ignore[type-arg]
+def _order(order_by: StudentOrder, descending: bool) -> list[ColumnElement]:  # type: ignore[type-arg]
+    """The ORDER BY of a roster page: each order is a walk down one index (models/tables.py).
+
+    The tie-break is the enrolment id, or the user id for names (the index is on users;
+    a student has one enrolment per course, so either is unique).
+    """
+
+    def way(column: ColumnElement) -> ColumnElement:  # type: ignore[type-arg]
+        return column.desc() if descending else column.asc()
+
     if order_by is StudentOrder.LAST_ACCESSED:
-        return _ENROLLMENTS.c.last_accessed_at
+        # Students who never opened the course sort last in both directions.
+        return [
+            nulls_last(_ENROLLMENTS.c.last_accessed_at, descending=descending),
+            way(_ENROLLMENTS.c.id),
+        ]
     if order_by is StudentOrder.PROGRESS:
         # Within one course total_lessons is constant: completed lessons order like progress.
-        return _ENROLLMENTS.c.completed_lessons
+        return [way(_ENROLLMENTS.c.completed_lessons), way(_ENROLLMENTS.c.id)]
     if order_by is StudentOrder.DISPLAY_NAME:
-        return func.lower(_USERS.c.display_name)
-    return _ENROLLMENTS.c.enrolled_at
+        return [way(func.lower(_USERS.c.display_name)), way(_USERS.c.id)]
+    return [way(_ENROLLMENTS.c.enrolled_at), way(_ENROLLMENTS.c.id)]
 
 
 @cache
@@ -112,16 +125,17 @@ def _page_query(
     ]
     if searching:
         conditions.append(_SEARCH)
-    key = _sort_key(order_by)
-    direction = key.desc() if descending else key.asc()
-    tie = _ENROLLMENTS.c.id.desc() if descending else _ENROLLMENTS.c.id.asc()
     # A search, a name order (no index) or a far page reads more rows than it returns:
     # in a thread on SQLite. A near page in an indexed order walks the index.
     return Query(
         select(_ENROLLMENTS, _USERS)
-        .join(_USERS, _USERS.c.id == _ENROLLMENTS.c.user_id)
+        .select_from(
+            outer_first(_USERS, _ENROLLMENTS, _USERS.c.id == _ENROLLMENTS.c.user_id)
+            if order_by is StudentOrder.DISPLAY_NAME
+            else _ENROLLMENTS.join(_USERS, _USERS.c.id == _ENROLLMENTS.c.user_id)
+        )
         .where(*conditions)
-        .order_by(direction.nulls_last(), tie)
+        .order_by(*_order(order_by, descending))
         .limit(bindparam("limit"))
         .offset(bindparam("offset")),
         unbounded=searching or far or order_by is StudentOrder.DISPLAY_NAME,

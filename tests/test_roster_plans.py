@@ -1,0 +1,156 @@
+"""Every roster order is a walk down an index on both engines, never a sort of the course.
+
+A page of 20 costs the same in a course of 30 students as in one of 30,000 only if the
+engine can stop after 20 rows: each order (both directions, with and without a name
+search) must come out of an index already in that order. The plans are read on a course
+of 2,000 students among 3,000 users, with the engines' statistics up to date. PostgreSQL
+is told to avoid sorts and sequential scans wherever it can (at this size it would rather
+read everything): what remains is what no index can serve.
+"""
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from coursepulse.models import Course, Enrollment, User
+from coursepulse.models.db import Database
+from coursepulse.models.migrate import schema_engine
+from coursepulse.resolvers.roster import StudentOrder, _count_query, _page_query
+
+USERS = 3_000
+LARGE_COURSE_STUDENTS = 2_000
+ORDERS = [
+    (order, descending, searching)
+    for order in StudentOrder
+    for descending in (True, False)
+    for searching in (False, True)
+]
+
+
+async def _fill(connection: AsyncConnection) -> None:
+    """Three courses (2,000, 600 and 60 students) and 3,000 users, some never active."""
+    chance = random.Random(7)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    await connection.execute(
+        insert(User.__table__),
+        [
+            {
+                "id": number,
+                "username": f"student{number}",
+                "display_name": f"Student {chance.randrange(10_000):04d}",
+                "role": "student",
+                "password_hash": "-",
+                "created_at": start,
+            }
+            for number in range(1, USERS + 1)
+        ],
+    )
+    await connection.execute(
+        insert(Course.__table__),
+        [
+            {
+                "id": number,
+                "slug": f"course-{number}",
+                "title": f"Course {number}",
+                "description": "",
+                "status": "published",
+                "total_lessons": 12,
+                "created_at": start,
+                "updated_at": start,
+            }
+            for number in (1, 2, 3)
+        ],
+    )
+    rows: list[dict[str, Any]] = []
+    for course_id, students in ((1, LARGE_COURSE_STUDENTS), (2, 600), (3, 60)):
+        for user_id in chance.sample(range(1, USERS + 1), students):
+            accessed = chance.random() < 0.8
+            rows.append(
+                {
+                    "user_id": user_id,
+                    "course_id": course_id,
+                    "status": chance.choice(("active", "active", "completed", "unenrolled")),
+                    "enrolled_at": start + timedelta(minutes=chance.randrange(500_000)),
+                    "last_accessed_at": (
+                        start + timedelta(minutes=chance.randrange(500_000)) if accessed else None
+                    ),
+                    "time_spent_seconds": 0,
+                    "completed_lessons": chance.randrange(13),
+                }
+            )
+    await connection.execute(insert(Enrollment.__table__), rows)
+    await connection.execute(text("ANALYZE"))
+
+
+def _postgres_problems(plan: dict[str, Any]) -> list[str]:
+    """Sorts and sequential scans of users or enrolments anywhere in a JSON plan."""
+    problems: list[str] = []
+    node_type = plan["Node Type"]
+    if node_type == "Sort":
+        problems.append(f"Sort on {plan.get('Sort Key')}")
+    if node_type == "Seq Scan" and plan.get("Relation Name") in ("users", "enrollments"):
+        problems.append(f"Seq Scan on {plan['Relation Name']}")
+    for child in plan.get("Plans", []):
+        problems += _postgres_problems(child)
+    return problems
+
+
+def _sqlite_problems(details: list[str]) -> list[str]:
+    """Temporary sort trees and table scans in an EXPLAIN QUERY PLAN."""
+    return [
+        detail
+        for detail in details
+        if "TEMP B-TREE" in detail
+        or (detail.startswith("SCAN") and "USING" not in detail and "INDEX" not in detail)
+    ]
+
+
+async def _problems(connection: AsyncConnection, sql: str, arguments: tuple[Any, ...]) -> list[str]:
+    if connection.dialect.name == "postgresql":
+        result = await connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}", arguments)
+        document = result.scalar_one()
+        plan = (json.loads(document) if isinstance(document, str) else document)[0]["Plan"]
+        return _postgres_problems(plan)
+    result = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", arguments)
+    return _sqlite_problems([row[-1] for row in result.all()])
+
+
+@pytest.fixture
+async def filled(db: Database) -> Database:
+    engine = schema_engine(db.url)
+    try:
+        async with engine.begin() as connection:
+            await _fill(connection)
+    finally:
+        await engine.dispose()
+    return db
+
+
+async def test_every_roster_page_order_walks_an_index(filled: Database) -> None:
+    engine = schema_engine(filled.url)
+    found: dict[str, list[str]] = {}
+    try:
+        async with engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                await connection.exec_driver_sql("SET enable_seqscan = off")
+                await connection.exec_driver_sql("SET enable_sort = off")
+            for order, descending, searching in ORDERS:
+                compiled = _page_query(order, descending, searching).compiled(connection.dialect)
+                params = {"course_id": 1, "limit": 20, "offset": 40, "pattern": "%student 1%"}
+                problems = await _problems(connection, compiled.sql, compiled.arguments(params))
+                if problems:
+                    direction = "descending" if descending else "ascending"
+                    found[f"{order} {direction}{' searching' if searching else ''}"] = problems
+            counted = _count_query(False).compiled(connection.dialect)
+            if problems := await _problems(
+                connection, counted.sql, counted.arguments({"course_id": 1})
+            ):
+                found["count"] = problems
+    finally:
+        await engine.dispose()
+    assert found == {}
