@@ -342,18 +342,20 @@ def coursepulse_server(
     *,
     workers: int = 1,
     cpus: str | None = SERVER_CPU,
+    settings: dict[str, str] | None = None,
 ) -> Server:
     """`python -m coursepulse serve` on a free port with the service's default settings.
 
     `plan.auth_cache_seconds`, when set, replaces the auth cache's lifetime (default 30 s:
-    a run that spans an expiry pays one password hash per credential).
+    a run that spans an expiry pays one password hash per credential). `settings` are
+    more environment variables for the server.
     """
     port = free_port()
     argv = [sys.executable, "-m", "coursepulse", "serve", "--port", str(port)]
     argv += ["--database-url", database_url]
     if workers != 1:
         argv += ["--workers", str(workers)]
-    env = {}
+    env = dict(settings or {})
     if plan.auth_cache_seconds is not None:
         env["COURSEPULSE_AUTH_CACHE_SECONDS"] = str(plan.auth_cache_seconds)
     return Server(name, argv, port, work / f"{name}.log", env=env, cpus=cpus)
@@ -808,7 +810,14 @@ async def run_fanout(
 ) -> dict[str, Any]:
     """N courseActivity subscribers, one change, delivery latency and RSS per connection."""
     name = f"coursepulse-fanout-{subscribers}"
-    server = coursepulse_server(name, database_url, work, plan).start()
+    # Every subscriber signs in as the one admin: the per-user websocket limits (20 sockets,
+    # 100 operations by default) would refuse all but the first 20.
+    limits = str(subscribers + COMPLETE_CLIENTS)
+    settings = {
+        "COURSEPULSE_MAX_WEBSOCKETS_PER_USER": limits,
+        "COURSEPULSE_MAX_SUBSCRIPTIONS_PER_USER": limits,
+    }
+    server = coursepulse_server(name, database_url, work, plan, settings=settings).start()
     context = multiprocessing.get_context("spawn")
     processes: list[Any] = []
     pipes: list[Any] = []
