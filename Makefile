@@ -43,7 +43,7 @@ screenshots: install
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache coursepulse.db coursepulse.db-*
 
-.PHONY: bench bench-full
+.PHONY: bench bench-full bench-peers
 
 ## Benchmarks (bench/README.md): quick (a few minutes), and full (longer runs, fanout up to
 ## 10,000 subscribers; `make bench-full BENCH_ARGS="--scale 10"` for the 10x dataset).
@@ -53,3 +53,8 @@ bench: install
 
 bench-full: install
 	$(BIN)/python bench/run.py --full $(BENCH_ARGS)
+
+## The raw baseline, coursepulse and PostGraphile 5 on the PostgreSQL dataset, interleaved
+## (bench/peers.py; installs PostGraphile with npm on first use). Adds its table to latest.md.
+bench-peers: install
+	$(BIN)/python bench/peers.py $(BENCH_ARGS)

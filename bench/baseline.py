@@ -1,14 +1,19 @@
-"""The raw baseline: aiohttp + aiosqlite, no SQLAlchemy, no GraphQL, no coursepulse code.
+"""The raw baseline: aiohttp + aiosqlite or asyncpg, no SQLAlchemy, no GraphQL, no coursepulse code.
 
 It answers the `progress` scenario's request (POST /graphql with the CourseProgress
 variables and Basic auth) with the same data and JSON shape as the service, doing the SQL
 a progress read needs: the course row, the enrolment row, and the course's lessons joined
-with the enrolment's completions (for nextLesson). Credentials are verified with argon2
-the first time and then remembered by the SHA-256 of the header, as the service's cache
-does. One aiosqlite connection per process; statements run in autocommit (a shared
-connection cannot hold one transaction per concurrent request).
+with the enrolment's completions (for nextLesson). A request whose variables carry
+`perPage` is the `roster` scenario's: the service's two roster statements (the count and
+a page by completed lessons). Credentials are verified with argon2 the first time and
+then remembered by the SHA-256 of the header, as the service's cache does.
+
+SQLite: one aiosqlite connection per process, statements in autocommit (a shared
+connection cannot hold one transaction per concurrent request). PostgreSQL: an asyncpg
+pool of 10 connections, each statement on its own.
 
     python bench/baseline.py --database /tmp/bench.db --port 8100
+    python bench/baseline.py --database postgresql://postgres@127.0.0.1/coursepulse_bench
 """
 
 from __future__ import annotations
@@ -24,11 +29,54 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiosqlite
+import asyncpg
 from aiohttp import web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-CONNECTION: web.AppKey[aiosqlite.Connection] = web.AppKey("connection", aiosqlite.Connection)
+
+class Store:
+    """Statements with `?` placeholders on SQLite (aiosqlite) or PostgreSQL (asyncpg)."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.postgres = database.startswith("postgresql://")
+        self._sqlite: aiosqlite.Connection | None = None
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        if self.postgres:
+            self._pool = await asyncpg.create_pool(self.database, min_size=10, max_size=10)
+            return
+        self._sqlite = await aiosqlite.connect(self.database, isolation_level=None)
+        await self._sqlite.execute("PRAGMA journal_mode=WAL")
+        await self._sqlite.execute("PRAGMA busy_timeout=30000")
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+        if self._sqlite is not None:
+            await self._sqlite.close()
+
+    async def all(self, sql: str, arguments: tuple[Any, ...]) -> list[Any]:
+        if self._pool is not None:
+            return list(await self._pool.fetch(_numbered(sql), *arguments))
+        assert self._sqlite is not None
+        async with self._sqlite.execute(sql, arguments) as cursor:
+            return list(await cursor.fetchall())
+
+    async def one(self, sql: str, arguments: tuple[Any, ...]) -> Any | None:
+        rows = await self.all(sql, arguments)
+        return rows[0] if rows else None
+
+
+def _numbered(sql: str) -> str:
+    """`?` placeholders as asyncpg's `$1`, `$2`, ..."""
+    parts = sql.split("?")
+    return "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], start=1)) + parts[-1]
+
+
+CONNECTION: web.AppKey[Store] = web.AppKey("connection", Store)
 VIEWERS: web.AppKey[dict[str, tuple[int, str]]] = web.AppKey("viewers", dict)
 _hasher = PasswordHasher()
 
@@ -43,6 +91,16 @@ LESSONS_SQL = (
     " WHERE l.course_id = ? ORDER BY l.position"
 )
 USER_SQL = "SELECT id, role, password_hash FROM users WHERE username = ?"
+ROSTER_COUNT_SQL = (
+    "SELECT count(*) FROM enrollments WHERE course_id = ?"
+    " AND (status = 'active' OR status = 'completed')"
+)
+ROSTER_PAGE_SQL = (
+    "SELECT e.user_id, u.username, u.display_name, e.status, e.completed_lessons,"
+    " e.enrolled_at, e.last_accessed_at FROM enrollments e JOIN users u ON u.id = e.user_id"
+    " WHERE e.course_id = ? AND (e.status = 'active' OR e.status = 'completed')"
+    " ORDER BY e.completed_lessons DESC, e.id DESC LIMIT ? OFFSET ?"
+)
 
 
 def _error(code: str, status: int, message: str) -> web.Response:
@@ -50,10 +108,12 @@ def _error(code: str, status: int, message: str) -> web.Response:
     return web.Response(text=json.dumps(body), status=status, content_type="application/json")
 
 
-def _timestamp(value: str | None) -> str | None:
-    """SQLite's naive UTC text as the service prints it (ISO 8601 with +00:00)."""
+def _timestamp(value: str | datetime | None) -> str | None:
+    """SQLite's naive UTC text or asyncpg's aware value as the service prints it (ISO 8601)."""
     if value is None:
         return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
     return datetime.fromisoformat(value).replace(tzinfo=UTC).isoformat()
 
 
@@ -95,8 +155,7 @@ async def _viewer(request: web.Request) -> tuple[int, str] | None:
         username, _, password = base64.b64decode(value).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return None
-    async with request.app[CONNECTION].execute(USER_SQL, (username,)) as cursor:
-        row = await cursor.fetchone()
+    row = await request.app[CONNECTION].one(USER_SQL, (username,))
     if row is None or not await asyncio.to_thread(_verify, row[2], password):
         return None
     cache[digest] = (int(row[0]), str(row[1]))
@@ -110,23 +169,22 @@ async def progress(request: web.Request) -> web.Response:
         return _error("invalid_credentials", 401, "Invalid username or password")
     try:
         variables = json.loads(await request.read())["variables"]
+        if "perPage" in variables:
+            return await roster(request, viewer, variables)
         course_id = int(variables["courseId"])
         user_id = int(variables.get("userId") or viewer[0])
     except (ValueError, KeyError, TypeError):
         return _error("invalid_input", 400, "Expected courseId and userId variables")
     if user_id != viewer[0] and viewer[1] != "admin":
         return _error("forbidden", 200, "Only admins may see other students' progress")
-    connection = request.app[CONNECTION]
-    async with connection.execute(COURSE_SQL, (course_id,)) as cursor:
-        course = await cursor.fetchone()
+    store = request.app[CONNECTION]
+    course = await store.one(COURSE_SQL, (course_id,))
     if course is None or course[1] != "published":
         return _error("not_found", 200, f"Course {course_id} not found")
-    async with connection.execute(ENROLLMENT_SQL, (user_id, course_id)) as cursor:
-        enrollment = await cursor.fetchone()
+    enrollment = await store.one(ENROLLMENT_SQL, (user_id, course_id))
     if enrollment is None or enrollment[3] not in ("active", "completed"):
         return _error("not_enrolled", 200, "This student is not enrolled in this course")
-    async with connection.execute(LESSONS_SQL, (enrollment[0], course_id)) as cursor:
-        lessons = await cursor.fetchall()
+    lessons = await store.all(LESSONS_SQL, (enrollment[0], course_id))
     following = next((row for row in lessons if not row[3]), None)
     total, done = int(course[2]), int(enrollment[8])
     body: dict[str, Any] = {
@@ -155,25 +213,66 @@ async def progress(request: web.Request) -> web.Response:
     )
 
 
+async def roster(
+    request: web.Request, viewer: tuple[int, str], variables: dict[str, Any]
+) -> web.Response:
+    """courseStudents(courseId, perPage, page), by progress descending: count and page."""
+    if viewer[1] != "admin":
+        return _error("forbidden", 200, "Only staff may see the roster")
+    course_id, per_page = int(variables["courseId"]), min(100, int(variables["perPage"]))
+    page = int(variables.get("page") or 1)
+    store = request.app[CONNECTION]
+    course = await store.one(COURSE_SQL, (course_id,))
+    if course is None:
+        return _error("not_found", 200, f"Course {course_id} not found")
+    total = int((await store.one(ROSTER_COUNT_SQL, (course_id,)))[0])
+    rows = await store.all(ROSTER_PAGE_SQL, (course_id, per_page, (page - 1) * per_page))
+    lessons = int(course[2])
+    nodes = [
+        {
+            "userId": str(row[0]),
+            "username": row[1],
+            "displayName": row[2],
+            "status": str(row[3]).upper(),
+            "progressPercentage": min(100, math.floor(100 * row[4] / lessons)) if lessons else 0,
+            "enrolledAt": _timestamp(row[5]),
+            "lastAccessed": _timestamp(row[6]),
+        }
+        for row in rows
+    ]
+    body = {
+        "data": {
+            "courseStudents": {
+                "total": total,
+                "perPage": per_page,
+                "currentPage": page,
+                "totalPages": max(1, math.ceil(total / per_page)),
+                "nodes": nodes,
+            }
+        }
+    }
+    return web.Response(
+        text=json.dumps(body, separators=(",", ":")), content_type="application/json"
+    )
+
+
 async def readyz(request: web.Request) -> web.Response:
     """200 once the database answers (the bench driver waits for it)."""
-    async with request.app[CONNECTION].execute("SELECT 1") as cursor:
-        await cursor.fetchone()
+    await request.app[CONNECTION].one("SELECT 1", ())
     return web.json_response({"status": "ok"})
 
 
 def create_app(database: str) -> web.Application:
-    """The baseline application over the SQLite file `database`."""
+    """The baseline application over a SQLite file or a postgresql:// DSN."""
     app = web.Application()
     app[VIEWERS] = {}
 
     async def connection_ctx(app: web.Application) -> Any:
-        connection = await aiosqlite.connect(database, isolation_level=None)
-        await connection.execute("PRAGMA journal_mode=WAL")
-        await connection.execute("PRAGMA busy_timeout=30000")
-        app[CONNECTION] = connection
+        store = Store(database)
+        await store.open()
+        app[CONNECTION] = store
         yield
-        await connection.close()
+        await store.close()
 
     app.cleanup_ctx.append(connection_ctx)
     app.router.add_post("/graphql", progress)
@@ -196,8 +295,10 @@ def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
 
 def main() -> None:
     """Serve until interrupted."""
-    parser = argparse.ArgumentParser(description="raw aiohttp + aiosqlite progress baseline")
-    parser.add_argument("--database", required=True, help="path of the SQLite file")
+    parser = argparse.ArgumentParser(description="raw aiohttp + aiosqlite/asyncpg baseline")
+    parser.add_argument(
+        "--database", required=True, help="path of the SQLite file, or a postgresql:// DSN"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
