@@ -2,8 +2,8 @@
 
 import asyncio
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -58,7 +58,7 @@ def failure(
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Gives every request an id (kept from X-Request-ID when sane) and logs it once."""
     given = request.headers.get("X-Request-ID", "")
-    request_id = given if 0 < len(given) <= 64 and given.isprintable() else uuid.uuid4().hex
+    request_id = given if 0 < len(given) <= 64 and given.isprintable() else secrets.token_hex(16)
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
     try:
