@@ -96,17 +96,35 @@ def log(message: str) -> None:
     run.log(message)
 
 
-def postgres_pids() -> list[int]:
-    """Every PostgreSQL server process (the postmaster and its backends)."""
-    pids: list[int] = []
+def postgres_cpu() -> tuple[dict[int, float], float]:
+    """CPU seconds of every PostgreSQL process by pid, and what its reaped children used."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    alive: dict[int, float] = {}
+    reaped = 0.0
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() in ("postgres", "postmaster"):
-                    pids.append(int(entry.name))
-            except OSError:
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() not in ("postgres", "postmaster"):
                 continue
-    return pids
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        alive[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+        reaped += (int(fields[13]) + int(fields[14])) / ticks
+    return alive, reaped
+
+
+def postgres_cpu_between(
+    before: tuple[dict[int, float], float], after: tuple[dict[int, float], float]
+) -> float:
+    """PostgreSQL's CPU seconds between two readings, counting backends that started in
+    between (a pool opening connections) and those that ended (their time moves to the
+    postmaster's children total)."""
+    (alive_before, reaped_before), (alive_after, reaped_after) = before, after
+    still = sum(seconds - alive_before.get(pid, 0.0) for pid, seconds in alive_after.items())
+    ended = sum(seconds for pid, seconds in alive_before.items() if pid not in alive_after)
+    return max(0.0, still + (reaped_after - reaped_before) - ended)
 
 
 def ensure_postgraphile() -> str:
@@ -247,8 +265,7 @@ async def check_answers(peers: list[Peer], layout: dataset.Layout, largest: int)
 
 def measure(wrk: str, peer: Peer, script: Path, plan: run.Plan, connections: int) -> dict[str, Any]:
     """One wrk run against the peer, with its CPU and PostgreSQL's per request."""
-    database = postgres_pids()
-    before = run.cpu_seconds(database)
+    before = postgres_cpu()
     result = run.run_wrk(
         wrk,
         script,
@@ -257,7 +274,7 @@ def measure(wrk: str, peer: Peer, script: Path, plan: run.Plan, connections: int
         connections=connections,
         server_pids=peer.server.pids(),
     )
-    database_seconds = run.cpu_seconds(database) - before
+    database_seconds = postgres_cpu_between(before, postgres_cpu())
     requests = max(result.requests, 1)
     return {
         "rps": result.rps,
