@@ -182,12 +182,6 @@ class Progress:
             return None
         return certificate_url(info.context.settings.base_url, certificate)
 
-    async def find_next_lesson(self, info: strawberry.Info[Context]) -> Lesson | None:
-        """The first incomplete lesson, for this type and the completion payload."""
-        lessons, done = await self._lessons_and_done(info)
-        lesson = next_lesson(lessons, set(done))
-        return Lesson.from_row(lesson) if lesson is not None else None
-
     @strawberry.field(
         description=(
             "The newest of this student's events in the course, read with the rest of this"
@@ -204,7 +198,9 @@ class Progress:
         description="First lesson in course order not yet completed; null when all are complete."
     )
     async def next_lesson(self, info: strawberry.Info[Context]) -> Lesson | None:
-        return await self.find_next_lesson(info)
+        lessons, done = await self._lessons_and_done(info)
+        lesson = next_lesson(lessons, set(done))
+        return Lesson.from_row(lesson) if lesson is not None else None
 
     @strawberry.field
     async def lessons(self, info: strawberry.Info[Context]) -> list[LessonProgress]:
