@@ -1,5 +1,8 @@
 """The one data path (models/): transactions, rows read by name, one snapshot, recovery."""
 
+import asyncio
+import contextlib
+
 import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
@@ -189,3 +192,35 @@ async def test_an_ended_transaction_refuses_further_statements(
         assert await lookups.courses_by_id(tx, [school.course_id])
     with pytest.raises(RuntimeError, match="ended"):
         await lookups.courses_by_id(tx, [school.course_id])
+
+
+async def test_an_operation_cancelled_at_any_point_leaves_the_pool_clean(
+    db: Database, school: School
+) -> None:
+    """A websocket closing cancels its operations wherever they are: in BEGIN, a statement,
+    COMMIT. No connection may go back to the pool inside a transaction (the driver then
+    warns and the next user would inherit it), and the next transactions work."""
+    loop = asyncio.get_running_loop()
+    reports: list[str] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reports.append(str(context["message"])))
+
+    async def operation(writing: bool) -> None:
+        async with db.write() if writing else db.read() as tx:
+            await lookups.courses_by_id(tx, [school.course_id])
+            await lookups.lessons_by_course(tx, [school.course_id])
+
+    try:
+        for writing in (False, True):
+            for steps in range(40):  # cancelled after 0, 1, 2 ... turns of the event loop
+                task = asyncio.create_task(operation(writing))
+                for _ in range(steps):
+                    await asyncio.sleep(0)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        async with db.read() as tx:
+            assert set(await lookups.courses_by_id(tx, [school.course_id])) == {school.course_id}
+    finally:
+        loop.set_exception_handler(previous)
+    assert reports == []

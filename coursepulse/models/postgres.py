@@ -38,8 +38,18 @@ def dsn_of(url: URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+#: How each kind of transaction begins: reads see one snapshot and change nothing.
+_BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+_BEGIN_WRITE = "BEGIN"
+
+
 class PostgresTransaction(Transaction):
-    """A transaction on a connection acquired from the pool at its first statement."""
+    """A transaction on a connection acquired from the pool at its first statement.
+
+    BEGIN, COMMIT and ROLLBACK are sent as plain statements: the connection's own state
+    (`is_in_transaction`) is then the only record of the transaction, which `_release`
+    reads to hand every connection back outside any transaction.
+    """
 
     _integrity_errors = (asyncpg.IntegrityConstraintViolationError,)
 
@@ -47,22 +57,17 @@ class PostgresTransaction(Transaction):
         super().__init__(driver.dialect, driver.observers, writing=writing)
         self._driver = driver
         self._connection: Any = None
-        self._block: Any = None
 
     async def _begin(self) -> None:
         pool = await self._driver.pool()
+        begin = _BEGIN_WRITE if self.writing else _BEGIN_READ
         # An idle connection the server dropped fails here: it is discarded and the
         # next one tried, up to a pool's worth; a new connection that fails raises.
         for attempt in range(POOL_SIZE + 1):
             connection = await pool.acquire()
             self._observe("BEGIN")
-            block = (
-                connection.transaction()
-                if self.writing
-                else connection.transaction(isolation="repeatable_read", readonly=True)
-            )
             try:
-                await block.start()
+                await connection.execute(begin)
             except _LOST:
                 # The pool replaces a connection that is closed; one that was lost may have
                 # gone back to the pool already.
@@ -74,9 +79,10 @@ class PostgresTransaction(Transaction):
                 log.info("replacing a connection that went stale", exc_info=True)
                 continue
             except BaseException:
-                await _release(pool, connection)
+                # BEGIN failed or was cancelled half-way (the operation ended meanwhile).
+                await _release(pool, connection, interrupted=True)
                 raise
-            self._connection, self._block = connection, block
+            self._connection = connection
             return
 
     async def _fetch(
@@ -85,38 +91,41 @@ class PostgresTransaction(Transaction):
         return await self._connection.fetch(sql, *arguments)
 
     async def _finish(self, *, commit: bool) -> None:
-        connection, block = self._connection, self._block
+        connection, ended = self._connection, False
         try:
-            if commit:
-                await block.commit()
-            elif _in_transaction(connection):
-                await block.rollback()
-        except BaseException:
-            if _in_transaction(connection):
-                with contextlib.suppress(Exception):
-                    await block.rollback()
-            raise
+            await connection.execute("COMMIT" if commit else "ROLLBACK")
+            ended = True
         finally:
-            await _release(await self._driver.pool(), connection)
+            await _release(await self._driver.pool(), connection, interrupted=not ended)
 
 
-async def _release(pool: asyncpg.Pool, connection: Any) -> None:
-    """Give the connection back to the pool.
+async def _release(pool: asyncpg.Pool, connection: Any, *, interrupted: bool = False) -> None:
+    """Give the connection back to the pool, outside any transaction.
 
-    One still inside a transaction (its COMMIT, ROLLBACK or BEGIN was cancelled half-way,
-    as when the service shuts down) is closed, so the server rolls it back and the pool
-    opens a fresh one; a connection the server dropped has gone back to the pool already.
+    After a BEGIN, COMMIT or ROLLBACK that failed or was cancelled half-way (as when a
+    websocket closes and cancels its operations), the connection first finishes what it
+    was doing and rolls back whatever it began; one that cannot is closed, and the pool
+    opens a fresh one. A connection the server dropped has gone back to the pool already.
     """
-    if _in_transaction(connection):
-        connection.terminate()
-    with contextlib.suppress(asyncpg.InterfaceError):
-        await pool.release(connection)
-
-
-def _in_transaction(connection: Any) -> bool:
-    """Whether the pooled connection is still open and inside a transaction."""
     try:
-        return not connection.is_closed() and connection.is_in_transaction()
+        if _open(connection) and (interrupted or connection.is_in_transaction()):
+            # Waits for a cancelled statement to end; harmless outside a transaction.
+            await connection.execute("ROLLBACK")
+    except Exception:
+        log.info("closing a connection that could not roll back", exc_info=True)
+        connection.terminate()
+    except BaseException:  # cancelled once more while it rolled back
+        connection.terminate()
+        raise
+    finally:
+        with contextlib.suppress(asyncpg.InterfaceError):
+            await pool.release(connection)
+
+
+def _open(connection: Any) -> bool:
+    """Whether the pooled connection is still open (and ours to use)."""
+    try:
+        return not connection.is_closed()
     except asyncpg.InterfaceError:  # the pool took back a connection that was lost
         return False
 
