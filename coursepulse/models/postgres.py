@@ -93,7 +93,10 @@ class PostgresTransaction(Transaction):
     async def _finish(self, *, commit: bool) -> None:
         connection, ended = self._connection, False
         try:
-            await connection.execute("COMMIT" if commit else "ROLLBACK")
+            if commit:
+                await connection.execute("COMMIT")
+            elif _open(connection):  # a connection the server dropped has nothing to end
+                await connection.execute("ROLLBACK")
             ended = True
         finally:
             await _release(await self._driver.pool(), connection, interrupted=not ended)
