@@ -10,6 +10,10 @@ from tests.conftest import Account, School, StatementCounter, graphql, make_cour
 
 PROGRESS_BAR = """query($c: ID!) { courseProgress(courseId: $c) {
   progressPercentage completedLessons totalLessons timeSpent lastAccessed } }"""
+#: The player's progress bar with its "up next" (the benchmark's progress read).
+PROGRESS_NEXT = """query($c: ID!, $u: ID) { courseProgress(courseId: $c, userId: $u) {
+  courseId userId status progressPercentage completedLessons totalLessons timeSpent
+  lastAccessed startedAt completedAt nextLesson { id title order } } }"""
 PROGRESS_FULL = """query($c: ID!, $u: ID) { courseProgress(courseId: $c, userId: $u) {
   progressPercentage timeSpent certificateUrl nextLesson { id title order }
   lessons { lesson { id } completed completedAt } course { title } student { displayName } } }"""
@@ -48,6 +52,23 @@ async def test_a_progress_bar_read_is_one_statement(
         await enrollments.enroll(tx, school.student.viewer, school.course_id)
     variables = {"c": str(school.course_id)}
     assert await count(client, count_statements, PROGRESS_BAR, variables, school.student) == 1
+
+
+async def test_a_progress_read_with_the_next_lesson_is_one_statement(
+    client: TestClient, school: School, count_statements: StatementCounter, db: Database
+) -> None:
+    async with db.write() as tx:
+        await enrollments.enroll(tx, school.student.viewer, school.course_id)
+        await completions.complete_lesson(
+            tx, school.student.viewer, school.course_id, school.lesson_ids[0]
+        )
+    for variables, account in (
+        ({"c": str(school.course_id), "u": None}, school.student),
+        ({"c": str(school.course_id), "u": str(school.student.id)}, school.admin),
+    ):
+        assert await count(client, count_statements, PROGRESS_NEXT, variables, account) == 1
+        body = await graphql(client, PROGRESS_NEXT, variables, as_=account)
+        assert body["data"]["courseProgress"]["nextLesson"]["id"] == str(school.lesson_ids[1])
 
 
 async def test_a_full_progress_read_is_a_fixed_handful(

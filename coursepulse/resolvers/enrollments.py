@@ -16,7 +16,7 @@ from coursepulse.models import (
     ProgressEventKind,
     utcnow,
 )
-from coursepulse.models.rows import CourseRow, EnrollmentRow
+from coursepulse.models.rows import CourseRow, EnrollmentRow, LessonRow
 from coursepulse.models.sql import Query, one_of
 from coursepulse.models.transactions import Transaction
 from coursepulse.resolvers.access import (
@@ -26,6 +26,7 @@ from coursepulse.resolvers.access import (
     visible_course,
 )
 from coursepulse.resolvers.errors import AlreadyEnrolled, Forbidden, NotEnrolled, NotFound
+from coursepulse.resolvers.lookups import next_lesson_id
 from coursepulse.resolvers.outbox import append_event, recent_activity_event
 from coursepulse.resolvers.progress import ProgressRecord, settle
 from coursepulse.resolvers.validation import check_range
@@ -218,14 +219,15 @@ async def record_activity(
 
 
 #: A course with one user's enrolment in it (None when not enrolled): the progress read.
+#: A course, a student's enrolment in it and that enrolment's next lesson, in one statement.
 COURSE_WITH_ENROLLMENT = Query(
-    select(_COURSES, _ENROLLMENTS)
+    select(_COURSES, _ENROLLMENTS, _LESSONS)
     .select_from(
         _COURSES.outerjoin(
             _ENROLLMENTS,
             (_ENROLLMENTS.c.course_id == _COURSES.c.id)
             & (_ENROLLMENTS.c.user_id == bindparam("user_id")),
-        )
+        ).outerjoin(_LESSONS, _LESSONS.c.id == next_lesson_id(_COURSES.c.id, _ENROLLMENTS.c.id))
     )
     .where(_COURSES.c.id == bindparam("course_id"))
 )
@@ -234,17 +236,25 @@ COURSE_WITH_ENROLLMENT = Query(
 async def course_progress(
     tx: Transaction, viewer: Viewer | None, course_id: int, user_id: int | None = None
 ) -> ProgressRecord:
-    """The viewer's progress, or another student's for the course's staff.
+    """The viewer's progress, or another student's for the course's staff."""
+    record, _next_lesson = await course_progress_and_next_lesson(tx, viewer, course_id, user_id)
+    return record
+
+
+async def course_progress_and_next_lesson(
+    tx: Transaction, viewer: Viewer | None, course_id: int, user_id: int | None = None
+) -> tuple[ProgressRecord, LessonRow | None]:
+    """`course_progress`, with the enrolment's next lesson (None once all are complete).
 
     The common case (a published course, or the viewer's own enrolment) is one
-    statement: the course joined with the enrolment.
+    statement: the course joined with the enrolment and its next lesson.
     """
     viewer = require_viewer(viewer)
     target = viewer.user_id if user_id is None else user_id
     found = await tx.first(COURSE_WITH_ENROLLMENT, course_id=course_id, user_id=target)
     if found is None:
         raise NotFound(f"Course {course_id} not found")
-    course, enrollment = found
+    course, enrollment, following = found
     enrolled = enrollment is not None and enrollment.status in ENROLLED_STATUSES
     if (
         course.status != CourseStatus.PUBLISHED
@@ -258,7 +268,7 @@ async def course_progress(
         if target == viewer.user_id:
             raise NotEnrolled()
         raise NotEnrolled("This student is not enrolled in this course")
-    return ProgressRecord(enrollment, course)
+    return ProgressRecord(enrollment, course), following
 
 
 @cache

@@ -6,8 +6,10 @@ They run in the operation's read transaction and give rows (models/rows.py).
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, exists, func, select
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from coursepulse.models import (
     Certificate,
@@ -67,19 +69,48 @@ _ENROLLMENTS_OF_USER = Query(
         in_ids(ENROLLMENTS.c.course_id, "ids"),
     )
 )
-#: `progress.next_lesson` as one statement: walks the course's lessons in order and stops
-#: at the first without a completion of the enrolment.
-_NEXT_LESSON = Query(
-    select(LESSONS)
-    .where(
-        LESSONS.c.course_id == bindparam("course_id"),
-        ~exists().where(
-            COMPLETIONS.c.enrollment_id == bindparam("enrollment_id"),
-            COMPLETIONS.c.lesson_id == LESSONS.c.id,
-        ),
+
+
+def next_lesson_id(course_id: Any, enrollment_id: Any) -> ScalarSelect[Any]:
+    """`progress.next_lesson` in SQL: the id of the course's first lesson in course order
+    without a completion of the enrolment (NULL when all are complete).
+
+    An expression over the given columns or parameters, so a statement can read the next
+    lesson with what it reads anyway; it walks the lessons' (course, position) index and
+    stops at the first lesson that the completions' unique key does not find.
+    """
+    following = LESSONS.alias("following")
+    return (
+        select(following.c.id)
+        .where(
+            following.c.course_id == course_id,
+            ~exists()
+            .where(
+                COMPLETIONS.c.enrollment_id == enrollment_id,
+                COMPLETIONS.c.lesson_id == following.c.id,
+            )
+            .correlate_except(COMPLETIONS),
+        )
+        .order_by(following.c.position)
+        .limit(1)
+        .correlate_except(following)
+        .scalar_subquery()
     )
-    .order_by(LESSONS.c.position)
-    .limit(1)
+
+
+_NEXT_LESSON = Query(
+    select(LESSONS).where(
+        LESSONS.c.id == next_lesson_id(bindparam("course_id"), bindparam("enrollment_id"))
+    )
+)
+_NEXT_LESSONS = Query(
+    select(ENROLLMENTS, LESSONS)
+    .select_from(
+        ENROLLMENTS.join(
+            LESSONS, LESSONS.c.id == next_lesson_id(ENROLLMENTS.c.course_id, ENROLLMENTS.c.id)
+        )
+    )
+    .where(in_ids(ENROLLMENTS.c.id, "ids"))
 )
 _CERTIFICATES_BY_ENROLLMENT = Query(
     select(CERTIFICATES).where(in_ids(CERTIFICATES.c.enrollment_id, "ids"))
@@ -109,6 +140,15 @@ async def lessons_by_course(
 async def next_lesson_of(tx: Transaction, course_id: int, enrollment_id: int) -> LessonRow | None:
     """The enrolment's next lesson (the rule of `progress.next_lesson`), in one statement."""
     return await tx.first(_NEXT_LESSON, course_id=course_id, enrollment_id=enrollment_id)
+
+
+async def next_lessons_by_enrollment(
+    tx: Transaction, enrollment_ids: Sequence[int]
+) -> dict[int, LessonRow]:
+    """Each enrolment's next lesson (`next_lesson_id`); enrolments with every lesson
+    complete are left out."""
+    rows = await tx.all(_NEXT_LESSONS, ids=enrollment_ids)
+    return {enrollment.id: lesson for enrollment, lesson in rows}
 
 
 async def completions_by_enrollment(

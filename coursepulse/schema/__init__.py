@@ -3,6 +3,7 @@
 import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from inspect import isawaitable
 from typing import Any
 
 from graphql import (
@@ -14,18 +15,21 @@ from graphql import (
     NameNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    execute,
+    get_operation_ast,
     parse,
     specified_rules,
 )
 from graphql import OperationType as AstOperationType
 from strawberry import Schema
+from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from coursepulse.schema.caches import BoundedCache
-from coursepulse.schema.context import FreshLoaders
+from coursepulse.schema.context import Context, FreshLoaders
 from coursepulse.schema.errors import DomainErrors, convert_error, request_id_of
 from coursepulse.schema.limits import (
     CostModel,
@@ -52,6 +56,47 @@ class CoursepulseSchema(Schema):
     #: Set by `build_schema`: the limits, caches and cost model of this schema's requests.
     documents: "DocumentPolicy"
 
+    async def execute_prepared(
+        self,
+        operation: "PreparedOperation",
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        context: Context,
+    ) -> ExecutionResult | None:
+        """The result of an operation validated before, as `execute` gives it; None when
+        it costs more than the viewer may spend (the full path then says so).
+
+        What the schema's extensions do for every request is done here directly, without
+        their per-request hooks: the operation's own read transaction and DataLoaders
+        (`FreshLoaders`), the cost limit (`Documents`; parsing and validation were done
+        and kept), and errors in the contract's shape (`DomainErrors`).
+        """
+        policy = self.documents
+        cost = policy.cost(operation.query, operation.document, operation_name, variables)
+        if cost > policy.max_cost(context):
+            return None
+        own = context.for_operation()
+        try:
+            result = execute(
+                self._schema,
+                operation.document,
+                variable_values=variables,
+                operation_name=operation_name,
+                context_value=own,
+                is_awaitable=optimized_is_awaitable,
+                executor_class=self.execution_context_class,
+            )
+            if isawaitable(result):
+                result = await result
+            errors = result.errors
+        except Exception as error:  # as Schema.execute: the machinery itself failed
+            result, errors = None, [GraphQLError(str(error), original_error=error)]
+        finally:
+            await own.reads.close()
+        if errors:
+            errors = [convert_error(error, context.request_id) for error in errors]
+        return ExecutionResult(data=result.data if result else None, errors=errors)
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -77,6 +122,26 @@ class _Prepared:
     document: DocumentNode
     errors: list[GraphQLError] | None = None
     costs: dict[str | None, _CostPlan] = field(default_factory=dict)
+    #: The type of each operation asked for by name (None: no such single operation).
+    kinds: dict[str | None, AstOperationType | None] = field(default_factory=dict)
+
+    def kind_of(self, operation_name: str | None) -> AstOperationType | None:
+        """The type of the operation the request runs; None when the name picks none."""
+        if operation_name not in self.kinds:
+            if len(self.kinds) >= _COSTS_KEPT:
+                self.kinds.clear()
+            operation = get_operation_ast(self.document, operation_name)
+            self.kinds[operation_name] = operation.operation if operation else None
+        return self.kinds[operation_name]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedOperation:
+    """A request's operation whose document is parsed and validated already."""
+
+    query: str
+    document: DocumentNode
+    kind: AstOperationType
 
 
 def _cost_key(names: tuple[str, ...], variables: object) -> tuple[object, ...] | None:
@@ -144,6 +209,31 @@ class DocumentPolicy:
         ):
             prepared.errors = errors
         return errors
+
+    def prepared(
+        self, query: object, operation_name: object, extensions: object
+    ) -> PreparedOperation | None:
+        """The request's query or mutation when nothing is left to check but its cost:
+        the document (sent, persisted or trusted) was parsed and validated before without
+        errors. None for anything else, which takes the full path (`Documents`) that
+        answers every other case.
+        """
+        if not (
+            isinstance(query, str | None)
+            and isinstance(operation_name, str | None)
+            and isinstance(extensions, dict | None)
+        ):
+            return None
+        resolved = self.persisted.resolve(query, extensions)
+        if not isinstance(resolved, Resolved) or resolved.register or not resolved.query:
+            return None
+        prepared = self.cache.get(resolved.query)
+        if prepared is None or prepared.errors != []:
+            return None
+        kind = prepared.kind_of(operation_name)
+        if kind not in (AstOperationType.QUERY, AstOperationType.MUTATION):
+            return None
+        return PreparedOperation(resolved.query, prepared.document, kind)
 
     def max_cost(self, context: object) -> int:
         """The most this request may cost: less without a signed-in viewer."""

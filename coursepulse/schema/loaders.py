@@ -56,6 +56,11 @@ class Loaders:
         return _loader(self.reads, lookups.lessons_by_course, list)
 
     @cached_property
+    def next_lessons(self) -> DataLoader[int, LessonRow | None]:
+        """Each enrolment's next lesson, by enrolment id; None once all are complete."""
+        return _loader(self.reads, lookups.next_lessons_by_enrollment)
+
+    @cached_property
     def completions(self) -> DataLoader[int, list[CompletionRow]]:
         return _loader(self.reads, lookups.completions_by_enrollment, list)
 

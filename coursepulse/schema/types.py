@@ -21,7 +21,6 @@ from coursepulse.resolvers.certificates import certificate_url
 from coursepulse.resolvers.progress import (
     ProgressRecord,
     format_time_spent,
-    next_lesson,
 )
 from coursepulse.resolvers.roster import CourseStats as CourseStatsRecord
 from coursepulse.resolvers.roster import RosterPage
@@ -198,8 +197,9 @@ class Progress:
         description="First lesson in course order not yet completed; null when all are complete."
     )
     async def next_lesson(self, info: strawberry.Info[Context]) -> Lesson | None:
-        lessons, done = await self._lessons_and_done(info)
-        lesson = next_lesson(lessons, set(done))
+        lesson = await info.context.loaders.next_lessons.load(
+            self._record.enrollment.id  # type: ignore[arg-type]
+        )
         return Lesson.from_row(lesson) if lesson is not None else None
 
     @strawberry.field

@@ -19,6 +19,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from coursepulse.resolvers.errors import InvalidCredentials
 from coursepulse.resolvers.viewer import Viewer
+from coursepulse.schema import CoursepulseSchema
 from coursepulse.schema.context import Context, OperationReads
 from coursepulse.schema.errors import error_document
 from coursepulse.schema.loaders import Loaders
@@ -106,6 +107,9 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         try:
+            answered = await self._run_prepared(request)
+            if answered is not None:
+                return answered
             return await self.run(request=request)
         except HTTPException as error:
             status, allow = error.status_code, graphql_http.ALLOWED_METHODS
@@ -122,6 +126,35 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
             if status == 405:
                 response.headers["Allow"] = allow
             return response
+
+    async def _run_prepared(self, request: web.Request) -> web.Response | None:
+        """The answer to a POSTed query or mutation whose document was validated before
+        (a client's usual operations, after their first request), run without the
+        view's and the schema's per-request hooks; None for any other request, which
+        the full view answers (and whose errors it words).
+        """
+        if request.method != "POST" or request.content_type != graphql_http.JSON:
+            return None
+        accept = request.headers.get("Accept", "")
+        if "text/event-stream" in accept or "multipart/" in accept:
+            return None  # streamed transports
+        try:
+            data = decode_json_text(await request.read())
+        except json.JSONDecodeError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        schema: CoursepulseSchema = self.schema  # type: ignore[assignment]
+        name, variables = data.get("operationName"), data.get("variables")
+        operation = schema.documents.prepared(data.get("query"), name, data.get("extensions"))
+        if operation is None or not isinstance(variables, dict | None):
+            return None
+        sub_response = await self.get_sub_response(request)
+        context = await self.get_context(request, sub_response)
+        result = await schema.execute_prepared(operation, variables, name, context)
+        if result is None:
+            return None
+        return self.create_response(await self.process_result(request, result), sub_response)
 
     async def process_result(self, request: web.Request, result: ExecutionResult) -> Any:
         """The result as JSON; for graphql-response+json, a request error carries no `data`."""
