@@ -45,6 +45,15 @@ async def count(
     return counter.count
 
 
+async def first_lesson_done(db: Database, school: School) -> None:
+    """The student, enrolled, has completed the course's first lesson."""
+    async with db.write() as tx:
+        await enrollments.enroll(tx, school.student.viewer, school.course_id)
+        await completions.complete_lesson(
+            tx, school.student.viewer, school.course_id, school.lesson_ids[0]
+        )
+
+
 async def test_a_progress_bar_read_is_one_statement(
     client: TestClient, school: School, count_statements: StatementCounter, db: Database
 ) -> None:
@@ -57,11 +66,7 @@ async def test_a_progress_bar_read_is_one_statement(
 async def test_a_progress_read_with_the_next_lesson_is_one_statement(
     client: TestClient, school: School, count_statements: StatementCounter, db: Database
 ) -> None:
-    async with db.write() as tx:
-        await enrollments.enroll(tx, school.student.viewer, school.course_id)
-        await completions.complete_lesson(
-            tx, school.student.viewer, school.course_id, school.lesson_ids[0]
-        )
+    await first_lesson_done(db, school)
     for variables, account in (
         ({"c": str(school.course_id), "u": None}, school.student),
         ({"c": str(school.course_id), "u": str(school.student.id)}, school.admin),
@@ -74,11 +79,7 @@ async def test_a_progress_read_with_the_next_lesson_is_one_statement(
 async def test_a_full_progress_read_is_a_fixed_handful(
     client: TestClient, school: School, count_statements: StatementCounter, db: Database
 ) -> None:
-    async with db.write() as tx:
-        await enrollments.enroll(tx, school.student.viewer, school.course_id)
-        await completions.complete_lesson(
-            tx, school.student.viewer, school.course_id, school.lesson_ids[0]
-        )
+    await first_lesson_done(db, school)
     own = {"c": str(school.course_id), "u": None}
     # course+enrolment, lessons, completions, certificate, student
     assert await count(client, count_statements, PROGRESS_FULL, own, school.student) == 5

@@ -5,7 +5,6 @@ They run in the operation's read transaction and give rows (models/rows.py).
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, exists, func, select
@@ -31,7 +30,6 @@ from coursepulse.models.rows import (
 )
 from coursepulse.models.sql import Query, in_ids
 from coursepulse.models.transactions import Transaction
-from coursepulse.resolvers.progress import next_lesson
 
 USERS = User.__table__
 COURSES = Course.__table__
@@ -72,7 +70,7 @@ _ENROLLMENTS_OF_USER = Query(
 
 
 def next_lesson_id(course_id: Any, enrollment_id: Any) -> ScalarSelect[Any]:
-    """`progress.next_lesson` in SQL: the id of the course's first lesson in course order
+    """The rule of the next lesson: the id of the course's first lesson in course order
     without a completion of the enrolment (NULL when all are complete).
 
     An expression over the given columns or parameters, so a statement can read the next
@@ -138,7 +136,7 @@ async def lessons_by_course(
 
 
 async def next_lesson_of(tx: Transaction, course_id: int, enrollment_id: int) -> LessonRow | None:
-    """The enrolment's next lesson (the rule of `progress.next_lesson`), in one statement."""
+    """The enrolment's next lesson (`next_lesson_id`), in one statement."""
     return await tx.first(_NEXT_LESSON, course_id=course_id, enrollment_id=enrollment_id)
 
 
@@ -194,26 +192,3 @@ async def certificates_by_enrollment(
 ) -> dict[int, CertificateRow]:
     rows = await tx.all(_CERTIFICATES_BY_ENROLLMENT, ids=enrollment_ids)
     return {row.enrollment_id: row for row in rows}
-
-
-@dataclass(frozen=True, slots=True)
-class ProgressDetails:
-    """What a single progress answer shows beyond the counters."""
-
-    lessons: list[LessonRow]
-    completions: list[CompletionRow]
-    certificate: CertificateRow | None
-
-    @property
-    def next_lesson(self) -> LessonRow | None:
-        return next_lesson(self.lessons, {row.lesson_id for row in self.completions})
-
-
-async def progress_details(tx: Transaction, course_id: int, enrollment_id: int) -> ProgressDetails:
-    """Lessons, completions and certificate of one enrolment (three statements)."""
-    lessons = await lessons_by_course(tx, [course_id])
-    done = await completions_by_enrollment(tx, [enrollment_id])
-    issued = await certificates_by_enrollment(tx, [enrollment_id])
-    return ProgressDetails(
-        lessons.get(course_id, []), done.get(enrollment_id, []), issued.get(enrollment_id)
-    )

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from coursepulse.models import EnrollmentStatus
-from coursepulse.models.rows import CourseRow, EnrollmentRow, LessonRow
+from coursepulse.models.rows import CourseRow, EnrollmentRow
 
 
 def progress_percentage(completed: int, total: int) -> int:
@@ -73,11 +73,3 @@ class ProgressRecord:
     @property
     def percentage(self) -> int:
         return progress_percentage(self.enrollment.completed_lessons, self.course.total_lessons)
-
-
-def next_lesson(lessons: list[LessonRow], completed_lesson_ids: set[int]) -> LessonRow | None:
-    """The first lesson in course order not yet completed; None when all are."""
-    for lesson in sorted(lessons, key=lambda item: item.position):
-        if lesson.id not in completed_lesson_ids:
-            return lesson
-    return None

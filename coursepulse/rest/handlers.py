@@ -8,11 +8,9 @@ from aiohttp import web
 
 from coursepulse.issuing import obtain_certificate
 from coursepulse.models import EnrollmentStatus
-from coursepulse.models.transactions import Transaction
 from coursepulse.resolvers import completions, enrollments, lookups, roster
 from coursepulse.resolvers.completions import LessonChange
 from coursepulse.resolvers.errors import DomainError
-from coursepulse.resolvers.progress import ProgressRecord
 from coursepulse.rest import params, shapes
 from coursepulse.web.keys import CROSS_SITE, DATABASE, SETTINGS, VIEWER
 
@@ -48,11 +46,6 @@ def answers_domain_errors(handler: Handler) -> Handler:
     return wrapped
 
 
-async def _progress_json(tx: Transaction, request: web.Request, record: ProgressRecord) -> Any:
-    details = await lookups.progress_details(tx, record.course.id, record.enrollment.id)
-    return shapes.progress(record, details, request.app[SETTINGS].base_url)
-
-
 @answers_domain_errors
 async def enroll(request: web.Request) -> web.StreamResponse:
     course_id = params.path_id(request.match_info, "id")
@@ -74,8 +67,13 @@ async def progress(request: web.Request) -> web.StreamResponse:
     course_id = params.path_id(request.match_info, "id")
     user_id = params.path_id(request.query, "user_id") if request.query.get("user_id") else None
     async with request.app[DATABASE].read() as tx:
-        record = await enrollments.course_progress(tx, request[VIEWER], course_id, user_id)
-        return json({"data": await _progress_json(tx, request, record)})
+        record, following = await enrollments.course_progress_and_next_lesson(
+            tx, request[VIEWER], course_id, user_id
+        )
+        issued = await lookups.certificates_by_enrollment(tx, [record.enrollment.id])
+    certificate = issued.get(record.enrollment.id)
+    base_url = request.app[SETTINGS].base_url
+    return json({"data": shapes.progress(record, following, certificate, base_url)})
 
 
 def _lesson_action(

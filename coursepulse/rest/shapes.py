@@ -8,7 +8,6 @@ from coursepulse.models.rows import CertificateRow, LessonRow
 from coursepulse.resolvers.certificates import certificate_url
 from coursepulse.resolvers.completions import LessonChange
 from coursepulse.resolvers.errors import DomainError
-from coursepulse.resolvers.lookups import ProgressDetails
 from coursepulse.resolvers.progress import ProgressRecord, format_time_spent
 from coursepulse.resolvers.roster import RosterPage
 
@@ -56,7 +55,12 @@ def enrollment(record: ProgressRecord) -> JSON:
     }
 
 
-def progress(record: ProgressRecord, details: ProgressDetails, base_url: str) -> JSON:
+def progress(
+    record: ProgressRecord,
+    next_lesson: LessonRow | None,
+    certificate: CertificateRow | None,
+    base_url: str,
+) -> JSON:
     """The seed's progress object, with next_lesson and, once issued, certificate_url."""
     row = record.enrollment
     shape: JSON = {
@@ -69,10 +73,10 @@ def progress(record: ProgressRecord, details: ProgressDetails, base_url: str) ->
         "last_accessed": timestamp(row.last_accessed_at),
         "started_at": timestamp(row.enrolled_at),
         "completed_at": timestamp(row.completed_at),
-        "next_lesson": _lesson(details.next_lesson),
+        "next_lesson": _lesson(next_lesson),
     }
-    if details.certificate is not None:
-        shape["certificate_url"] = certificate_url(base_url, details.certificate)
+    if certificate is not None:
+        shape["certificate_url"] = certificate_url(base_url, certificate)
     return shape
 
 

@@ -31,10 +31,10 @@ from graphql import (
     visit,
 )
 from graphql.pyutils import is_awaitable
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from coursepulse.fanout.feed import Feeds
 from coursepulse.models.rows import ProgressEventRow as EventRow
+from coursepulse.schema.executor import Executor
 from coursepulse.schema.types import ProgressEvent
 
 #: Recent events whose GraphQL objects (and their execution results) are kept.
@@ -58,7 +58,7 @@ def shared_payload(feeds: Feeds, event: EventRow) -> ProgressEvent:
 
 # graphql-core 3.3 internals: `build_per_event_executor` and `execute_operation` are
 # overridden below; pyproject.toml pins graphql-core to >=3.3,<3.4 for that reason.
-class SharedEventExecutor(StrawberryGraphQLCoreExecutionContext):
+class SharedEventExecutor(Executor):
     """Executes a subscription event once per (document, variables) for all its subscribers."""
 
     def build_per_event_executor(self, payload: Any) -> Any:
