@@ -128,3 +128,23 @@ async def test_graphql_response_json_clients_get_the_same_answer_on_both_paths(
     assert answers[0] == answers[1]
     assert answers[1][1] == "application/graphql-response+json"
     assert full_path_runs.count(PROGRESS) == 1
+
+
+async def test_variables_of_the_wrong_type_are_refused_alike_on_both_paths(
+    client: TestClient, school: School, full_path_runs: list[str | None]
+) -> None:
+    good = {"c": str(school.course_id), "u": None}
+    await graphql(client, PROGRESS, good, as_=school.student)  # validated and kept
+    headers = {**school.student.auth, "Accept": "application/graphql-response+json"}
+    answers = []
+    for query in (PROGRESS, PROGRESS + " "):  # the known document, then a new one
+        response = await client.post(
+            "/graphql", json={"query": query, "variables": {"c": {"no": 1}}}, headers=headers
+        )
+        answers.append((response.status, await response.json()))
+    assert answers[0] == answers[1]
+    status, body = answers[0]
+    assert status == 400
+    assert "data" not in body
+    assert body["errors"][0]["extensions"]["code"] == "invalid_input"
+    assert full_path_runs.count(PROGRESS) == 1
