@@ -8,6 +8,10 @@ with the enrolment's completions (for nextLesson). A request whose variables car
 a page by completed lessons). Credentials are verified with argon2 the first time and
 then remembered by the SHA-256 of the header, as the service's cache does.
 
+With `--one-statement`, the progress read is one statement (the course, the enrolment
+and its next lesson, as the service reads them): what a raw handler reaches in one
+round trip, the ceiling for the service's progress read on this stack.
+
 SQLite: one aiosqlite connection per process, statements in autocommit (a shared
 connection cannot hold one transaction per concurrent request). PostgreSQL: an asyncpg
 pool of 10 connections, each statement on its own.
@@ -78,6 +82,8 @@ def _numbered(sql: str) -> str:
 
 CONNECTION: web.AppKey[Store] = web.AppKey("connection", Store)
 VIEWERS: web.AppKey[dict[str, tuple[int, str]]] = web.AppKey("viewers", dict)
+ONE_STATEMENT: web.AppKey[bool] = web.AppKey("one_statement", bool)
+ENROLLED = ("active", "completed")
 _hasher = PasswordHasher()
 
 COURSE_SQL = "SELECT id, status, total_lessons FROM courses WHERE id = ?"
@@ -89,6 +95,18 @@ LESSONS_SQL = (
     "SELECT l.id, l.title, l.position, c.id IS NOT NULL FROM lessons l"
     " LEFT JOIN lesson_completions c ON c.lesson_id = l.id AND c.enrollment_id = ?"
     " WHERE l.course_id = ? ORDER BY l.position"
+)
+#: `--one-statement`: the course, the enrolment and its next lesson in one statement, as the
+#: service reads them (coursepulse/resolvers/enrollments.py COURSE_WITH_ENROLLMENT).
+ONE_SQL = (
+    "SELECT c.id, c.status, c.total_lessons, e.id, e.user_id, e.course_id, e.status,"
+    " e.enrolled_at, e.completed_at, e.last_accessed_at, e.time_spent_seconds,"
+    " e.completed_lessons, l.id, l.title, l.position FROM courses c"
+    " LEFT JOIN enrollments e ON e.course_id = c.id AND e.user_id = ?"
+    " LEFT JOIN lessons l ON l.id = (SELECT f.id FROM lessons f WHERE f.course_id = c.id"
+    " AND NOT EXISTS (SELECT 1 FROM lesson_completions lc WHERE lc.enrollment_id = e.id"
+    " AND lc.lesson_id = f.id) ORDER BY f.position LIMIT 1)"
+    " WHERE c.id = ?"
 )
 USER_SQL = "SELECT id, role, password_hash FROM users WHERE username = ?"
 ROSTER_COUNT_SQL = (
@@ -178,14 +196,20 @@ async def progress(request: web.Request) -> web.Response:
     if user_id != viewer[0] and viewer[1] != "admin":
         return _error("forbidden", 200, "Only admins may see other students' progress")
     store = request.app[CONNECTION]
-    course = await store.one(COURSE_SQL, (course_id,))
+    if request.app[ONE_STATEMENT]:
+        row = await store.one(ONE_SQL, (user_id, course_id))
+        course, enrollment = (row[0:3], row[3:12]) if row is not None else (None, None)
+        following = row[12:15] if row is not None and row[12] is not None else None
+    else:
+        course = await store.one(COURSE_SQL, (course_id,))
+        enrollment = await store.one(ENROLLMENT_SQL, (user_id, course_id))
     if course is None or course[1] != "published":
         return _error("not_found", 200, f"Course {course_id} not found")
-    enrollment = await store.one(ENROLLMENT_SQL, (user_id, course_id))
-    if enrollment is None or enrollment[3] not in ("active", "completed"):
+    if enrollment is None or enrollment[0] is None or enrollment[3] not in ENROLLED:
         return _error("not_enrolled", 200, "This student is not enrolled in this course")
-    lessons = await store.all(LESSONS_SQL, (enrollment[0], course_id))
-    following = next((row for row in lessons if not row[3]), None)
+    if not request.app[ONE_STATEMENT]:
+        lessons = await store.all(LESSONS_SQL, (enrollment[0], course_id))
+        following = next((row for row in lessons if not row[3]), None)
     total, done = int(course[2]), int(enrollment[8])
     body: dict[str, Any] = {
         "data": {
@@ -262,10 +286,11 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def create_app(database: str) -> web.Application:
+def create_app(database: str, *, one_statement: bool = False) -> web.Application:
     """The baseline application over a SQLite file or a postgresql:// DSN."""
     app = web.Application()
     app[VIEWERS] = {}
+    app[ONE_STATEMENT] = one_statement
 
     async def connection_ctx(app: web.Application) -> Any:
         store = Store(database)
@@ -302,11 +327,16 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    parser.add_argument(
+        "--one-statement",
+        action="store_true",
+        help="read a progress in one statement, as the service does (default: three)",
+    )
     args = parser.parse_args()
     loop = _new_loop(args.loop)
     asyncio.set_event_loop(loop)
     web.run_app(
-        create_app(args.database),
+        create_app(args.database, one_statement=args.one_statement),
         host=args.host,
         port=args.port,
         print=None,
