@@ -330,10 +330,15 @@ async def fill(engine: AsyncEngine, layout: Layout, *, database: str = "") -> Su
         counts["completions"] = await _insert_all(
             connection, _table("lesson_completions"), _completions(layout)
         )
+    if engine.dialect.name == "postgresql":
+        # As autovacuum leaves a table some time after a bulk load: statistics, and the
+        # visibility map that lets index-only scans (the roster's count) skip the heap.
+        async with engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.execute(text("VACUUM ANALYZE"))
     async with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             await _reset_sequences(connection)
-            await connection.execute(text("ANALYZE"))
         else:
             await connection.execute(text("ANALYZE"))
         completed = await connection.scalar(
