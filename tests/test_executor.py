@@ -80,3 +80,20 @@ async def test_a_refused_value_is_reported_at_its_field() -> None:
     assert error.path == ["row", "size"]
     assert "Int cannot represent" in error.message
     assert result.data == {"row": None}
+
+
+async def test_plain_leaves_skip_the_general_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only fields with a resolver of their own, and values that are errors, go the
+    general way; a row's stored scalars and enums are read directly."""
+    general: list[str] = []
+    execute_field = StrawberryGraphQLCoreExecutionContext.execute_field
+
+    def recording(self: Any, parent_type: Any, source: Any, details: Any, *rest: Any) -> Any:
+        general.append(details[0].node.name.value)
+        return execute_field(self, parent_type, source, details, *rest)
+
+    monkeypatch.setattr(StrawberryGraphQLCoreExecutionContext, "execute_field", recording)
+    result = await schema_with(Executor).execute("{ rows { name size colour shout } }")
+    assert result.data is None  # the second row's null name nulls the list
+    # rows and shout have resolvers; the second row stops at its null name
+    assert sorted(general) == ["name", "rows", "shout"]

@@ -82,7 +82,7 @@ async def _change(
     already_completed: bool = False,
 ) -> LessonChange:
     """The outcome, with the next lesson as this transaction sees it."""
-    following = await next_lesson_of(tx, progress.course.id, progress.enrollment.id)
+    following = await next_lesson_of(tx, progress.enrollment.id)
     return LessonChange(message, lesson_id, completed_at, already_completed, progress, following)
 
 

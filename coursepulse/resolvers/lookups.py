@@ -96,11 +96,6 @@ def next_lesson_id(course_id: Any, enrollment_id: Any) -> ScalarSelect[Any]:
     )
 
 
-_NEXT_LESSON = Query(
-    select(LESSONS).where(
-        LESSONS.c.id == next_lesson_id(bindparam("course_id"), bindparam("enrollment_id"))
-    )
-)
 _NEXT_LESSONS = Query(
     select(ENROLLMENTS, LESSONS)
     .select_from(
@@ -135,11 +130,6 @@ async def lessons_by_course(
     return grouped
 
 
-async def next_lesson_of(tx: Transaction, course_id: int, enrollment_id: int) -> LessonRow | None:
-    """The enrolment's next lesson (`next_lesson_id`), in one statement."""
-    return await tx.first(_NEXT_LESSON, course_id=course_id, enrollment_id=enrollment_id)
-
-
 async def next_lessons_by_enrollment(
     tx: Transaction, enrollment_ids: Sequence[int]
 ) -> dict[int, LessonRow]:
@@ -147,6 +137,11 @@ async def next_lessons_by_enrollment(
     complete are left out."""
     rows = await tx.all(_NEXT_LESSONS, ids=enrollment_ids)
     return {enrollment.id: lesson for enrollment, lesson in rows}
+
+
+async def next_lesson_of(tx: Transaction, enrollment_id: int) -> LessonRow | None:
+    """The enrolment's next lesson (`next_lesson_id`), in one statement."""
+    return (await next_lessons_by_enrollment(tx, [enrollment_id])).get(enrollment_id)
 
 
 async def completions_by_enrollment(

@@ -71,9 +71,10 @@ class CoursepulseSchema(Schema):
         (`FreshLoaders`), the cost limit (`Documents`; parsing and validation were done
         and kept), and errors in the contract's shape (`DomainErrors`).
         """
-        policy = self.documents
-        cost = policy.cost(operation.query, operation.document, operation_name, variables)
-        if cost > policy.max_cost(context):
+        over = self.documents.cost_error(
+            operation.query, operation.document, operation_name, variables, context
+        )
+        if over is not None:
             return None
         own = context.for_operation()
         try:
@@ -141,7 +142,6 @@ class PreparedOperation:
 
     query: str
     document: DocumentNode
-    kind: AstOperationType
 
 
 def _cost_key(names: tuple[str, ...], variables: object) -> tuple[object, ...] | None:
@@ -230,10 +230,12 @@ class DocumentPolicy:
         prepared = self.cache.get(resolved.query)
         if prepared is None or prepared.errors != []:
             return None
-        kind = prepared.kind_of(operation_name)
-        if kind not in (AstOperationType.QUERY, AstOperationType.MUTATION):
+        if prepared.kind_of(operation_name) not in (
+            AstOperationType.QUERY,
+            AstOperationType.MUTATION,
+        ):
             return None
-        return PreparedOperation(resolved.query, prepared.document, kind)
+        return PreparedOperation(resolved.query, prepared.document)
 
     def max_cost(self, context: object) -> int:
         """The most this request may cost: less without a signed-in viewer."""
@@ -268,27 +270,39 @@ class DocumentPolicy:
             known[key] = cost
         return cost
 
+    def cost_error(
+        self,
+        query: str | None,
+        document: DocumentNode,
+        operation_name: str | None,
+        variables: Mapping[str, Any] | None,
+        context: object,
+    ) -> GraphQLError | None:
+        """A `query_too_complex` error when the operation costs more than the viewer of
+        `context` may spend; None when it may run."""
+        cost = self.cost(query, document, operation_name, variables)
+        maximum = self.max_cost(context)
+        if cost <= maximum:
+            return None
+        return too_complex(
+            f"The operation costs {cost}, more than the {maximum} allowed",
+            cost=cost,
+            maxCost=maximum,
+        )
+
     def cost_errors(self, execution_context: ExecutionContext) -> list[GraphQLError]:
-        """A `query_too_complex` error when the operation to run costs more than allowed."""
+        """`cost_error` for the operation an execution context is about to run."""
         document = execution_context.graphql_document
         if document is None:
             return []
-        cost = self.cost(
+        error = self.cost_error(
             execution_context.query,
             document,
             execution_context.operation_name,
             execution_context.variables,
+            execution_context.context,
         )
-        maximum = self.max_cost(execution_context.context)
-        if cost <= maximum:
-            return []
-        return [
-            too_complex(
-                f"The operation costs {cost}, more than the {maximum} allowed",
-                cost=cost,
-                maxCost=maximum,
-            )
-        ]
+        return [error] if error is not None else []
 
 
 class Documents(SchemaExtension):
