@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy import text
 from sqlalchemy.engine import URL
 
 from coursepulse.models.transactions import StatementObserver, Transaction
@@ -41,6 +42,8 @@ def dsn_of(url: URL) -> str:
 #: How each kind of transaction begins: reads see one snapshot and change nothing.
 _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 _BEGIN_WRITE = "BEGIN"
+#: "on" where the server takes no writes (a replica, default_transaction_read_only).
+_SHOW_READ_ONLY = text("SHOW transaction_read_only")
 
 
 class PostgresTransaction(Transaction):
@@ -166,9 +169,13 @@ class PostgresDriver:
     async def ping(self, *, write: bool) -> None:
         """Raise unless the server answers (and, with `write`, takes writes: not a replica,
         not set read-only as done when a disk fills up)."""
-        pool = await self.pool()
-        async with pool.acquire() as connection:
-            read_only = await connection.fetchval("SHOW transaction_read_only")
+        # A write transaction: a read one is READ ONLY whatever the server's setting. It
+        # begins like every other, so an idle connection the server dropped is replaced.
+        transaction = self.transaction(writing=True)
+        try:
+            read_only = await transaction.scalar(_SHOW_READ_ONLY)
+        finally:
+            await transaction.end(commit=False)
         if write and read_only == "on":
             raise RuntimeError("the database takes no writes (read-only)")
 

@@ -31,7 +31,7 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await asyncio.wait_for(request.app[DATABASE].ping(), READY_TIMEOUT_SECONDS)
     except Exception as error:  # any failure means "not ready"
-        log.warning("readiness check failed: %s", type(error).__name__)
+        log.warning("readiness check failed: %s: %s", type(error).__name__, error)
         return web.json_response({"status": "unavailable", "database": "down"}, status=503)
     return web.json_response({"status": "ok", "database": "up"})
 
