@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy import text
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import URL
 
 from coursepulse.models.transactions import StatementObserver, Transaction
