@@ -109,9 +109,14 @@ class Database:
         return database
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[Transaction]:
-        """A read-only transaction, rolled back at the end: one snapshot for the block."""
-        transaction = self._driver.transaction(writing=False)
+    async def read(self, *, one_statement: bool = False) -> AsyncIterator[Transaction]:
+        """A read-only transaction, rolled back at the end: one snapshot for the block.
+
+        With `one_statement`, a read that runs a single statement, which is its own
+        snapshot: no BEGIN and no ROLLBACK (two round trips on PostgreSQL); a second
+        statement raises `SnapshotNeeded`.
+        """
+        transaction = self._driver.transaction(writing=False, one_statement=one_statement)
         try:
             yield transaction
         finally:

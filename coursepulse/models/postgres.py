@@ -56,13 +56,22 @@ class PostgresTransaction(Transaction):
 
     _integrity_errors = (asyncpg.IntegrityConstraintViolationError,)
 
-    def __init__(self, driver: "PostgresDriver", *, writing: bool) -> None:
-        super().__init__(driver.dialect, driver.observers, writing=writing)
+    def __init__(
+        self, driver: "PostgresDriver", *, writing: bool, one_statement: bool = False
+    ) -> None:
+        super().__init__(
+            driver.dialect, driver.observers, writing=writing, one_statement=one_statement
+        )
         self._driver = driver
         self._connection: Any = None
+        #: True while a statement of a `one_statement` read is under way.
+        self._fetching = False
 
     async def _begin(self) -> None:
         pool = await self._driver.pool()
+        if self.one_statement:
+            self._connection = await pool.acquire()
+            return
         begin = _BEGIN_WRITE if self.writing else _BEGIN_READ
         # An idle connection the server dropped fails here: it is discarded and the
         # next one tried, up to a pool's worth; a new connection that fails raises.
@@ -91,9 +100,44 @@ class PostgresTransaction(Transaction):
     async def _fetch(
         self, sql: str, arguments: tuple[Any, ...], *, offload: bool
     ) -> Sequence[Sequence[Any]]:
+        if self.one_statement:
+            return await self._fetch_alone(sql, arguments)
         return await self._connection.fetch(sql, *arguments)
 
+    async def _fetch_alone(self, sql: str, arguments: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
+        """The rows of a statement run outside any transaction. On an idle connection the
+        server dropped it runs again on the next, up to a pool's worth, as BEGIN would:
+        a read changes nothing."""
+        pool = await self._driver.pool()
+        for attempt in range(POOL_SIZE + 1):
+            self._fetching = True
+            try:
+                rows = await self._connection.fetch(sql, *arguments)
+            except _LOST:
+                if attempt == POOL_SIZE:
+                    raise
+                stale, self._connection = self._connection, None
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    stale.terminate()
+                    await pool.release(stale)
+                log.info("replacing a connection that went stale", exc_info=True)
+                self._fetching = False
+                self._connection = await pool.acquire()
+                continue
+            except asyncpg.PostgresError:
+                self._fetching = False  # refused, and the connection is ready again
+                raise
+            self._fetching = False
+            return rows
+        raise AssertionError("unreachable")
+
     async def _finish(self, *, commit: bool) -> None:
+        if self.one_statement:
+            # Nothing to end; a statement cut short is waited for (see `_release`).
+            if self._connection is not None:
+                pool = await self._driver.pool()
+                await _release(pool, self._connection, interrupted=self._fetching)
+            return
         connection, ended = self._connection, False
         try:
             if commit:
@@ -163,8 +207,8 @@ class PostgresDriver:
                     )
         return self._pool
 
-    def transaction(self, *, writing: bool) -> PostgresTransaction:
-        return PostgresTransaction(self, writing=writing)
+    def transaction(self, *, writing: bool, one_statement: bool = False) -> PostgresTransaction:
+        return PostgresTransaction(self, writing=writing, one_statement=one_statement)
 
     async def ping(self, *, write: bool) -> None:
         """Raise unless the server answers (and, with `write`, takes writes: not a replica,

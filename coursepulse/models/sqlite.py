@@ -81,8 +81,12 @@ class SqliteTransaction(Transaction):
 
     _integrity_errors = (sqlite3.IntegrityError,)
 
-    def __init__(self, driver: "SqliteDriver", *, writing: bool) -> None:
-        super().__init__(driver.dialect, driver.observers, writing=writing)
+    def __init__(
+        self, driver: "SqliteDriver", *, writing: bool, one_statement: bool = False
+    ) -> None:
+        super().__init__(
+            driver.dialect, driver.observers, writing=writing, one_statement=one_statement
+        )
         self._driver = driver
         self._connection: sqlite3.Connection | None = None
 
@@ -98,6 +102,8 @@ class SqliteTransaction(Transaction):
                 raise
             return
         self._connection = await self._driver.take_reader()
+        if self.one_statement:
+            return  # autocommit: the statement is its own snapshot
         self._observe("BEGIN")
         try:
             self._connection.execute("BEGIN")  # deferred: the first read takes the snapshot
@@ -123,7 +129,8 @@ class SqliteTransaction(Transaction):
             await self._finish_write(connection, commit=commit)
             return
         try:
-            connection.execute("ROLLBACK")
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
         except sqlite3.Error:
             log.warning("dropping a read connection that failed to roll back", exc_info=True)
             self._driver.give_back_reader(connection, broken=True)
@@ -174,8 +181,8 @@ class SqliteDriver:
         self._closed = False
         self.read_connections = READ_CONNECTIONS
 
-    def transaction(self, *, writing: bool) -> SqliteTransaction:
-        return SqliteTransaction(self, writing=writing)
+    def transaction(self, *, writing: bool, one_statement: bool = False) -> SqliteTransaction:
+        return SqliteTransaction(self, writing=writing, one_statement=one_statement)
 
     async def take_reader(self) -> sqlite3.Connection:
         """A read connection (idle or new); `give_back_reader` frees its slot."""

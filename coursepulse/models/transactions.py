@@ -26,15 +26,30 @@ from coursepulse.models.sql import Compiled, Statement, as_query
 StatementObserver = Callable[[str], None]
 
 
+class SnapshotNeeded(Exception):
+    """A read begun as one statement (`one_statement`) asked for a second: its reads
+    would not share a snapshot. The operation runs again in a transaction."""
+
+
 class Transaction(ABC):
     """One database transaction (see the module's docstring)."""
 
     def __init__(
-        self, dialect: Dialect, observers: list[StatementObserver], *, writing: bool
+        self,
+        dialect: Dialect,
+        observers: list[StatementObserver],
+        *,
+        writing: bool,
+        one_statement: bool = False,
     ) -> None:
         self.dialect = dialect
         #: True for `db.write()` transactions.
         self.writing = writing
+        #: A read of exactly one statement, run without BEGIN and ROLLBACK (one
+        #: statement is one snapshot by itself); a second raises `SnapshotNeeded`.
+        self.one_statement = one_statement and not writing
+        #: Statements run so far (BEGIN, COMMIT and ROLLBACK not counted).
+        self.statements = 0
         #: Courses whose event log this transaction appended to (announced after commit).
         self.event_courses: set[int] = set()
         #: Access changes this transaction recorded (announced after commit).
@@ -60,6 +75,9 @@ class Transaction(ABC):
             if not self._begun:
                 await self._begin()
                 self._begun = True
+            elif self.one_statement:
+                raise SnapshotNeeded()
+            self.statements += 1
             for observe in self._observers:
                 observe(compiled.sql)
             try:
@@ -105,7 +123,8 @@ class Transaction(ABC):
 
     @abstractmethod
     async def _begin(self) -> None:
-        """Take a connection and begin the transaction on it."""
+        """Take a connection and begin the transaction on it (with `one_statement`, only
+        take the connection)."""
 
     @abstractmethod
     async def _fetch(

@@ -28,6 +28,7 @@ from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from coursepulse.models.transactions import SnapshotNeeded
 from coursepulse.schema.caches import BoundedCache
 from coursepulse.schema.context import Context, FreshLoaders
 from coursepulse.schema.errors import DomainErrors, convert_error, request_id_of
@@ -43,6 +44,7 @@ from coursepulse.schema.limits import (
 from coursepulse.schema.mutation import Mutation
 from coursepulse.schema.persisted import PersistedQueries, Resolved, load_manifest
 from coursepulse.schema.query import Query
+from coursepulse.schema.read_plans import ReadPlan
 from coursepulse.schema.shared_events import SharedEventExecutor
 from coursepulse.schema.subscription import Subscription
 from coursepulse.settings import Settings
@@ -76,7 +78,32 @@ class CoursepulseSchema(Schema):
         )
         if over is not None:
             return None
-        own = context.for_operation()
+        plan = operation.reads
+        if plan is not None and plan.one_statement:
+            data, errors, _ = await self._execute_once(
+                operation, variables, operation_name, context, one_statement=True
+            )
+            if not any(isinstance(error.original_error, SnapshotNeeded) for error in errors):
+                return self._result(data, errors, context)
+            plan.missed()
+        data, errors, statements = await self._execute_once(
+            operation, variables, operation_name, context, one_statement=False
+        )
+        if plan is not None:
+            plan.learn(statements)
+        return self._result(data, errors, context)
+
+    async def _execute_once(
+        self,
+        operation: "PreparedOperation",
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        context: Context,
+        *,
+        one_statement: bool,
+    ) -> tuple[dict[str, Any] | None, list[GraphQLError], int]:
+        """The operation's data, its errors as raised, and the statements its reads ran."""
+        own = context.for_operation(one_statement=one_statement)
         try:
             result = execute(
                 self._schema,
@@ -89,14 +116,20 @@ class CoursepulseSchema(Schema):
             )
             if isawaitable(result):
                 result = await result
-            errors = result.errors
+            data, errors = result.data, result.errors or []
         except Exception as error:  # as Schema.execute: the machinery itself failed
-            result, errors = None, [GraphQLError(str(error), original_error=error)]
+            data, errors = None, [GraphQLError(str(error), original_error=error)]
         finally:
             await own.reads.close()
-        if errors:
-            errors = [convert_error(error, context.request_id) for error in errors]
-        return ExecutionResult(data=result.data if result else None, errors=errors)
+        return data, errors, own.reads.statements
+
+    @staticmethod
+    def _result(
+        data: dict[str, Any] | None, errors: list[GraphQLError], context: Context
+    ) -> ExecutionResult:
+        """The result with its errors in the contract's shape (masked where unexpected)."""
+        converted = [convert_error(error, context.request_id) for error in errors]
+        return ExecutionResult(data=data, errors=converted or None)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -125,6 +158,17 @@ class _Prepared:
     costs: dict[str | None, _CostPlan] = field(default_factory=dict)
     #: The type of each operation asked for by name (None: no such single operation).
     kinds: dict[str | None, AstOperationType | None] = field(default_factory=dict)
+    #: What each query's previous runs say about its reads, by operation name.
+    reads: dict[str | None, ReadPlan] = field(default_factory=dict)
+
+    def read_plan(self, operation_name: str | None) -> ReadPlan:
+        """The read plan of the named query (kept for as many names as `kinds`)."""
+        plan = self.reads.get(operation_name)
+        if plan is None:
+            if len(self.reads) >= _COSTS_KEPT:
+                self.reads.clear()
+            plan = self.reads[operation_name] = ReadPlan()
+        return plan
 
     def kind_of(self, operation_name: str | None) -> AstOperationType | None:
         """The type of the operation the request runs; None when the name picks none."""
@@ -142,6 +186,8 @@ class PreparedOperation:
 
     query: str
     document: DocumentNode
+    #: For a query, what its previous runs say about its reads (None for a mutation).
+    reads: ReadPlan | None
 
 
 def _cost_key(names: tuple[str, ...], variables: object) -> tuple[object, ...] | None:
@@ -230,12 +276,14 @@ class DocumentPolicy:
         prepared = self.cache.get(resolved.query)
         if prepared is None or prepared.errors != []:
             return None
-        if prepared.kind_of(operation_name) not in (
-            AstOperationType.QUERY,
-            AstOperationType.MUTATION,
-        ):
+        kind = prepared.kind_of(operation_name)
+        if kind is AstOperationType.QUERY:
+            reads = prepared.read_plan(operation_name)
+        elif kind is AstOperationType.MUTATION:
+            reads = None
+        else:
             return None
-        return PreparedOperation(resolved.query, prepared.document)
+        return PreparedOperation(resolved.query, prepared.document, reads)
 
     def max_cost(self, context: object) -> int:
         """The most this request may cost: less without a signed-in viewer."""

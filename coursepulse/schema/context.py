@@ -25,25 +25,35 @@ class OperationReads:
     when a first statement runs.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, one_statement: bool = False) -> None:
         self._db = db
+        #: The operation is expected to read with one statement (`Database.read`).
+        self.one_statement = one_statement
         self._scope: AbstractAsyncContextManager[Transaction] | None = None
         self._tx: Transaction | None = None
         self._lock = asyncio.Lock()
+        self._statements_before = 0
 
     async def tx(self) -> Transaction:
         """The operation's read transaction, begun on first use."""
         if self._tx is None:
             async with self._lock:
                 if self._tx is None:
-                    scope = self._db.read()
+                    scope = self._db.read(one_statement=self.one_statement)
                     self._tx = await scope.__aenter__()
                     self._scope = scope
         return self._tx
 
+    @property
+    def statements(self) -> int:
+        """The statements the operation's reads have run so far."""
+        return self._statements_before + (self._tx.statements if self._tx else 0)
+
     async def close(self) -> None:
         """End the transaction; the next use begins a new one (and sees newer commits)."""
         async with self._lock:
+            if self._tx is not None:
+                self._statements_before += self._tx.statements
             scope, self._scope, self._tx = self._scope, None, None
         if scope is not None:
             await scope.__aexit__(None, None, None)
@@ -76,13 +86,14 @@ class Context:
         await self.reads.close()
         self.loaders = Loaders(self.reads, self.viewer.user_id if self.viewer else None)
 
-    def for_operation(self) -> "Context":
-        """This context with a read transaction and DataLoaders of the operation's own.
+    def for_operation(self, *, one_statement: bool = False) -> "Context":
+        """This context with a read transaction and DataLoaders of the operation's own
+        (`one_statement`: see `OperationReads`).
 
         A websocket's operations share the connection's context and may run at once:
         each must read, and end its reads, without touching the others'.
         """
-        reads = OperationReads(self.db)
+        reads = OperationReads(self.db, one_statement=one_statement)
         viewer_id = self.viewer.user_id if self.viewer else None
         return replace(self, reads=reads, loaders=Loaders(reads, viewer_id))
 
