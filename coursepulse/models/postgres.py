@@ -68,6 +68,15 @@ class PostgresTransaction(Transaction):
         self._fetching = False
 
     async def _begin(self) -> None:
+        # Connections go to transactions in the order they asked (see `PostgresDriver.turns`).
+        await self._driver.turns.acquire()
+        try:
+            await self._take_connection()
+        except BaseException:
+            self._driver.turns.release()
+            raise
+
+    async def _take_connection(self) -> None:
         pool = await self._driver.pool()
         if self.one_statement:
             self._connection = await pool.acquire()
@@ -132,6 +141,12 @@ class PostgresTransaction(Transaction):
         raise AssertionError("unreachable")
 
     async def _finish(self, *, commit: bool) -> None:
+        try:
+            await self._end(commit=commit)
+        finally:
+            self._driver.turns.release()
+
+    async def _end(self, *, commit: bool) -> None:
         if self.one_statement:
             # Nothing to end; a statement cut short is waited for (see `_release`).
             if self._connection is not None:
@@ -189,6 +204,12 @@ class PostgresDriver:
         self.observers = observers
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
+        #: One turn per pooled connection, taken before asking the pool for one and given
+        #: back after returning it. The semaphore serves waiters first come, first served;
+        #: asyncpg's pool does not (a connection given back goes to whoever asks next, and
+        #: a waiter woken too late waits again, at the end of the line): under load some
+        #: requests waited a second while others passed them.
+        self.turns = asyncio.Semaphore(POOL_SIZE)
         #: Reads and writes share the pool.
         self.read_connections = POOL_SIZE
 
