@@ -927,6 +927,8 @@ async def run_fanout(
 def profile_server(server: Server, seconds: float, output: Path) -> dict[str, Any] | None:
     """py-spy samples of the server for `seconds` (when py-spy is installed), top functions.
 
+    The samples are kept beside `output` as <name>.collapsed (flame graph tools read it).
+
     Returns {"self": [...], "total": [...]} as (function, share of samples) pairs.
     """
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -965,7 +967,6 @@ def profile_server(server: Server, seconds: float, output: Path) -> dict[str, An
     lines += ["", "total %  function"]
     lines += [f"{share:6.1f}  {name}" for name, share in report["total"]]
     output.write_text("\n".join(lines) + "\n")
-    raw.unlink(missing_ok=True)
     return report
 
 

@@ -6,9 +6,11 @@ from typing import Any
 
 import pytest
 import strawberry
+from graphql import ExecutionResult, execute, parse
+from graphql.execution import collect_fields
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from coursepulse.schema.executor import Executor
+from coursepulse.schema.executor import Executor, collected_for
 
 
 @strawberry.enum
@@ -45,6 +47,10 @@ class Query:
     def row(self) -> Row | None:
         return BAD
 
+    @strawberry.field
+    def good_rows(self) -> list[Row]:
+        return [GOOD, GOOD]
+
 
 def schema_with(executor: type) -> strawberry.Schema:
     return strawberry.Schema(query=Query, execution_context_class=executor)
@@ -58,6 +64,9 @@ DOCUMENTS = [
     "{ rows { n: name alias: nickname ...F } } fragment F on Row { size colour }",
     "query($s: Boolean!) { rows { name @skip(if: $s) size @include(if: $s) shout(times: 2) } }",
     "{ rows { __typename name } }",
+    "{ rows { name nickname size colour } }",
+    "{ goodRows { n: name nickname size colour } first: goodRows { size } }",
+    "{ goodRows { name ...F } } fragment F on Row { size colour }",
 ]
 
 
@@ -97,3 +106,72 @@ async def test_plain_leaves_skip_the_general_path(monkeypatch: pytest.MonkeyPatc
     assert result.data is None  # the second row's null name nulls the list
     # rows and shout have resolvers; the second row stops at its null name
     assert sorted(general) == ["name", "rows", "shout"]
+
+
+async def test_an_object_of_plain_leaves_is_read_as_one_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No field of a row whose selection is all plain leaves goes field by field."""
+    fields: list[str] = []
+    execute_field = Executor.execute_field
+
+    def recording(self: Any, parent_type: Any, source: Any, details: Any, *rest: Any) -> Any:
+        fields.append(details[0].node.name.value)
+        return execute_field(self, parent_type, source, details, *rest)
+
+    monkeypatch.setattr(Executor, "execute_field", recording)
+    result = await schema_with(Executor).execute("{ goodRows { name nickname size colour } }")
+    assert result.errors is None
+    assert result.data == {
+        "goodRows": [{"name": "ada", "nickname": None, "size": 3, "colour": "RED"}] * 2
+    }
+    assert fields == ["goodRows"]
+    # The first row is read whole; the second, whose name its type refuses, goes field by
+    # field and stops at that field's error
+    fields.clear()
+    result = await schema_with(Executor).execute("{ rows { name size } }")
+    assert result.data is None
+    assert fields == ["rows", "name"]
+
+
+def test_selections_collected_once_serve_the_next_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    schema = schema_with(Executor)._schema
+    general = schema_with(StrawberryGraphQLCoreExecutionContext)._schema
+    document = parse("{ goodRows { n: name ...F } rows { size } } fragment F on Row { size }")
+    store = collected_for(document)
+    assert store == {}
+    expected = execute(general, document)
+    first = execute(schema, document, executor_class=Executor, collected=store)
+    assert isinstance(expected, ExecutionResult)
+    assert isinstance(first, ExecutionResult)
+    assert store, "the first request keeps what it collected"
+    collections: list[object] = []
+    collect_subfields = collect_fields.collect_subfields
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        collections.append(args)
+        return collect_subfields(*args, **kwargs)
+
+    monkeypatch.setattr("graphql.execution.executor.collect_subfields", counting)
+    second = execute(schema, document, executor_class=Executor, collected=store)
+    assert isinstance(second, ExecutionResult)
+    assert collections == []
+    assert first.data == second.data == expected.data
+    assert [e.formatted for e in second.errors or []] == [
+        e.formatted for e in expected.errors or []
+    ]
+
+
+def test_selections_that_depend_on_variables_are_not_kept() -> None:
+    assert collected_for(parse("query($s: Boolean!) { rows { name @skip(if: $s) } }")) is None
+    assert (
+        collected_for(
+            parse(
+                "query($s: Boolean!) { rows { ...F } } fragment F on Row { size @include(if: $s) }"
+            )
+        )
+        is None
+    )
+    assert collected_for(parse("{ rows { ... @skip(if: true) { name } } }")) is None

@@ -32,6 +32,7 @@ from coursepulse.models.transactions import SnapshotNeeded
 from coursepulse.schema.caches import BoundedCache
 from coursepulse.schema.context import Context, FreshLoaders
 from coursepulse.schema.errors import DomainErrors, convert_error, request_id_of
+from coursepulse.schema.executor import CollectedSelections, collected_for
 from coursepulse.schema.limits import (
     CostModel,
     CostWalk,
@@ -113,6 +114,7 @@ class CoursepulseSchema(Schema):
                 context_value=own,
                 is_awaitable=optimized_is_awaitable,
                 executor_class=self.execution_context_class,
+                collected=operation.collected,
             )
             if isawaitable(result):
                 result = await result
@@ -160,6 +162,11 @@ class _Prepared:
     kinds: dict[str | None, AstOperationType | None] = field(default_factory=dict)
     #: What each query's previous runs say about its reads, by operation name.
     reads: dict[str | None, ReadPlan] = field(default_factory=dict)
+    #: Its selections as collected by earlier requests (None: they depend on variables).
+    collected: CollectedSelections | None = None
+
+    def __post_init__(self) -> None:
+        self.collected = collected_for(self.document)
 
     def read_plan(self, operation_name: str | None) -> ReadPlan:
         """The read plan of the named query (kept for as many names as `kinds`)."""
@@ -188,6 +195,8 @@ class PreparedOperation:
     document: DocumentNode
     #: For a query, what its previous runs say about its reads (None for a mutation).
     reads: ReadPlan | None
+    #: The document's selections collected by earlier requests (see `collected_for`).
+    collected: CollectedSelections | None
 
 
 def _cost_key(names: tuple[str, ...], variables: object) -> tuple[object, ...] | None:
@@ -283,7 +292,7 @@ class DocumentPolicy:
             reads = None
         else:
             return None
-        return PreparedOperation(resolved.query, prepared.document, reads)
+        return PreparedOperation(resolved.query, prepared.document, reads, prepared.collected)
 
     def max_cost(self, context: object) -> int:
         """The most this request may cost: less without a signed-in viewer."""

@@ -194,6 +194,9 @@ async def read_body_in_time(request: web.Request, handler: Handler) -> web.Strea
     read it as usual; a client trickling its body cannot hold a handler for long.
     """
     if request.body_exists and request.can_read_body:
+        if request.content.is_eof():  # all of it arrived already: nothing to wait for
+            await request.read()
+            return await handler(request)
         try:
             async with asyncio.timeout(request.app[SETTINGS].http_body_timeout_seconds):
                 await request.read()
