@@ -806,9 +806,15 @@ def _receive(pipes: Sequence[Any], timeout: float) -> list[Any]:
 
 
 async def run_fanout(
-    subscribers: int, plan: Plan, work: Path, database_url: str, layout: dataset.Layout
+    subscribers: int,
+    plan: Plan,
+    work: Path,
+    database_url: str,
+    layout: dataset.Layout,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
-    """N courseActivity subscribers, one change, delivery latency and RSS per connection."""
+    """N courseActivity subscribers, one change, delivery latency and RSS per connection;
+    with `profile`, the server's delivery of the change is sampled by py-spy into it."""
     name = f"coursepulse-fanout-{subscribers}"
     # Every subscriber signs in as the one admin: the per-user websocket limits (20 sockets,
     # 100 operations by default) would refuse all but the first 20.
@@ -874,11 +880,24 @@ async def run_fanout(
             for pipe in pipes:
                 pipe.send("arm")
             await loop.run_in_executor(None, _receive, pipes, 60.0)
+            clients = [process.pid for process in processes]
+            spy = None
+            if profile is not None:
+                spy = start_profile(server, 3.0, profile.with_suffix(".collapsed"))
+                await asyncio.sleep(0.5)  # py-spy attaches
+            server_cpu, clients_cpu = cpu_seconds(server.pids()), cpu_seconds(clients)
             sent_at = time.monotonic()
             mutation_seconds = await switch.change(session)
             for pipe in pipes:
                 pipe.send("measure")
             timed = await loop.run_in_executor(None, _receive, pipes, 120.0)
+            # CPU each side spent from the change to the last arrival: which one the
+            # latencies wait for (the subscribers share one CPU; the server has its own).
+            server_cpu = cpu_seconds(server.pids()) - server_cpu
+            clients_cpu = cpu_seconds(clients) - clients_cpu
+            if spy is not None and profile is not None:
+                await loop.run_in_executor(None, spy.wait)
+                summarize_profile(profile.with_suffix(".collapsed"), profile)
         arrivals = [moment for item in timed for moment in item[1]]
         latencies = sorted(1000 * (moment - sent_at) for moment in arrivals)
         for pipe in pipes:
@@ -918,6 +937,8 @@ async def run_fanout(
         "rss_before_mib": round(rss_before / 1024, 1),
         "rss_after_mib": round(rss_after / 1024, 1),
         "kib_per_connection": round(grown / max(ok, 1), 1),
+        "server_cpu_ms": round(1000 * server_cpu, 1),
+        "clients_cpu_ms": round(1000 * clients_cpu, 1),
     }
 
 
@@ -942,6 +963,26 @@ def profile_server(server: Server, seconds: float, output: Path) -> dict[str, An
         pinned(LOAD_CPU, argv), capture_output=True, check=False
     ).returncode
     if return_code != 0 or not raw.exists():
+        return None
+    return summarize_profile(raw, output)
+
+
+def start_profile(server: Server, seconds: float, raw: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the server for `seconds` at 1 kHz into `raw` (None without py-spy)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        return None
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    argv = [spy, "record", "-p", str(server.pid), "-d", str(int(seconds)), "-r", "1000"]
+    argv += ["-f", "raw", "-o", str(raw), "--nonblocking", "--gil"]
+    return subprocess.Popen(
+        pinned(LOAD_CPU, argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def summarize_profile(raw: Path, output: Path) -> dict[str, Any] | None:
+    """The top functions of py-spy's raw samples, written to `output`; None without samples."""
+    if not raw.exists():
         return None
     own: dict[str, int] = {}
     total: dict[str, int] = {}
@@ -1275,8 +1316,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             "",
             "| subscribers (courseActivity) | delivered | first ms | p50 ms | p99 ms | max ms "
-            "| RSS before → after MiB | KiB per idle connection | connect s |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| RSS before → after MiB | KiB per idle connection | connect s "
+            "| CPU ms to deliver: server / subscribers |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for item in fan:
             lines.append(
@@ -1285,8 +1327,14 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {item['p50_ms']} "
                 f"| {item['p99_ms']} | {item['max_ms']} "
                 f"| {item['rss_before_mib']} → {item['rss_after_mib']} "
-                f"| {item['kib_per_connection']} | {item['connect_seconds']} |"
+                f"| {item['kib_per_connection']} | {item['connect_seconds']} "
+                f"| {item.get('server_cpu_ms', '-')} / {item.get('clients_cpu_ms', '-')} |"
             )
+        lines.append(
+            "- CPU to deliver: what the server and the subscriber processes spent from the"
+            " change to the last arrival. The subscribers share one CPU: when theirs exceeds"
+            " the p99, arrivals wait for the subscribers to read them, not for the server."
+        )
     statements = results.get("statements")
     if statements:
         lines += ["", "| operation | SQL statements | transactions (BEGIN) |", "|---|---|---|"]
@@ -1487,7 +1535,14 @@ async def main_async(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
         if "fanout" in plan.scenarios:
             scenarios["fanout"] = []
             for count in plan.fanout:
-                item = await run_fanout(count, plan, work, database_url, layout)
+                item = await run_fanout(
+                    count,
+                    plan,
+                    work,
+                    database_url,
+                    layout,
+                    args.output_dir / f"profile-fanout-{count}.txt" if args.profile else None,
+                )
                 log(
                     f"fanout {count}: p50 {item['p50_ms']} ms, p99 {item['p99_ms']} ms, "
                     f"{item['kib_per_connection']} KiB per connection"
@@ -1525,7 +1580,11 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, P
         help=f"a PostgreSQL URL whose server gets the {POSTGRES_BENCH_DATABASE} database "
         "('' to skip PostgreSQL)",
     )
-    parser.add_argument("--profile", action="store_true", help="py-spy profile of read scenarios")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy profile of read scenarios and of the fan-out's delivery",
+    )
     parser.add_argument("--no-statements", action="store_true", help="skip the statement counts")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
