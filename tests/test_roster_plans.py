@@ -30,6 +30,8 @@ ORDERS = [
     for descending in (True, False)
     for searching in (False, True)
 ]
+#: The roster's filters: none, one status, no action since a date, both.
+FILTERS = [(False, False), (True, False), (False, True), (True, True)]
 
 
 async def _fill(connection: AsyncConnection) -> None:
@@ -139,18 +141,27 @@ async def test_every_roster_page_order_walks_an_index(filled: Database) -> None:
             if connection.dialect.name == "postgresql":
                 await connection.exec_driver_sql("SET enable_seqscan = off")
                 await connection.exec_driver_sql("SET enable_sort = off")
+            params = {
+                "course_id": 1,
+                "limit": 20,
+                "offset": 40,
+                "pattern": "%student 1%",
+                "status": "unenrolled",
+                "idle_since": datetime(2026, 6, 1, tzinfo=UTC),
+            }
             for order, descending, searching in ORDERS:
-                compiled = _page_query(order, descending, searching).compiled(connection.dialect)
-                params = {"course_id": 1, "limit": 20, "offset": 40, "pattern": "%student 1%"}
-                problems = await _problems(connection, compiled.sql, compiled.arguments(params))
-                if problems:
-                    direction = "descending" if descending else "ascending"
-                    found[f"{order} {direction}{' searching' if searching else ''}"] = problems
-            counted = _count_query(False).compiled(connection.dialect)
-            if problems := await _problems(
-                connection, counted.sql, counted.arguments({"course_id": 1})
-            ):
-                found["count"] = problems
+                for status, idle in FILTERS:
+                    query = _page_query(order, descending, searching, status=status, idle=idle)
+                    compiled = query.compiled(connection.dialect)
+                    problems = await _problems(connection, compiled.sql, compiled.arguments(params))
+                    if problems:
+                        direction = "descending" if descending else "ascending"
+                        name = f"{order} {direction} search={searching} status={status}"
+                        found[f"{name} idle={idle}"] = problems
+            for status, idle in FILTERS:
+                counted = _count_query(False, status, idle).compiled(connection.dialect)
+                if problems := await _problems(connection, counted.sql, counted.arguments(params)):
+                    found[f"count status={status} idle={idle}"] = problems
     finally:
         await engine.dispose()
     assert found == {}

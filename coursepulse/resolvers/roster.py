@@ -1,6 +1,7 @@
 """What instructors see: the course roster and course statistics."""
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cache
 
@@ -17,6 +18,7 @@ from coursepulse.models import (
 from coursepulse.models.rows import CourseRow, EnrollmentRow, LessonRow, UserRow
 from coursepulse.models.sql import Query, nulls_last, one_of, outer_first
 from coursepulse.models.transactions import Transaction
+from coursepulse.models.types import utcnow
 from coursepulse.resolvers.access import staff_course
 from coursepulse.resolvers.errors import InvalidInput
 from coursepulse.resolvers.subscriptions import last_event_id
@@ -25,6 +27,10 @@ from coursepulse.resolvers.viewer import Viewer
 
 MAX_PER_PAGE = 100
 SEARCH_MAX = 100
+#: The most days of inactivity a roster filter may ask for (a century).
+MAX_INACTIVE_DAYS = 36_500
+#: Days without a learner action after which an ACTIVE student counts as at risk.
+AT_RISK_DAYS = 14
 
 
 class StudentOrder(StrEnum):
@@ -63,6 +69,10 @@ _LESSONS = Lesson.__table__
 _COMPLETIONS = LessonCompletion.__table__
 #: Students on the roster: active or completed, not unenrolled.
 _ENROLLED = one_of(_ENROLLMENTS.c.status, ENROLLED_STATUSES)
+#: A learner's last action in the course: their last access, else their enrolment.
+_LAST_ACTION = func.coalesce(_ENROLLMENTS.c.last_accessed_at, _ENROLLMENTS.c.enrolled_at)
+#: No learner action since `idle_since` (`inactiveDays`, and at risk in the statistics).
+_IDLE = bindparam("idle_since", type_=_ENROLLMENTS.c.enrolled_at.type) >= _LAST_ACTION
 #: `search` matches usernames and display names containing it, case-insensitively.
 _SEARCH = or_(
     func.lower(_USERS.c.username).like(bindparam("pattern"), escape="/"),
@@ -94,20 +104,30 @@ def _order(order_by: StudentOrder, descending: bool) -> list[ColumnElement]:  # 
     return [way(_ENROLLMENTS.c.enrolled_at), way(_ENROLLMENTS.c.id)]
 
 
-@cache
-def _count_query(searching: bool) -> Query:
+def _conditions(searching: bool, status: bool, idle: bool) -> list[ColumnElement[bool]]:
+    """Who a roster lists: the course's enrolled students, or those of one `status`; with
+    a name `search`; with no learner action since `idle_since`."""
     conditions = [
         _ENROLLMENTS.c.course_id == bindparam("course_id"),
-        _ENROLLED,
+        _ENROLLMENTS.c.status == bindparam("status") if status else _ENROLLED,
     ]
+    if searching:
+        conditions.append(_SEARCH)
+    if idle:
+        conditions.append(_IDLE)
+    return conditions
+
+
+@cache
+def _count_query(searching: bool, status: bool = False, idle: bool = False) -> Query:
     counting = select(func.count()).select_from(_ENROLLMENTS)
     if searching:
         # Searching names needs the users; otherwise the count is an index range.
         counting = counting.join(_USERS, _USERS.c.id == _ENROLLMENTS.c.user_id)
-        conditions.append(_SEARCH)
-    # Matching names reads every enrolment of the course: in a thread on SQLite. Without a
-    # search the count is an index range, cheap enough for the event loop (see bench/).
-    return Query(counting.where(*conditions), unbounded=searching)
+    # Matching names or times reads every enrolment of the course: in a thread on SQLite.
+    # Otherwise the count is an index range (by status: ix_enrollments_course_progress),
+    # cheap enough for the event loop (see bench/).
+    return Query(counting.where(*_conditions(searching, status, idle)), unbounded=searching or idle)
 
 
 #: Rows skipped beyond which a page no longer counts as cheap (see `_page_query`).
@@ -116,17 +136,18 @@ FAR_PAGE_OFFSET = 1000
 
 @cache
 def _page_query(
-    order_by: StudentOrder, descending: bool, searching: bool, far: bool = False
+    order_by: StudentOrder,
+    descending: bool,
+    searching: bool,
+    far: bool = False,
+    status: bool = False,
+    idle: bool = False,
 ) -> Query:
     """One page of the roster in one order: each shape is compiled once."""
-    conditions = [
-        _ENROLLMENTS.c.course_id == bindparam("course_id"),
-        _ENROLLED,
-    ]
-    if searching:
-        conditions.append(_SEARCH)
-    # A search, a name order (no index) or a far page reads more rows than it returns:
-    # in a thread on SQLite. A near page in an indexed order walks the index.
+    conditions = _conditions(searching, status, idle)
+    # A search, a time filter, a name order (no index) or a far page reads more rows than
+    # it returns: in a thread on SQLite. A near page in an indexed order walks the index,
+    # checking the status (and the time) of each enrolment on the way.
     return Query(
         select(_ENROLLMENTS, _USERS)
         .select_from(
@@ -138,7 +159,7 @@ def _page_query(
         .order_by(*_order(order_by, descending))
         .limit(bindparam("limit"))
         .offset(bindparam("offset")),
-        unbounded=searching or far or order_by is StudentOrder.DISPLAY_NAME,
+        unbounded=searching or far or idle or status or order_by is StudentOrder.DISPLAY_NAME,
     )
 
 
@@ -158,29 +179,34 @@ async def course_students(
     order_by: StudentOrder = StudentOrder.ENROLLED_AT,
     descending: bool = True,
     search: str | None = None,
+    status: EnrollmentStatus | None = None,
+    inactive_days: int | None = None,
 ) -> RosterPage:
     """One page of enrolled students, ordered with the enrolment id as the tie-break.
 
     perPage above 100 is capped at 100; page or perPage below 1 is `invalid_input`.
-    Students who never accessed the course sort last in both directions.
+    Students who never accessed the course sort last in both directions. `status` lists
+    the students of that status instead (UNENROLLED: those who left); `inactive_days`
+    only those with no learner action (an access, or the enrolment for a student who
+    never acted) for at least that many days.
     """
-    course = await staff_course(tx, viewer, course_id)
+    course, params, shape = await _scope(tx, viewer, course_id, search, status, inactive_days)
     if page < 1:
         raise InvalidInput("page must be 1 or more", field="page")
     if per_page < 1:
         raise InvalidInput("perPage must be 1 or more", field="perPage")
     per_page = min(per_page, MAX_PER_PAGE)
-
-    params: dict[str, object] = {"course_id": course_id}
-    if search is not None and (
-        needle := clean_text(search, field="search", max_length=SEARCH_MAX, required=False)
-    ):
-        params["pattern"] = _like_pattern(needle.lower())
-    searching = "pattern" in params
-    counted = await tx.scalar(_count_query(searching), **params)
+    counted = await tx.scalar(_count_query(*shape), **params)
     offset = (page - 1) * per_page
     rows = await tx.all(
-        _page_query(order_by, descending, searching, offset > FAR_PAGE_OFFSET),
+        _page_query(
+            order_by,
+            descending,
+            shape[0],
+            offset > FAR_PAGE_OFFSET,
+            status=shape[1],
+            idle=shape[2],
+        ),
         **params,
         limit=per_page,
         offset=offset,
@@ -194,13 +220,75 @@ async def course_students(
     )
 
 
+async def _scope(
+    tx: Transaction,
+    viewer: Viewer | None,
+    course_id: int,
+    search: str | None,
+    status: EnrollmentStatus | None,
+    inactive_days: int | None,
+) -> tuple[CourseRow, dict[str, object], tuple[bool, bool, bool]]:
+    """The course (for its staff only), the statements' parameters for these filters, and
+    which filters apply (search, status, inactivity)."""
+    course = await staff_course(tx, viewer, course_id)
+    params: dict[str, object] = {"course_id": course_id}
+    if search is not None and (
+        needle := clean_text(search, field="search", max_length=SEARCH_MAX, required=False)
+    ):
+        params["pattern"] = _like_pattern(needle.lower())
+    if status is not None:
+        params["status"] = str(status)
+    if inactive_days is not None:
+        params["idle_since"] = idle_since(inactive_days)
+    return course, params, ("pattern" in params, "status" in params, "idle_since" in params)
+
+
+#: Students read per statement when the whole filtered roster is exported.
+EXPORT_BATCH = 500
+
+
+async def all_students(
+    tx: Transaction,
+    viewer: Viewer | None,
+    course_id: int,
+    *,
+    order_by: StudentOrder = StudentOrder.ENROLLED_AT,
+    descending: bool = True,
+    search: str | None = None,
+    status: EnrollmentStatus | None = None,
+    inactive_days: int | None = None,
+) -> tuple[CourseRow, list[RosterRow]]:
+    """The course and every student its roster lists with these filters, in the roster's
+    order (an export: read in batches of EXPORT_BATCH, all in the caller's snapshot)."""
+    course, params, shape = await _scope(tx, viewer, course_id, search, status, inactive_days)
+    query = _page_query(order_by, descending, shape[0], True, status=shape[1], idle=shape[2])
+    students: list[RosterRow] = []
+    while True:
+        rows = await tx.all(query, **params, limit=EXPORT_BATCH, offset=len(students))
+        students.extend(RosterRow(enrollment, user) for enrollment, user in rows)
+        if len(rows) < EXPORT_BATCH:
+            return course, students
+
+
+def idle_since(inactive_days: int) -> datetime:
+    """The moment before which a last action is `inactive_days` old; `invalid_input`
+    outside 0..MAX_INACTIVE_DAYS."""
+    if not 0 <= inactive_days <= MAX_INACTIVE_DAYS:
+        raise InvalidInput(
+            f"inactiveDays must be between 0 and {MAX_INACTIVE_DAYS}", field="inactiveDays"
+        )
+    return utcnow() - timedelta(days=inactive_days)
+
+
 @dataclass(frozen=True, slots=True)
 class LessonStat:
-    """How many enrolled students completed a lesson, and which share of them."""
+    """How many enrolled students completed a lesson, and which share of them; how many
+    got this far (completed it or any later lesson)."""
 
     lesson: LessonRow
     completed_count: int
     completion_rate: float
+    reached_count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +303,8 @@ class CourseStats:
     completion_rate: float
     lessons: list[LessonStat]
     last_event_id: int
+    #: ACTIVE students with no learner action for AT_RISK_DAYS or more.
+    at_risk_count: int
 
 
 @cache
@@ -232,10 +322,35 @@ def _counts_query(has_lessons: bool) -> Query:
             .filter(_ENROLLMENTS.c.status == str(EnrollmentStatus.COMPLETED))
             .label("completed"),
             func.coalesce(func.avg(per_student), 0).label("average"),
+            func.count()
+            .filter(_ENROLLMENTS.c.status == str(EnrollmentStatus.ACTIVE), _IDLE)
+            .label("at_risk"),
         ).where(_ENROLLMENTS.c.course_id == bindparam("course_id"), _ENROLLED),
         unbounded=True,
     )
 
+
+_LATER = _LESSONS.alias("later")
+#: Each enrolled student's furthest lesson: the highest position they completed.
+_FURTHEST = (
+    select(
+        _COMPLETIONS.c.enrollment_id.label("enrollment_id"),
+        func.max(_LATER.c.position).label("position"),
+    )
+    .join(_LATER, _LATER.c.id == _COMPLETIONS.c.lesson_id)
+    .join(_ENROLLMENTS, (_ENROLLMENTS.c.id == _COMPLETIONS.c.enrollment_id) & _ENROLLED)
+    .where(_LATER.c.course_id == bindparam("course_id"))
+    .group_by(_COMPLETIONS.c.enrollment_id)
+    .subquery("furthest")
+)
+#: Each lesson's id with how many enrolled students got that far (the drop-off funnel).
+_REACHED = Query(
+    select(_LESSONS.c.id, func.count(_FURTHEST.c.enrollment_id).label("reached_count"))
+    .select_from(_LESSONS.outerjoin(_FURTHEST, _FURTHEST.c.position >= _LESSONS.c.position))
+    .where(_LESSONS.c.course_id == bindparam("course_id"))
+    .group_by(_LESSONS.c.id),
+    unbounded=True,
+)
 
 #: Each lesson of a course with how many enrolled students completed it, in course order.
 _PER_LESSON = Query(
@@ -255,10 +370,18 @@ async def course_stats(tx: Transaction, viewer: Viewer | None, course_id: int) -
     newest_event_id = await last_event_id(tx, course_id)
     total = course.total_lessons
     params = {"total": total} if total else {}
-    counts = await tx.first(_counts_query(bool(total)), course_id=course_id, **params)
+    counts = await tx.first(
+        _counts_query(bool(total)),
+        course_id=course_id,
+        idle_since=idle_since(AT_RISK_DAYS),
+        **params,
+    )
     assert counts is not None  # an aggregate without GROUP BY gives one row
     enrolled_count, completed_count = int(counts.enrolled), int(counts.completed)
     average = float(counts.average)
+    reached = {
+        row.id: int(row.reached_count) for row in await tx.all(_REACHED, course_id=course_id)
+    }
     lessons: list[LessonStat] = []
     for row in await tx.all(_PER_LESSON, course_id=course_id):
         lesson = LessonRow(**{field: getattr(row, field) for field in LessonRow._fields})
@@ -267,6 +390,7 @@ async def course_stats(tx: Transaction, viewer: Viewer | None, course_id: int) -
                 lesson=lesson,
                 completed_count=row.completed_count,
                 completion_rate=row.completed_count / enrolled_count if enrolled_count else 0.0,
+                reached_count=reached.get(lesson.id, 0),
             )
         )
     return CourseStats(
@@ -278,4 +402,5 @@ async def course_stats(tx: Transaction, viewer: Viewer | None, course_id: int) -
         completion_rate=completed_count / enrolled_count if enrolled_count else 0.0,
         lessons=lessons,
         last_event_id=newest_event_id,
+        at_risk_count=int(counts.at_risk),
     )

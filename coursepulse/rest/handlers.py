@@ -98,22 +98,42 @@ incomplete_lesson = _lesson_action(completions.incomplete_lesson)
 
 @answers_domain_errors
 async def students(request: web.Request) -> web.StreamResponse:
+    """A page of the roster as JSON, or (`format=csv`) every student it lists as CSV."""
     course_id = params.path_id(request.match_info, "id")
     query = request.query
     page = params.optional_int(query, "page", 1, low=1, high=params.MAX_PAGE)
     per_page = params.optional_int(query, "per_page", 20, low=1, high=roster.MAX_PER_PAGE)
     order_by = params.choice(query, "orderby", "enrolled_at", tuple(ORDER_FIELDS))
     order = params.choice(query, "order", "desc", ("asc", "desc"))
+    status = params.choice(query, "status", "", tuple(MY_COURSE_STATUSES))
+    inactive_days = (
+        params.optional_int(query, "inactive_days", 0, low=0, high=roster.MAX_INACTIVE_DAYS)
+        if query.get("inactive_days")
+        else None
+    )
+    as_csv = params.choice(query, "format", "json", ("json", "csv")) == "csv"
+    filters: dict[str, Any] = {
+        "order_by": ORDER_FIELDS[order_by],
+        "descending": order == "desc",
+        "search": query.get("search") or None,
+        "status": MY_COURSE_STATUSES[status] if status else None,
+        "inactive_days": inactive_days,
+    }
     async with request.app[DATABASE].read() as tx:
-        result = await roster.course_students(
-            tx,
-            request[VIEWER],
-            course_id,
-            page=page,
-            per_page=per_page,
-            order_by=ORDER_FIELDS[order_by],
-            descending=order == "desc",
-            search=query.get("search") or None,
+        if as_csv:
+            course, rows = await roster.all_students(tx, request[VIEWER], course_id, **filters)
+        else:
+            result = await roster.course_students(
+                tx, request[VIEWER], course_id, page=page, per_page=per_page, **filters
+            )
+    if as_csv:
+        return web.Response(
+            body=shapes.students_csv(course, rows).encode(),
+            content_type="text/csv",
+            charset="utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="course-{course_id}-students.csv"'
+            },
         )
     return json(shapes.students(result))
 

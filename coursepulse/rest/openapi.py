@@ -3,7 +3,7 @@
 from typing import Any
 
 from coursepulse import __version__
-from coursepulse.resolvers.roster import MAX_PER_PAGE, SEARCH_MAX
+from coursepulse.resolvers.roster import MAX_INACTIVE_DAYS, MAX_PER_PAGE, SEARCH_MAX
 from coursepulse.rest import PREFIX
 from coursepulse.rest.params import MAX_PAGE
 
@@ -180,6 +180,13 @@ def _ok(description: str, schema: JSON) -> JSON:
     }
 
 
+def _ok_or_csv(description: str, schema: JSON) -> JSON:
+    """200 with JSON, or text/csv where the request asked for `format=csv`."""
+    answer = _ok(description, schema)
+    answer["200"]["content"]["text/csv"] = {"schema": {"type": "string"}}
+    return answer
+
+
 def _data(schema: JSON) -> JSON:
     return _object({"data": schema})
 
@@ -293,8 +300,8 @@ def document() -> JSON:
                 "get": _operation(
                     "Students enrolled in a course (instructors and admins)",
                     "getStudents",
-                    _ok(
-                        "A page of students",
+                    _ok_or_csv(
+                        "A page of students (format=csv: every student, as CSV)",
                         _object(
                             {
                                 "data": {"type": "array", "items": _ref("Student")},
@@ -357,6 +364,36 @@ def document() -> JSON:
                                     f"^[{WHITESPACE}]*[^{CONTROL}]{{0,{SEARCH_MAX}}}[{WHITESPACE}]*$"
                                 ),
                             },
+                        },
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "required": False,
+                            "description": (
+                                "Only students with this status, any letter case (unenrolled"
+                                " lists those who left); empty means active and completed"
+                            ),
+                            "schema": choice(["active", "completed", "unenrolled"], ""),
+                        },
+                        {
+                            "name": "inactive_days",
+                            "in": "query",
+                            "required": False,
+                            "description": (
+                                "Only students with no learner action (an access, else the"
+                                " enrolment) for at least this many days; empty means any"
+                            ),
+                            "schema": integer(0, MAX_INACTIVE_DAYS, 0),
+                        },
+                        {
+                            "name": "format",
+                            "in": "query",
+                            "required": False,
+                            "description": (
+                                "csv: every student the filters match (no paging) as CSV, a"
+                                " header row first; empty means json"
+                            ),
+                            "schema": choice(["json", "csv"], "json"),
                         },
                     ],
                 )

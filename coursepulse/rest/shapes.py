@@ -1,15 +1,17 @@
 """The seed's JSON shapes, mapped from domain rows in one place."""
 
+import csv
+import io
 import re
 from datetime import UTC, datetime
 from typing import Any
 
-from coursepulse.models.rows import CertificateRow, LessonRow
+from coursepulse.models.rows import CertificateRow, CourseRow, LessonRow
 from coursepulse.resolvers.certificates import certificate_url
 from coursepulse.resolvers.completions import LessonChange
 from coursepulse.resolvers.errors import DomainError
 from coursepulse.resolvers.progress import ProgressRecord, format_time_spent
-from coursepulse.resolvers.roster import RosterPage
+from coursepulse.resolvers.roster import RosterPage, RosterRow
 
 JSON = dict[str, Any]
 
@@ -125,6 +127,54 @@ def students(page: RosterPage) -> JSON:
         ],
         "meta": {"total": page.total, "per_page": page.per_page, "current_page": page.page},
     }
+
+
+#: The roster export's columns, in order.
+STUDENT_COLUMNS = (
+    "user_id",
+    "username",
+    "display_name",
+    "status",
+    "progress_percentage",
+    "completed_lessons",
+    "enrolled_at",
+    "last_accessed",
+    "completed_at",
+)
+#: A cell starting with one of these is a formula to a spreadsheet: it is kept as text.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> str:
+    """A CSV cell: '' for none; text a spreadsheet would run as a formula gets a leading '."""
+    if value is None:
+        return ""
+    text = str(value)
+    return f"'{text}" if isinstance(value, str) and text.startswith(_FORMULA_STARTS) else text
+
+
+def students_csv(course: CourseRow, rows: list[RosterRow]) -> str:
+    """The roster as CSV (RFC 4180: a header row, CRLF line ends, quotes where needed)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(STUDENT_COLUMNS)
+    for row in rows:
+        enrollment = row.enrollment
+        writer.writerow(
+            _cell(value)
+            for value in (
+                row.user.id,
+                row.user.username,
+                row.user.display_name,
+                str(enrollment.status),
+                ProgressRecord(enrollment, course).percentage,
+                enrollment.completed_lessons,
+                timestamp(enrollment.enrolled_at),
+                timestamp(enrollment.last_accessed_at),
+                timestamp(enrollment.completed_at),
+            )
+        )
+    return out.getvalue()
 
 
 def certificate(row: CertificateRow, base_url: str) -> JSON:

@@ -1,5 +1,7 @@
 """The Query root: each field parses its arguments and hands the work to a resolver."""
 
+from typing import Annotated
+
 import strawberry
 
 from coursepulse import models
@@ -91,6 +93,18 @@ class Query:
         orderBy: StudentOrderField = StudentOrderField.ENROLLED_AT,
         order: SortOrder = SortOrder.DESC,
         search: str | None = None,
+        status: Annotated[
+            EnrollmentStatus | None,
+            strawberry.argument(
+                description="Only students with this status (UNENROLLED lists those who left)."
+            ),
+        ] = None,
+        inactiveDays: Annotated[
+            int | None,
+            strawberry.argument(
+                description="Only students with no learner action for at least this many days."
+            ),
+        ] = None,
     ) -> StudentPage:
         result = await roster.course_students(
             await info.context.tx(),
@@ -101,6 +115,8 @@ class Query:
             order_by=orderBy,
             descending=order == SortOrder.DESC,
             search=search,
+            status=models.EnrollmentStatus(status) if status else None,
+            inactive_days=inactiveDays,
         )
         return StudentPage.from_page(result)
 

@@ -333,6 +333,11 @@ class LessonStats:
     completion_rate: float = strawberry.field(
         description="Share of enrolled students who completed this lesson, 0..1."
     )
+    reached_count: int = strawberry.field(
+        description=(
+            "Enrolled students who completed this lesson or any later one (the drop-off funnel)."
+        )
+    )
 
 
 @strawberry.type
@@ -353,6 +358,9 @@ class CourseStats:
             " one snapshot, so a roster asked for beside it is the same picture."
         )
     )
+    at_risk_count: int = strawberry.field(
+        description="ACTIVE students with no learner action for 14 days or more."
+    )
 
     @classmethod
     def from_record(cls, stats: CourseStatsRecord) -> "CourseStats":
@@ -367,11 +375,13 @@ class CourseStats:
                 LessonStats(
                     lesson=Lesson.from_row(item.lesson),
                     completed_count=item.completed_count,
+                    reached_count=item.reached_count,
                     completion_rate=item.completion_rate,
                 )
                 for item in stats.lessons
             ],
             last_event_id=gid(stats.last_event_id),
+            at_risk_count=stats.at_risk_count,
         )
 
 
