@@ -9,7 +9,7 @@ from playwright.async_api import expect
 
 from coursepulse.web.progress_app import CONTENT_SECURITY_POLICY
 from tests.browser import OfflineBrowser, complete, enroll, offline_browser, screenshot, sign_in
-from tests.conftest import School
+from tests.conftest import School, graphql
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -96,6 +96,35 @@ async def test_a_students_bar_moves_with_completions_from_another_tab_and_the_re
     # And undoing Lesson 1 in the app moves the bar back
     await lessons.get_by_role("checkbox", name="Lesson 1", exact=True).uncheck()
     await expect(bar).to_have_attribute("aria-valuenow", "25", timeout=1_000)
+
+
+async def test_an_open_course_shows_a_new_lesson_and_the_moved_bar(
+    client: TestClient, school: School, chromium: OfflineBrowser
+) -> None:
+    # Given John has done one lesson of four and has the course open
+    await enroll(client, school, school.student)
+    await complete(client, school, school.student, 0)
+    page = await chromium.new_page()
+    await sign_in(page, client.make_url("/"), school.student)
+    await page.get_by_role("link", name=TITLE).click()
+    bar = page.get_by_role("progressbar", name=TITLE, exact=True)
+    await expect(bar).to_have_attribute("aria-valuenow", "25")
+
+    # When the instructor adds a fifth lesson
+    body = await graphql(
+        client,
+        'mutation($c: ID!) { addLesson(courseId: $c, input: { title: "Lesson 5" }) { id } }',
+        {"c": str(school.course_id)},
+        as_=school.instructor,
+    )
+    assert "errors" not in body, body
+
+    # Then his page lists it and his bar says 20% within a second
+    await expect(page.get_by_role("checkbox", name="Lesson 5", exact=True)).not_to_be_checked(
+        timeout=1_000
+    )
+    await expect(bar).to_have_attribute("aria-valuenow", "20", timeout=1_000)
+    await expect(page.locator("li.next")).to_have_text("Lesson 2")
 
 
 async def test_the_instructors_roster_re_sorts_live(

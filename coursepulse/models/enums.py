@@ -36,3 +36,5 @@ class ProgressEventKind(StrEnum):
     COURSE_COMPLETED = "course_completed"
     CERTIFICATE_ISSUED = "certificate_issued"
     ACTIVITY = "activity"
+    #: The course's lessons changed (added, deleted) and the student's numbers with them.
+    PROGRESS_RECALCULATED = "progress_recalculated"

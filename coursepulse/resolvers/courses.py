@@ -4,7 +4,20 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, case, delete, func, insert, null, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from coursepulse.models import (
@@ -15,6 +28,7 @@ from coursepulse.models import (
     EnrollmentStatus,
     Lesson,
     LessonCompletion,
+    ProgressEvent,
     ProgressEventKind,
     User,
     utcnow,
@@ -26,7 +40,7 @@ from coursepulse.models.transactions import Transaction
 from coursepulse.resolvers.access import require_author, staff_course
 from coursepulse.resolvers.errors import InvalidInput, NotFound
 from coursepulse.resolvers.lookups import lessons_by_course
-from coursepulse.resolvers.outbox import append_event
+from coursepulse.resolvers.outbox import EVENT_COLUMNS, append_event, append_events
 from coursepulse.resolvers.validation import clean_text
 from coursepulse.resolvers.viewer import Viewer
 
@@ -226,6 +240,80 @@ _COMPLETE_FINISHED = Query(
     unbounded=True,
 )
 
+_EVENTS = ProgressEvent.__table__
+_COUNT = _ENROLLMENTS.c.completed_lessons
+_OLD_TOTAL = bindparam("old_total", type_=Integer())
+_NEW_TOTAL = bindparam("new_total", type_=Integer())
+#: Whether the enrolment completed the lesson being deleted.
+_HAD_LESSON = (
+    select(_COMPLETIONS.c.enrollment_id)
+    .where(
+        _COMPLETIONS.c.enrollment_id == _ENROLLMENTS.c.id,
+        _COMPLETIONS.c.lesson_id == bindparam("lesson_id"),
+    )
+    .exists()
+)
+
+
+def _percentage(count: ColumnElement[int], total: ColumnElement[int] | None) -> ColumnElement[int]:
+    """progress.progress_percentage in SQL: floor(100 * count / total), 0 without lessons."""
+    return literal(0, Integer()) if total is None else (count * 100) // total
+
+
+def _recalculated(
+    changed: ColumnElement[bool], count: ColumnElement[int], *, lessons_left: bool
+) -> Query:
+    """One PROGRESS_RECALCULATED event per enrolment of the course for which `changed`
+    holds, with its new numbers (`count` of `new_total` lessons), in enrolment order."""
+    new_total = _NEW_TOTAL if lessons_left else None
+    return Query(
+        insert(_EVENTS).from_select(
+            list(EVENT_COLUMNS),
+            select(
+                literal(str(ProgressEventKind.PROGRESS_RECALCULATED)),
+                bindparam("at", type_=_EVENTS.c.occurred_at.type),
+                _ENROLLMENTS.c.course_id,
+                _ENROLLMENTS.c.user_id,
+                null(),
+                _percentage(count, new_total),
+                count,
+                _NEW_TOTAL,
+            )
+            .where(_ENROLLMENTS.c.course_id == bindparam("course_id"), changed)
+            .order_by(_ENROLLMENTS.c.id),
+        ),
+        unbounded=True,
+    )
+
+
+#: A lesson added to a course of `old_total` lessons (none, or some): who finished it has
+#: not any more, and the percentage of who started moves (counts stay).
+_ADDED_TO_EMPTY = _recalculated(_ENROLLMENTS.c.status == _COMPLETED, _COUNT, lessons_left=True)
+_ADDED = _recalculated(
+    or_(
+        _ENROLLMENTS.c.status == _COMPLETED,
+        _percentage(_COUNT, _OLD_TOTAL) != _percentage(_COUNT, _NEW_TOTAL),
+    ),
+    _COUNT,
+    lessons_left=True,
+)
+#: A lesson deleted (before the counts change): who completed it counts one less; the
+#: percentage moves; who had only it left has completed the course (with lessons left),
+#: or who had completed the course is active again (without).
+_NEW_COUNT = _COUNT - case((_HAD_LESSON, 1), else_=0)
+_DELETED = _recalculated(
+    or_(
+        _HAD_LESSON,
+        _percentage(_COUNT, _OLD_TOTAL) != _percentage(_NEW_COUNT, _NEW_TOTAL),
+        (_ENROLLMENTS.c.status == _ACTIVE) & (_NEW_COUNT >= _NEW_TOTAL),
+    ),
+    _NEW_COUNT,
+    lessons_left=True,
+)
+_DELETED_LAST = _recalculated(
+    or_(_HAD_LESSON, _ENROLLMENTS.c.status == _COMPLETED), _NEW_COUNT, lessons_left=False
+)
+
 # ---- reads ---------------------------------------------------------------------------------
 
 
@@ -405,7 +493,18 @@ async def add_lesson(
     lesson: LessonRow = await tx.first(
         _ADD_LESSON, course_id=course_id, new_title=title, new_position=position
     )
-    await tx.execute(_TOUCH_COURSE, row_id=course_id, new_total=total + 1, at=utcnow())
+    now = utcnow()
+    await tx.execute(_TOUCH_COURSE, row_id=course_id, new_total=total + 1, at=now)
+    # Every student whose numbers move hears it (before their status changes below).
+    recalculated = _ADDED if total else _ADDED_TO_EMPTY
+    await append_events(
+        tx,
+        recalculated,
+        course_id=course_id,
+        old_total=total,
+        new_total=total + 1,
+        at=now,
+    )
     # A new lesson is incomplete for everyone: nobody has finished the course any more.
     await tx.execute(_REOPEN_COMPLETED, course_id=course_id)
     return lesson
@@ -446,6 +545,17 @@ async def delete_lesson(tx: Transaction, viewer: Viewer | None, lesson_id: int) 
     course, lesson = await _staff_lesson(tx, viewer, lesson_id)
     course_id = course.id
     now = utcnow()
+    # Every student whose numbers move hears it, computed before the counts change.
+    left = course.total_lessons - 1
+    await append_events(
+        tx,
+        _DELETED if left else _DELETED_LAST,
+        course_id=course_id,
+        lesson_id=lesson_id,
+        old_total=course.total_lessons,
+        new_total=left,
+        at=now,
+    )
     await tx.execute(_UNCOUNT_LESSON, lesson_id=lesson_id)
     await tx.execute(_REMOVE_LESSON_COMPLETIONS, lesson_id=lesson_id)
     await tx.execute(_REMOVE_LESSON, row_id=lesson_id)

@@ -100,6 +100,27 @@ async def append_event(
     tx.event_courses.add(course_id)
 
 
+#: PostgreSQL: the course's event lock on its own (before events written in bulk).
+_COURSE_EVENT_LOCK_ONLY = Query(
+    select(
+        func.pg_advisory_xact_lock(
+            bindparam("space", type_=Integer()), bindparam("key", type_=Integer())
+        )
+    )
+)
+
+
+async def append_events(tx: Transaction, events: Query, *, course_id: int, **params: Any) -> None:
+    """Add the events an INSERT ... SELECT statement writes for the course (one statement
+    however many students it concerns), in the course's event order as `append_event`."""
+    if tx.dialect.name == "postgresql" and course_id not in tx.event_courses:
+        await tx.execute(
+            _COURSE_EVENT_LOCK_ONLY, space=_EVENT_LOCK_SPACE, key=course_id % 2_147_483_647
+        )
+    await tx.execute(events, course_id=course_id, **params)
+    tx.event_courses.add(course_id)
+
+
 _LAST_ACTIVITY = Query(
     select(func.max(_EVENTS.c.occurred_at)).where(
         _EVENTS.c.user_id == bindparam("user_id"),

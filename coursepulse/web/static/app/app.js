@@ -305,6 +305,11 @@ async function coursePage(courseId) {
     list,
   );
   follow(`course:${courseId}`, "progressUpdated", { courseId, after: progress.lastEventId }, (event) => {
+    if (event.kind === "PROGRESS_RECALCULATED" && event.totalLessons !== items.size) {
+      // The course gained or lost a lesson: show it as it is now.
+      coursePage(courseId).catch(showError);
+      return;
+    }
     setBar(bar, event.progressPercentage);
     const lesson = items.get(event.lessonId);
     if (lesson && (event.kind === "LESSON_COMPLETED" || event.kind === "LESSON_INCOMPLETED")) {
