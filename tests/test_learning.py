@@ -734,7 +734,9 @@ async def test_record_activity_accepts_the_bounds(client: TestClient, school: Sc
     await record_activity(client, school.student, school.course_id, 1)
     progress = await record_activity(client, school.student, school.course_id, 3600)
 
-    assert progress["timeSpentSeconds"] == 3601
+    # Both bounds are accepted; within one second the allowance (3600 s, refilling one
+    # second per second) credits 3600 of the 3601 sent: recorded time never outruns the clock.
+    assert progress["timeSpentSeconds"] == 3600
     assert progress["timeSpent"] == "1 hour"
 
 
@@ -749,8 +751,14 @@ async def test_record_activity_needs_an_enrollment(client: TestClient, school: S
     assert_error(body, "not_enrolled", 403, "You must be enrolled in this course")
 
 
+async def an_hour_passes(db: Database) -> None:
+    """The study-time allowance refills as the clock moves: as after an hour, it is full."""
+    async with db.write() as tx:
+        await tx.execute(update(Enrollment.__table__).values(activity_credited_to=None))
+
+
 async def test_time_spent_accumulates_and_reads_in_whole_minutes(
-    client: TestClient, school: School
+    client: TestClient, school: School, db: Database
 ) -> None:
     await enroll(client, school.student, school.course_id)
     steps = [
@@ -763,6 +771,7 @@ async def test_time_spent_accumulates_and_reads_in_whole_minutes(
     ]
 
     for seconds, total, shown in steps:
+        await an_hour_passes(db)
         progress = await record_activity(client, school.student, school.course_id, seconds)
         assert (progress["timeSpentSeconds"], progress["timeSpent"]) == (total, shown)
 

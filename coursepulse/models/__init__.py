@@ -16,6 +16,7 @@ from coursepulse.models.tables import (
     Enrollment,
     Lesson,
     LessonCompletion,
+    LessonTime,
     ProgressEvent,
     User,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "EnrollmentStatus",
     "Lesson",
     "LessonCompletion",
+    "LessonTime",
     "ProgressEvent",
     "ProgressEventKind",
     "Role",

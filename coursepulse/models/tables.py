@@ -11,7 +11,7 @@ from sqlalchemy import Column, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from coursepulse.models.enums import CourseStatus, EnrollmentStatus, Role
-from coursepulse.models.types import BigId, UTCDateTime, utcnow
+from coursepulse.models.types import BigCount, BigId, UTCDateTime, utcnow
 
 #: `info` key of a schema object that exists on one engine only (the migrations and their
 #: check skip it elsewhere: models/migrate.include_on).
@@ -127,8 +127,16 @@ class Enrollment(SQLModel, table=True):
     enrolled_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
     completed_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     last_accessed_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
-    time_spent_seconds: int = Field(default=0, nullable=False)
+    time_spent_seconds: int = Field(default=0, sa_type=BigCount, nullable=False)
     completed_lessons: int = Field(default=0, nullable=False)
+    #: How far the study time credited so far reaches on the clock (an allowance that
+    #: refills one second per second: recorded time never outruns the clock); None: the
+    #: allowance is full.
+    activity_credited_to: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    #: When the last ACTIVITY event was logged (heartbeats are coalesced against it).
+    last_activity_event_at: datetime | None = Field(
+        default=None, sa_column=_timestamp(nullable=True)
+    )
 
 
 _ENROLLMENTS = Enrollment.__table__  # type: ignore[attr-defined]
@@ -159,6 +167,22 @@ class LessonCompletion(SQLModel, table=True):
     enrollment_id: int = Field(sa_column=_fk("enrollments.id"))
     lesson_id: int = Field(sa_column=_fk("lessons.id", index=True))
     completed_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class LessonTime(SQLModel, table=True):
+    """Study time an enrolment recorded against one lesson (recordActivity with lessonId)."""
+
+    __tablename__ = "lesson_times"
+
+    enrollment_id: int = Field(
+        sa_column=Column(BigId, ForeignKey("enrollments.id", ondelete="CASCADE"), primary_key=True)
+    )
+    lesson_id: int = Field(
+        sa_column=Column(
+            BigId, ForeignKey("lessons.id", ondelete="CASCADE"), primary_key=True, index=True
+        )
+    )
+    seconds: int = Field(default=0, sa_type=BigCount, nullable=False)
 
 
 class ProgressEvent(SQLModel, table=True):

@@ -9,6 +9,8 @@ from sqlalchemy.types import TypeDecorator
 
 #: 64-bit ids on PostgreSQL, SQLite's rowid alias (which must be INTEGER) on SQLite.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+#: A 64-bit counter (seconds of study time): BIGINT on PostgreSQL; SQLite's INTEGER is 64-bit.
+BigCount = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -1,8 +1,12 @@
 """What students do: enrol, leave, study, and read their progress."""
 
+from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from coursepulse.models import (
@@ -13,6 +17,7 @@ from coursepulse.models import (
     EnrollmentStatus,
     Lesson,
     LessonCompletion,
+    LessonTime,
     ProgressEventKind,
     utcnow,
 )
@@ -27,12 +32,14 @@ from coursepulse.resolvers.access import (
 )
 from coursepulse.resolvers.errors import AlreadyEnrolled, Forbidden, NotEnrolled, NotFound
 from coursepulse.resolvers.lookups import next_lesson_id
-from coursepulse.resolvers.outbox import append_event, recent_activity_event
+from coursepulse.resolvers.outbox import ACTIVITY_EVENT_INTERVAL_SECONDS, append_event
 from coursepulse.resolvers.progress import ProgressRecord, settle
 from coursepulse.resolvers.validation import check_range
 from coursepulse.resolvers.viewer import Viewer, require_viewer
 
 MAX_ACTIVITY_SECONDS = 3600
+#: Study time an enrolment may have credited at once (COURSEPULSE_ACTIVITY_ALLOWANCE_SECONDS).
+DEFAULT_ACTIVITY_ALLOWANCE_SECONDS = 3600
 #: What a student is told when `enroll` / `unenroll` succeed.
 ENROLLED_MESSAGE = "Successfully enrolled in course"
 UNENROLLED_MESSAGE = "Successfully unenrolled from course"
@@ -79,6 +86,8 @@ _SAVE_ENROLLMENT = Query(
         last_accessed_at=bindparam("new_last_accessed_at"),
         time_spent_seconds=bindparam("new_time_spent_seconds"),
         completed_lessons=bindparam("new_completed_lessons"),
+        activity_credited_to=bindparam("new_activity_credited_to"),
+        last_activity_event_at=bindparam("new_last_activity_event_at"),
     )
 )
 _LAST_COMPLETION = Query(
@@ -98,6 +107,8 @@ async def save_enrollment(tx: Transaction, enrollment: EnrollmentRow) -> None:
         new_last_accessed_at=enrollment.last_accessed_at,
         new_time_spent_seconds=enrollment.time_spent_seconds,
         new_completed_lessons=enrollment.completed_lessons,
+        new_activity_credited_to=enrollment.activity_credited_to,
+        new_last_activity_event_at=enrollment.last_activity_event_at,
     )
 
 
@@ -188,25 +199,64 @@ async def unenroll(tx: Transaction, viewer: Viewer | None, course_id: int) -> in
     return course_id
 
 
+def credit_activity(
+    credited_to: datetime | None, now: datetime, seconds: int, allowance: int
+) -> tuple[int, datetime]:
+    """How many of `seconds` may be credited now, and how far the credited time then
+    reaches on the clock.
+
+    Each enrolment's allowance holds at most `allowance` seconds and refills one second
+    per second: it is what lies between the clock and the credited time (`credited_to`,
+    never further back than `allowance` seconds). So recorded time never outruns the
+    clock, however often and however much a client sends.
+    """
+    floor = now - timedelta(seconds=allowance)
+    start = floor if credited_to is None or credited_to < floor else credited_to
+    available = max(0, int((now - start).total_seconds()))
+    credited = min(seconds, available)
+    return credited, start + timedelta(seconds=credited)
+
+
 async def record_activity(
     tx: Transaction,
     viewer: Viewer | None,
     course_id: int,
     seconds: int,
     lesson_id: int | None = None,
+    *,
+    allowance: int = DEFAULT_ACTIVITY_ALLOWANCE_SECONDS,
 ) -> ProgressRecord:
-    """Add study time (1..3600 seconds per call) and mark the course as accessed now."""
+    """Add study time (1..3600 seconds per call; what the allowance holds of it, see
+    `credit_activity`), to the lesson too when one is named, and mark the course as
+    accessed now. A heartbeat with nothing left to credit is not an error."""
     check_range(seconds, field="seconds", low=1, high=MAX_ACTIVITY_SECONDS)
     _viewer, course, enrollment = await learning_enrollment(tx, viewer, course_id)
     if lesson_id is not None:
         await require_lesson_of(tx, course_id, lesson_id)
     now = utcnow()
+    credited, credited_to = credit_activity(
+        enrollment.activity_credited_to, now, seconds, allowance
+    )
+    # Heartbeats arrive every few seconds: subscribers hear at most one per interval.
+    last_event = enrollment.last_activity_event_at
+    announce = (
+        last_event is None or (now - last_event).total_seconds() >= ACTIVITY_EVENT_INTERVAL_SECONDS
+    )
     enrollment = enrollment._replace(
-        time_spent_seconds=enrollment.time_spent_seconds + seconds, last_accessed_at=now
+        time_spent_seconds=enrollment.time_spent_seconds + credited,
+        last_accessed_at=now,
+        activity_credited_to=credited_to,
+        last_activity_event_at=now if announce else last_event,
     )
     await save_enrollment(tx, enrollment)
-    # Heartbeats arrive every few seconds: subscribers hear at most one per interval.
-    if not await recent_activity_event(tx, enrollment, now):
+    if lesson_id is not None and credited:
+        add_time = (
+            _ADD_LESSON_TIME_POSTGRES if tx.dialect.name == "postgresql" else _ADD_LESSON_TIME
+        )
+        await tx.execute(
+            add_time, enrollment_id=enrollment.id, lesson_id=lesson_id, seconds=credited
+        )
+    if announce:
         await append_event(
             tx,
             kind=ProgressEventKind.ACTIVITY,
@@ -216,6 +266,26 @@ async def record_activity(
             lesson_id=lesson_id,
         )
     return ProgressRecord(enrollment, course)
+
+
+def _lesson_time_upsert(dialect_insert: Any) -> Query:
+    """Add seconds to an enrolment's time on a lesson (its row made on first use)."""
+    statement = dialect_insert(_LESSON_TIMES).values(
+        enrollment_id=bindparam("enrollment_id"),
+        lesson_id=bindparam("lesson_id"),
+        seconds=bindparam("seconds"),
+    )
+    return Query(
+        statement.on_conflict_do_update(
+            index_elements=[_LESSON_TIMES.c.enrollment_id, _LESSON_TIMES.c.lesson_id],
+            set_={"seconds": _LESSON_TIMES.c.seconds + statement.excluded.seconds},
+        )
+    )
+
+
+_LESSON_TIMES = LessonTime.__table__
+_ADD_LESSON_TIME = _lesson_time_upsert(sqlite_insert)
+_ADD_LESSON_TIME_POSTGRES = _lesson_time_upsert(postgresql_insert)
 
 
 #: A course with one user's enrolment in it (None when not enrolled): the progress read.

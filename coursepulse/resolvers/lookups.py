@@ -17,6 +17,7 @@ from coursepulse.models import (
     Enrollment,
     Lesson,
     LessonCompletion,
+    LessonTime,
     ProgressEvent,
     User,
 )
@@ -49,6 +50,12 @@ _LESSONS_BY_COURSE = Query(
 )
 _COMPLETIONS_BY_ENROLLMENT = Query(
     select(COMPLETIONS).where(in_ids(COMPLETIONS.c.enrollment_id, "ids"))
+)
+_LESSON_TIMES = LessonTime.__table__
+_LESSON_TIMES_BY_ENROLLMENT = Query(
+    select(_LESSON_TIMES.c.enrollment_id, _LESSON_TIMES.c.lesson_id, _LESSON_TIMES.c.seconds).where(
+        in_ids(_LESSON_TIMES.c.enrollment_id, "ids")
+    )
 )
 _INSTRUCTORS_BY_COURSE = Query(
     select(INSTRUCTORS, USERS)
@@ -150,6 +157,18 @@ async def completions_by_enrollment(
     grouped: dict[int, list[CompletionRow]] = defaultdict(list)
     for completion in await tx.all(_COMPLETIONS_BY_ENROLLMENT, ids=enrollment_ids):
         grouped[completion.enrollment_id].append(completion)
+    return grouped
+
+
+async def lesson_times_by_enrollment(
+    tx: Transaction, enrollment_ids: Sequence[int]
+) -> dict[int, dict[int, int]]:
+    """Study time per lesson (lesson id: seconds) of each enrolment, by enrolment id."""
+    grouped: dict[int, dict[int, int]] = defaultdict(dict)
+    for enrollment_id, lesson_id, seconds in await tx.all(
+        _LESSON_TIMES_BY_ENROLLMENT, ids=enrollment_ids
+    ):
+        grouped[enrollment_id][lesson_id] = int(seconds)
     return grouped
 
 

@@ -119,20 +119,3 @@ async def append_events(tx: Transaction, events: Query, *, course_id: int, **par
         )
     await tx.execute(events, course_id=course_id, **params)
     tx.event_courses.add(course_id)
-
-
-_LAST_ACTIVITY = Query(
-    select(func.max(_EVENTS.c.occurred_at)).where(
-        _EVENTS.c.user_id == bindparam("user_id"),
-        _EVENTS.c.course_id == bindparam("course_id"),
-        _EVENTS.c.kind == str(ProgressEventKind.ACTIVITY),
-    )
-)
-
-
-async def recent_activity_event(tx: Transaction, enrollment: EnrollmentRow, now: datetime) -> bool:
-    """True when an ACTIVITY event of this enrolment is younger than the coalescing interval."""
-    last = await tx.scalar(
-        _LAST_ACTIVITY, user_id=enrollment.user_id, course_id=enrollment.course_id
-    )
-    return last is not None and (now - last).total_seconds() < ACTIVITY_EVENT_INTERVAL_SECONDS

@@ -13,6 +13,7 @@ from coursepulse.models import (
     EnrollmentStatus,
     Lesson,
     LessonCompletion,
+    LessonTime,
     User,
 )
 from coursepulse.models.rows import CourseRow, EnrollmentRow, LessonRow, UserRow
@@ -289,6 +290,8 @@ class LessonStat:
     completed_count: int
     completion_rate: float
     reached_count: int
+    #: Mean study time on the lesson over enrolled students who spent any (0 when none).
+    average_time_spent_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +346,16 @@ _FURTHEST = (
     .group_by(_COMPLETIONS.c.enrollment_id)
     .subquery("furthest")
 )
+_LESSON_TIMES = LessonTime.__table__
+#: Each lesson's id with its mean study time over enrolled students who spent any.
+_TIME_PER_LESSON = Query(
+    select(_LESSON_TIMES.c.lesson_id, func.avg(_LESSON_TIMES.c.seconds).label("average"))
+    .join(_LESSONS, _LESSONS.c.id == _LESSON_TIMES.c.lesson_id)
+    .join(_ENROLLMENTS, (_ENROLLMENTS.c.id == _LESSON_TIMES.c.enrollment_id) & _ENROLLED)
+    .where(_LESSONS.c.course_id == bindparam("course_id"), _LESSON_TIMES.c.seconds > 0)
+    .group_by(_LESSON_TIMES.c.lesson_id),
+    unbounded=True,
+)
 #: Each lesson's id with how many enrolled students got that far (the drop-off funnel).
 _REACHED = Query(
     select(_LESSONS.c.id, func.count(_FURTHEST.c.enrollment_id).label("reached_count"))
@@ -382,6 +395,8 @@ async def course_stats(tx: Transaction, viewer: Viewer | None, course_id: int) -
     reached = {
         row.id: int(row.reached_count) for row in await tx.all(_REACHED, course_id=course_id)
     }
+    time_rows = await tx.all(_TIME_PER_LESSON, course_id=course_id)
+    times = {row.lesson_id: float(row.average) for row in time_rows}
     lessons: list[LessonStat] = []
     for row in await tx.all(_PER_LESSON, course_id=course_id):
         lesson = LessonRow(**{field: getattr(row, field) for field in LessonRow._fields})
@@ -391,6 +406,7 @@ async def course_stats(tx: Transaction, viewer: Viewer | None, course_id: int) -
                 completed_count=row.completed_count,
                 completion_rate=row.completed_count / enrolled_count if enrolled_count else 0.0,
                 reached_count=reached.get(lesson.id, 0),
+                average_time_spent_seconds=round(times.get(lesson.id, 0.0), 2),
             )
         )
     return CourseStats(

@@ -65,6 +65,11 @@ class Loaders:
         return _loader(self.reads, lookups.completions_by_enrollment, list)
 
     @cached_property
+    def lesson_times(self) -> DataLoader[int, dict[int, int]]:
+        """Each enrolment's study time per lesson (lesson id: seconds), by enrolment id."""
+        return _loader(self.reads, lookups.lesson_times_by_enrollment, dict)
+
+    @cached_property
     def instructors(self) -> DataLoader[int, list[UserRow]]:
         return _loader(self.reads, lookups.instructors_by_course, list)
 

@@ -97,7 +97,10 @@ class Mutation:
         return _lesson_payload(change)
 
     @strawberry.mutation(
-        description="Adds study time (a heartbeat from the player): 1..3600 seconds per call."
+        description=(
+            "Adds study time (a heartbeat from the player): 1..3600 seconds per call, credited"
+            " as far as the enrolment's allowance goes (recorded time never outruns the clock)."
+        )
     )
     async def record_activity(
         self,
@@ -110,7 +113,12 @@ class Mutation:
         lesson_id = parse_id(lessonId, field="lessonId") if lessonId is not None else None
         async with _writing(info) as tx:
             record = await enrollments.record_activity(
-                tx, info.context.viewer, course_id, seconds, lesson_id
+                tx,
+                info.context.viewer,
+                course_id,
+                seconds,
+                lesson_id,
+                allowance=info.context.settings.activity_allowance_seconds,
             )
         return Progress.from_record(record)
 
