@@ -18,6 +18,8 @@ from coursepulse.models.tables import (
     LessonCompletion,
     LessonTime,
     ProgressEvent,
+    ProgressReset,
+    ResetCompletion,
     User,
 )
 from coursepulse.models.types import utcnow
@@ -37,6 +39,8 @@ __all__ = [
     "LessonTime",
     "ProgressEvent",
     "ProgressEventKind",
+    "ProgressReset",
+    "ResetCompletion",
     "Role",
     "User",
     "utcnow",

@@ -36,5 +36,7 @@ class ProgressEventKind(StrEnum):
     COURSE_COMPLETED = "course_completed"
     CERTIFICATE_ISSUED = "certificate_issued"
     ACTIVITY = "activity"
+    #: The student's progress was reset (kept in progress_resets).
+    PROGRESS_RESET = "progress_reset"
     #: The course's lessons changed (added, deleted) and the student's numbers with them.
     PROGRESS_RECALCULATED = "progress_recalculated"

@@ -22,6 +22,7 @@ from coursepulse.models.tables import (
     Lesson,
     LessonCompletion,
     ProgressEvent,
+    ProgressReset,
     User,
 )
 
@@ -47,4 +48,5 @@ LessonRow = _row_of(Lesson)
 EnrollmentRow = _row_of(Enrollment)
 CompletionRow = _row_of(LessonCompletion)
 ProgressEventRow = _row_of(ProgressEvent)
+ProgressResetRow = _row_of(ProgressReset)
 CertificateRow = _row_of(Certificate)

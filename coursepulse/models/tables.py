@@ -185,6 +185,38 @@ class LessonTime(SQLModel, table=True):
     seconds: int = Field(default=0, sa_type=BigCount, nullable=False)
 
 
+class ProgressReset(SQLModel, table=True):
+    """A reset of one enrolment's progress: who, when, why, and what was there before."""
+
+    __tablename__ = "progress_resets"
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    enrollment_id: int = Field(sa_column=_fk("enrollments.id", index=True))
+    course_id: int = Field(sa_column=_fk("courses.id"))
+    user_id: int = Field(sa_column=_fk("users.id"))
+    reset_at: datetime = Field(sa_column=_timestamp())
+    reset_by: int = Field(sa_column=_fk("users.id"))
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    previous_completed_lessons: int = Field(nullable=False)
+    previous_progress_percentage: int = Field(nullable=False)
+    previous_time_spent_seconds: int = Field(sa_type=BigCount, nullable=False)
+    previous_completed_at: datetime | None = Field(
+        default=None, sa_column=_timestamp(nullable=True)
+    )
+
+
+class ResetCompletion(SQLModel, table=True):
+    """A lesson completion that a reset took out of the live progress, kept as history."""
+
+    __tablename__ = "reset_completions"
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    reset_id: int = Field(sa_column=_fk("progress_resets.id", index=True))
+    enrollment_id: int = Field(sa_column=_fk("enrollments.id"))
+    lesson_id: int = Field(sa_column=_fk("lessons.id"))
+    completed_at: datetime = Field(sa_column=_timestamp())
+
+
 class ProgressEvent(SQLModel, table=True):
     """The event log (outbox): one row per change to a student's progress."""
 

@@ -50,7 +50,8 @@ _LESSONS = Lesson.__table__
 _COMPLETIONS = LessonCompletion.__table__
 
 #: The viewer's enrolment in a course, locked: their actions on it take turns.
-_ENROLLMENT_FOR_UPDATE = Query(
+#: An enrolment, locked for a learner action (or a reset).
+ENROLLMENT_FOR_UPDATE = Query(
     select(_ENROLLMENTS)
     .where(
         _ENROLLMENTS.c.user_id == bindparam("user_id"),
@@ -124,7 +125,7 @@ async def learning_enrollment(
     course = await get_course(tx, course_id, lock=True, share=True)
     if course is None:
         raise NotFound(f"Course {course_id} not found")
-    enrollment = await tx.first(_ENROLLMENT_FOR_UPDATE, user_id=viewer.user_id, course_id=course_id)
+    enrollment = await tx.first(ENROLLMENT_FOR_UPDATE, user_id=viewer.user_id, course_id=course_id)
     if enrollment is None or enrollment.status not in ENROLLED_STATUSES:
         if not await can_see_course(tx, viewer, course):
             raise NotFound(f"Course {course_id} not found")
@@ -145,7 +146,7 @@ async def enroll(tx: Transaction, viewer: Viewer | None, course_id: int) -> Prog
     if course.status != CourseStatus.PUBLISHED:
         raise Forbidden("Enrolment is open only in published courses")
     now = utcnow()
-    enrollment = await tx.first(_ENROLLMENT_FOR_UPDATE, user_id=viewer.user_id, course_id=course_id)
+    enrollment = await tx.first(ENROLLMENT_FOR_UPDATE, user_id=viewer.user_id, course_id=course_id)
     if enrollment is not None and enrollment.status in ENROLLED_STATUSES:
         raise AlreadyEnrolled()
     if enrollment is None:

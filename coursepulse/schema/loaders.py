@@ -12,10 +12,11 @@ from coursepulse.models.rows import (
     CourseRow,
     EnrollmentRow,
     LessonRow,
+    ProgressResetRow,
     UserRow,
 )
 from coursepulse.models.transactions import Transaction
-from coursepulse.resolvers import lookups
+from coursepulse.resolvers import lookups, resets
 
 if TYPE_CHECKING:
     from coursepulse.schema.context import OperationReads
@@ -68,6 +69,11 @@ class Loaders:
     def lesson_times(self) -> DataLoader[int, dict[int, int]]:
         """Each enrolment's study time per lesson (lesson id: seconds), by enrolment id."""
         return _loader(self.reads, lookups.lesson_times_by_enrollment, dict)
+
+    @cached_property
+    def resets(self) -> DataLoader[int, list[ProgressResetRow]]:
+        """Each enrolment's progress resets, newest first, by enrolment id."""
+        return _loader(self.reads, resets.resets_by_enrollment, list)
 
     @cached_property
     def instructors(self) -> DataLoader[int, list[UserRow]]:

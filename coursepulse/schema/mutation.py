@@ -7,7 +7,7 @@ import strawberry
 
 from coursepulse import models
 from coursepulse.models.transactions import Transaction
-from coursepulse.resolvers import certificates, completions, courses, enrollments, users
+from coursepulse.resolvers import certificates, completions, courses, enrollments, resets, users
 from coursepulse.resolvers.completions import LessonChange
 from coursepulse.resolvers.courses import CourseChanges
 from coursepulse.resolvers.validation import parse_id
@@ -246,6 +246,27 @@ class Mutation:
         async with _writing(info) as tx:
             row = await users.revoke_api_token(tx, info.context.viewer, token_id)
         return ApiToken.from_row(row)
+
+    @strawberry.mutation(
+        description=(
+            "Starts the course over for a student (own progress, or userId's for the course's"
+            " staff and admins); the old state is kept in Progress.resets."
+        )
+    )
+    async def reset_progress(
+        self,
+        info: Info,
+        courseId: strawberry.ID,
+        userId: strawberry.ID | None = None,
+        reason: str | None = None,
+    ) -> Progress:
+        course_id = parse_id(courseId, field="courseId")
+        user_id = parse_id(userId, field="userId") if userId is not None else None
+        async with _writing(info) as tx:
+            record = await resets.reset_progress(
+                tx, info.context.viewer, course_id, user_id, reason
+            )
+        return Progress.from_record(record)
 
     @strawberry.mutation(description="Their live courseActivity subscriptions end with forbidden.")
     async def remove_instructor(

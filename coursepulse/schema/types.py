@@ -15,6 +15,7 @@ from coursepulse.models.rows import (
     EnrollmentRow,
     LessonRow,
     ProgressEventRow,
+    ProgressResetRow,
     UserRow,
 )
 from coursepulse.resolvers.certificates import certificate_url
@@ -135,6 +136,45 @@ class LessonProgress:
 
 
 @strawberry.type(
+    description=(
+        "A reset of one student's progress in one course: the audit trail keeps what was there."
+    )
+)
+class ProgressReset:
+    id: strawberry.ID
+    course_id: strawberry.ID
+    user_id: strawberry.ID
+    reset_at: datetime
+    reason: str | None
+    previous_completed_lessons: int
+    previous_progress_percentage: int
+    previous_time_spent_seconds: int
+    previous_completed_at: datetime | None
+    _reset_by: strawberry.Private[int]
+
+    @classmethod
+    def from_row(cls, row: ProgressResetRow) -> "ProgressReset":
+        return cls(
+            id=gid(row.id),
+            course_id=gid(row.course_id),
+            user_id=gid(row.user_id),
+            reset_at=row.reset_at,
+            reason=row.reason,
+            previous_completed_lessons=row.previous_completed_lessons,
+            previous_progress_percentage=row.previous_progress_percentage,
+            previous_time_spent_seconds=row.previous_time_spent_seconds,
+            previous_completed_at=row.previous_completed_at,
+            _reset_by=row.reset_by,
+        )
+
+    @strawberry.field(description="Who reset it: the student, an instructor or an admin.")
+    async def reset_by(self, info: strawberry.Info[Context]) -> User:
+        user = await info.context.loaders.users.load(self._reset_by)
+        assert user is not None  # a reset's author exists (foreign key)
+        return User.from_row(user)
+
+
+@strawberry.type(
     description="A student's progress through one course (the seed's progress object)."
 )
 class Progress:
@@ -224,6 +264,17 @@ class Progress:
             )
             for lesson in lessons
         ]
+
+    @strawberry.field(
+        description=(
+            "Earlier resets of this progress, newest first (the student, the course's staff"
+            " and admins)."
+        )
+    )
+    async def resets(self, info: strawberry.Info[Context]) -> list[ProgressReset]:
+        enrollment_id: int = self._record.enrollment.id  # type: ignore[assignment]
+        rows = await info.context.loaders.resets.load(enrollment_id)
+        return [ProgressReset.from_row(row) for row in rows]
 
     @strawberry.field
     def course(self) -> Course:
