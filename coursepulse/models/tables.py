@@ -7,7 +7,17 @@ the same transaction as the rows they count.
 
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Index, String, Text, UniqueConstraint, func
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    func,
+)
 from sqlmodel import Field, SQLModel
 
 from coursepulse.models.enums import CourseStatus, EnrollmentStatus, Role
@@ -79,6 +89,10 @@ class Course(SQLModel, table=True):
     total_lessons: int = Field(default=0, nullable=False)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    #: A lesson opens once every lesson before it is complete.
+    sequential: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
+    )
 
 
 class CourseInstructor(SQLModel, table=True):
@@ -103,6 +117,10 @@ class Lesson(SQLModel, table=True):
     title: str = Field(sa_column=Column(String(200), nullable=False))
     #: 1-based position in the course; positions of a course are 1..total_lessons.
     position: int = Field(nullable=False)
+    #: Opens this many days after the student's enrolment (drip-fed); None: no such wait.
+    available_after_days: int | None = Field(default=None, nullable=True)
+    #: Opens at this moment for everyone; None: no such date.
+    available_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
 
 
 class Enrollment(SQLModel, table=True):

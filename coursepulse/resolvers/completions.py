@@ -9,12 +9,14 @@ from coursepulse.models import Lesson, LessonCompletion, ProgressEventKind, utcn
 from coursepulse.models.rows import CompletionRow, CourseRow, EnrollmentRow, LessonRow
 from coursepulse.models.sql import Query
 from coursepulse.models.transactions import Transaction
+from coursepulse.resolvers import gates
+from coursepulse.resolvers.access import is_course_staff
 from coursepulse.resolvers.enrollments import learning_enrollment, save_enrollment
 from coursepulse.resolvers.errors import NotFound
 from coursepulse.resolvers.lookups import next_lesson_of
 from coursepulse.resolvers.outbox import append_event
 from coursepulse.resolvers.progress import ProgressRecord, settle
-from coursepulse.resolvers.viewer import Viewer
+from coursepulse.resolvers.viewer import Viewer, require_viewer
 
 _COMPLETIONS = LessonCompletion.__table__
 _LESSONS = Lesson.__table__
@@ -54,8 +56,8 @@ class LessonChange:
 
 async def _lesson_action(
     tx: Transaction, viewer: Viewer | None, course_id: int, lesson_id: int
-) -> tuple[CourseRow, EnrollmentRow, CompletionRow | None]:
-    """Course, locked active enrolment (`learning_enrollment`), and the lesson's completion.
+) -> tuple[CourseRow, EnrollmentRow, LessonRow, CompletionRow | None]:
+    """Course, locked active enrolment (`learning_enrollment`), the lesson and its completion.
 
     A lesson of another course is `not_found`.
     """
@@ -68,8 +70,8 @@ async def _lesson_action(
     )
     if found is None:
         raise NotFound(f"Lesson {lesson_id} not found in course {course_id}")
-    _lesson, done = found
-    return course, enrollment, done
+    lesson, done = found
+    return course, enrollment, lesson, done
 
 
 async def _change(
@@ -103,8 +105,15 @@ async def _save(
 async def complete_lesson(
     tx: Transaction, viewer: Viewer | None, course_id: int, lesson_id: int
 ) -> LessonChange:
-    """Mark a lesson complete, exactly once; a second call changes nothing."""
-    course, enrollment, existing = await _lesson_action(tx, viewer, course_id, lesson_id)
+    """Mark a lesson complete, exactly once; a second call changes nothing. A lesson that
+    is not open yet (gates.py) is `lesson_locked`, except for the course's staff."""
+    course, enrollment, lesson, existing = await _lesson_action(tx, viewer, course_id, lesson_id)
+    if (
+        existing is None
+        and gates.may_lock(course, [lesson])
+        and not await is_course_staff(tx, require_viewer(viewer), course_id)
+    ):
+        await gates.require_open(tx, course, enrollment, lesson, utcnow())
     if existing is not None:
         return await _change(
             tx,
@@ -139,7 +148,7 @@ async def incomplete_lesson(
     tx: Transaction, viewer: Viewer | None, course_id: int, lesson_id: int
 ) -> LessonChange:
     """Undo a completion; a lesson that is not complete is left as it is."""
-    course, enrollment, existing = await _lesson_action(tx, viewer, course_id, lesson_id)
+    course, enrollment, _lesson, existing = await _lesson_action(tx, viewer, course_id, lesson_id)
     if existing is None:
         return await _change(
             tx,

@@ -3,6 +3,8 @@
 import re
 import unicodedata
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -39,6 +41,7 @@ from coursepulse.models.sql import Query
 from coursepulse.models.transactions import Transaction
 from coursepulse.resolvers.access import require_author, staff_course
 from coursepulse.resolvers.errors import InvalidInput, NotFound
+from coursepulse.resolvers.gates import MAX_AVAILABLE_AFTER_DAYS
 from coursepulse.resolvers.lookups import lessons_by_course
 from coursepulse.resolvers.outbox import EVENT_COLUMNS, append_event, append_events
 from coursepulse.resolvers.validation import clean_text
@@ -58,6 +61,20 @@ class CourseChanges:
     slug: str | None = None
     description: str | None = None
     status: CourseStatus | None = None
+    sequential: bool | None = None
+
+
+#: A lesson setting left as it is by `update_lesson` (None clears it).
+UNCHANGED: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class LessonChanges:
+    """Fields of updateLesson: UNCHANGED leaves a field as it is; None clears a date."""
+
+    title: str | None = None
+    available_after_days: int | None = UNCHANGED
+    available_at: datetime | None = UNCHANGED
 
 
 def slugify(title: str) -> str:
@@ -118,6 +135,7 @@ _ADD_COURSE = Query(
         total_lessons=0,
         created_at=bindparam("at"),
         updated_at=bindparam("at"),
+        sequential=bindparam("new_sequential"),
     )
     .returning(_COURSES)
 )
@@ -130,6 +148,7 @@ _SAVE_COURSE = Query(
         description=bindparam("new_description"),
         status=bindparam("new_status"),
         updated_at=bindparam("at"),
+        sequential=bindparam("new_sequential"),
     )
     .returning(_COURSES)
 )
@@ -188,6 +207,8 @@ _ADD_LESSON = Query(
         course_id=bindparam("course_id"),
         title=bindparam("new_title"),
         position=bindparam("new_position"),
+        available_after_days=bindparam("new_available_after_days"),
+        available_at=bindparam("new_available_at"),
     )
     .returning(_LESSONS)
 )
@@ -195,6 +216,16 @@ _RENAME_LESSON = Query(
     update(_LESSONS)
     .where(_LESSONS.c.id == bindparam("row_id"))
     .values(title=bindparam("new_title"))
+    .returning(_LESSONS)
+)
+_SAVE_LESSON = Query(
+    update(_LESSONS)
+    .where(_LESSONS.c.id == bindparam("row_id"))
+    .values(
+        title=bindparam("new_title"),
+        available_after_days=bindparam("new_available_after_days"),
+        available_at=bindparam("new_available_at"),
+    )
     .returning(_LESSONS)
 )
 _REMOVE_LESSON = Query(delete(_LESSONS).where(_LESSONS.c.id == bindparam("row_id")))
@@ -356,6 +387,7 @@ async def create_course(
     slug: str | None = None,
     description: str | None = None,
     status: CourseStatus = CourseStatus.DRAFT,
+    sequential: bool = False,
 ) -> CourseRow:
     """A new course taught by its creator (an instructor or admin): the course's row."""
     viewer = require_author(viewer)
@@ -377,6 +409,7 @@ async def create_course(
             new_title=title,
             new_description=description,
             new_status=str(status),
+            new_sequential=sequential,
             at=utcnow(),
         )
     except IntegrityError as error:  # a concurrent author took the slug meanwhile
@@ -411,6 +444,7 @@ async def update_course(
         )
     if changes.status is not None:
         status = changes.status
+    sequential = course.sequential if changes.sequential is None else changes.sequential
     try:
         return await tx.first(
             _SAVE_COURSE,
@@ -419,6 +453,7 @@ async def update_course(
             new_title=title,
             new_description=description,
             new_status=str(status),
+            new_sequential=sequential,
             at=utcnow(),
         )
     except IntegrityError as error:  # a concurrent author took the slug meanwhile
@@ -478,20 +513,29 @@ async def add_lesson(
     *,
     title: str,
     order: int | None = None,
+    available_after_days: int | None = None,
+    available_at: datetime | None = None,
 ) -> LessonRow:
     """Insert a lesson at `order` (appended by default); completed students become active.
+    `available_after_days` and `available_at` drip-feed it (gates.py).
 
     Gives the new lesson's row.
     """
     course = await staff_course(tx, viewer, course_id, lock=True)
     title = clean_text(title, field="title", max_length=TITLE_MAX)
+    _check_after_days(available_after_days)
     total = course.total_lessons
     position = total + 1 if order is None else order
     if not 1 <= position <= total + 1:
         raise InvalidInput(f"order must be between 1 and {total + 1}", field="order")
     await tx.execute(_SHIFT_DOWN, course_id=course_id, from_position=position)
     lesson: LessonRow = await tx.first(
-        _ADD_LESSON, course_id=course_id, new_title=title, new_position=position
+        _ADD_LESSON,
+        course_id=course_id,
+        new_title=title,
+        new_position=position,
+        new_available_after_days=available_after_days,
+        new_available_at=available_at,
     )
     now = utcnow()
     await tx.execute(_TOUCH_COURSE, row_id=course_id, new_total=total + 1, at=now)
@@ -535,6 +579,36 @@ async def rename_lesson(
     _course, lesson = await _staff_lesson(tx, viewer, lesson_id)
     title = clean_text(title, field="title", max_length=TITLE_MAX)
     return await tx.first(_RENAME_LESSON, row_id=lesson.id, new_title=title)
+
+
+def _check_after_days(days: int | None) -> None:
+    if days is not None and not 0 <= days <= MAX_AVAILABLE_AFTER_DAYS:
+        raise InvalidInput(
+            f"availableAfterDays must be between 0 and {MAX_AVAILABLE_AFTER_DAYS}",
+            field="availableAfterDays",
+        )
+
+
+async def update_lesson(
+    tx: Transaction, viewer: Viewer | None, lesson_id: int, changes: LessonChanges
+) -> LessonRow:
+    """Change a lesson's title or when it opens (course staff only): the lesson's row."""
+    _course, lesson = await _staff_lesson(tx, viewer, lesson_id)
+    title = lesson.title
+    if changes.title is not None:
+        title = clean_text(changes.title, field="title", max_length=TITLE_MAX)
+    after_days = lesson.available_after_days
+    if changes.available_after_days is not UNCHANGED:
+        _check_after_days(changes.available_after_days)
+        after_days = changes.available_after_days
+    at = lesson.available_at if changes.available_at is UNCHANGED else changes.available_at
+    return await tx.first(
+        _SAVE_LESSON,
+        row_id=lesson.id,
+        new_title=title,
+        new_available_after_days=after_days,
+        new_available_at=at,
+    )
 
 
 async def delete_lesson(tx: Transaction, viewer: Viewer | None, lesson_id: int) -> CourseRow:

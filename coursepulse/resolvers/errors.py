@@ -81,3 +81,11 @@ class ResumeRequired(DomainError):
 
     code, status = "resume_required", 409
     default_message = "Too many events are waiting: subscribe again with `after` to resume"
+
+
+class LessonLocked(DomainError):
+    """A sequential or drip-fed lesson that is not open yet for this student (`unlocksAt`
+    when a date opens it)."""
+
+    code, status = "lesson_locked", 403
+    default_message = "This lesson is not open yet"

@@ -2,6 +2,7 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import strawberry
 
@@ -12,7 +13,13 @@ from coursepulse.resolvers.completions import LessonChange
 from coursepulse.resolvers.courses import CourseChanges
 from coursepulse.resolvers.validation import parse_id
 from coursepulse.schema.context import Context
-from coursepulse.schema.inputs import CourseInput, CourseUpdateInput, LessonInput, UserInput
+from coursepulse.schema.inputs import (
+    CourseInput,
+    CourseUpdateInput,
+    LessonInput,
+    LessonUpdateInput,
+    UserInput,
+)
 from coursepulse.schema.types import (
     ApiToken,
     Certificate,
@@ -132,6 +139,7 @@ class Mutation:
                 slug=input.slug,
                 description=input.description,
                 status=models.CourseStatus(input.status or models.CourseStatus.DRAFT),
+                sequential=bool(input.sequential),
             )
         return Course.from_row(course)
 
@@ -147,6 +155,7 @@ class Mutation:
             slug=input.slug,
             description=input.description,
             status=models.CourseStatus(input.status) if input.status is not None else None,
+            sequential=input.sequential,
         )
         course_id = parse_id(id)
         async with _writing(info) as tx:
@@ -158,8 +167,28 @@ class Mutation:
         course_id = parse_id(courseId, field="courseId")
         async with _writing(info) as tx:
             lesson = await courses.add_lesson(
-                tx, info.context.viewer, course_id, title=input.title, order=input.order
+                tx,
+                info.context.viewer,
+                course_id,
+                title=input.title,
+                order=input.order,
+                available_after_days=input.available_after_days,
+                available_at=input.available_at,
             )
+        return Lesson.from_row(lesson)
+
+    @strawberry.mutation(description="Omitted fields stay as they are; null clears a date.")
+    async def update_lesson(
+        self, info: Info, id: strawberry.ID, input: LessonUpdateInput
+    ) -> Lesson:
+        lesson_id = parse_id(id)
+        changes = courses.LessonChanges(
+            title=input.title if input.title is not strawberry.UNSET else None,
+            available_after_days=_unless_unset(input.available_after_days),
+            available_at=_unless_unset(input.available_at),
+        )
+        async with _writing(info) as tx:
+            lesson = await courses.update_lesson(tx, info.context.viewer, lesson_id, changes)
         return Lesson.from_row(lesson)
 
     @strawberry.mutation
@@ -277,3 +306,8 @@ class Mutation:
         async with _writing(info) as tx:
             course = await courses.remove_instructor(tx, info.context.viewer, course_id, user_id)
         return Course.from_row(course)
+
+
+def _unless_unset(value: Any) -> Any:
+    """An input field's value, or courses.UNCHANGED when the request left it out."""
+    return courses.UNCHANGED if value is strawberry.UNSET else value

@@ -18,7 +18,9 @@ from coursepulse.models.rows import (
     ProgressResetRow,
     UserRow,
 )
+from coursepulse.models.types import utcnow
 from coursepulse.resolvers.certificates import certificate_url
+from coursepulse.resolvers.gates import OPEN, Gate, lesson_gates, may_lock
 from coursepulse.resolvers.progress import (
     ProgressRecord,
     format_time_spent,
@@ -64,6 +66,12 @@ class Lesson:
     course_id: strawberry.ID
     title: str
     order: int = strawberry.field(description="1-based position in the course.")
+    available_after_days: int | None = strawberry.field(
+        description="Opens this many days after the student's enrolment (drip-fed)."
+    )
+    available_at: datetime | None = strawberry.field(
+        description="Opens at this moment for everyone."
+    )
 
     @classmethod
     def from_row(cls, lesson: LessonRow) -> "Lesson":
@@ -72,6 +80,8 @@ class Lesson:
             course_id=gid(lesson.course_id),
             title=lesson.title,
             order=lesson.position,
+            available_after_days=lesson.available_after_days,
+            available_at=lesson.available_at,
         )
 
 
@@ -83,6 +93,9 @@ class Course:
     description: str | None
     status: CourseStatus
     total_lessons: int
+    sequential: bool = strawberry.field(
+        description="A lesson opens once every lesson before it is complete."
+    )
     _row: strawberry.Private[CourseRow]
 
     @classmethod
@@ -94,6 +107,7 @@ class Course:
             description=course.description,
             status=models.CourseStatus(course.status),
             total_lessons=course.total_lessons,
+            sequential=bool(course.sequential),
             _row=course,
         )
 
@@ -124,6 +138,15 @@ class LessonProgress:
     lesson: Lesson
     completed: bool
     completed_at: datetime | None
+    locked: bool = strawberry.field(
+        description=(
+            "Not open yet for this student (sequential order or drip date); completing it fails"
+            " with lesson_locked."
+        )
+    )
+    unlocks_at: datetime | None = strawberry.field(
+        description="When a date opens it (null when it is open, or waits for earlier lessons)."
+    )
     _enrollment_id: strawberry.Private[int]
 
     @strawberry.field(
@@ -221,6 +244,23 @@ class Progress:
         completions = await loaders.completions.load(self._record.enrollment.id)  # type: ignore[arg-type]
         return lessons, {completion.lesson_id: completion for completion in completions}
 
+    async def _gates(
+        self, info: strawberry.Info[Context], lessons: list[LessonRow], completed: set[int]
+    ) -> dict[int, Gate]:
+        """Each lesson's gate for this student; none in a course where nothing can lock,
+        nor for the course's instructors and admins (they preview)."""
+        course, enrollment = self._record.course, self._record.enrollment
+        if not may_lock(course, lessons):
+            return {}
+        loaders = info.context.loaders
+        student = await loaders.users.load(enrollment.user_id)
+        instructors = await loaders.instructors.load(course.id)  # type: ignore[arg-type]
+        if (student is not None and student.role == models.Role.ADMIN) or any(
+            user.id == enrollment.user_id for user in instructors
+        ):
+            return {}
+        return lesson_gates(course, lessons, completed, enrollment.enrolled_at, utcnow())
+
     @strawberry.field(description="The certificate's PDF address, once one was issued.")
     async def certificate_url(self, info: strawberry.Info[Context]) -> str | None:
         certificate = await info.context.loaders.certificates.load(
@@ -255,11 +295,14 @@ class Progress:
     async def lessons(self, info: strawberry.Info[Context]) -> list[LessonProgress]:
         lessons, done = await self._lessons_and_done(info)
         enrollment_id: int = self._record.enrollment.id  # type: ignore[assignment]
+        gates = await self._gates(info, lessons, set(done))
         return [
             LessonProgress(
                 lesson=Lesson.from_row(lesson),
                 completed=lesson.id in done,
                 completed_at=done[lesson.id].completed_at if lesson.id in done else None,  # type: ignore[index]
+                locked=gates.get(lesson.id, OPEN).locked,
+                unlocks_at=gates.get(lesson.id, OPEN).unlocks_at,
                 _enrollment_id=enrollment_id,
             )
             for lesson in lessons
