@@ -173,6 +173,26 @@ class StatementCounter:
         return len(self.statements)
 
 
+#: Ends every connection to a database but the caller's: what the service sees of a restart.
+END_OTHER_CONNECTIONS = text(
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+    " WHERE datname = :name AND pid <> pg_backend_pid()"
+)
+
+
+async def end_connections(database_url: str) -> None:
+    """PostgreSQL ends every connection to the test database, the service's pool included."""
+    admin = schema_engine(database_url)
+    try:
+        async with admin.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await connection.execute(
+                END_OTHER_CONNECTIONS, {"name": make_url(database_url).database}
+            )
+    finally:
+        await admin.dispose()
+
+
 @pytest.fixture
 def count_statements(db: Database) -> StatementCounter:
     return StatementCounter(db)

@@ -10,14 +10,12 @@ import asyncio
 import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from coursepulse.models.db import Database
-from coursepulse.models.migrate import schema_engine
 from coursepulse.models.transactions import SnapshotNeeded
 from coursepulse.resolvers import completions, enrollments
 from coursepulse.schema.read_plans import MAX_MISSES
-from tests.conftest import School, StatementCounter, graphql
+from tests.conftest import School, StatementCounter, end_connections, graphql
 
 PROGRESS = """query($c: ID!, $u: ID) { courseProgress(courseId: $c, userId: $u) {
   courseId userId status progressPercentage completedLessons totalLessons
@@ -144,24 +142,11 @@ async def test_a_one_statement_read_replaces_a_connection_the_server_dropped(
     variables = {"c": str(school.course_id), "u": str(school.student.viewer.user_id)}
     for _ in range(2):
         await graphql(client, PROGRESS, variables, as_=school.admin)
-    name = make_url(database_url).database
-    admin = schema_engine(database_url)
-    try:
-        for _ in range(10):
-            await asyncio.gather(
-                *(graphql(client, PROGRESS, variables, as_=school.admin) for _ in range(4))
-            )
-            async with admin.connect() as connection:
-                await connection.execution_options(isolation_level="AUTOCOMMIT")
-                await connection.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                        " WHERE datname = :name AND pid <> pg_backend_pid()"
-                    ),
-                    {"name": name},
-                )
-            body = await graphql(client, PROGRESS, variables, as_=school.admin)
-            assert "errors" not in body, body
-            assert body["data"]["courseProgress"]["completedLessons"] == 1
-    finally:
-        await admin.dispose()
+    for _ in range(10):
+        await asyncio.gather(
+            *(graphql(client, PROGRESS, variables, as_=school.admin) for _ in range(4))
+        )
+        await end_connections(database_url)
+        body = await graphql(client, PROGRESS, variables, as_=school.admin)
+        assert "errors" not in body, body
+        assert body["data"]["courseProgress"]["completedLessons"] == 1

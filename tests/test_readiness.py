@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from coursepulse.models.db import Database
 from coursepulse.models.migrate import schema_engine
-from tests.conftest import School, error_codes, graphql
+from tests.conftest import END_OTHER_CONNECTIONS, School, end_connections, error_codes, graphql
 from tests.processes import free_port
 
 COURSES = '{"query": "{ courses { id } }"}'
@@ -142,13 +142,7 @@ async def test_a_write_the_database_refuses_flips_readiness_until_writes_work_ag
                 text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = {value}')
             )
             # Settings reach new connections only: end the service's current ones.
-            await connection.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": name},
-            )
+            await connection.execute(END_OTHER_CONNECTIONS, {"name": name})
 
     assert (await client.get("/readyz")).status == 200
     try:
@@ -176,33 +170,18 @@ async def test_readiness_holds_when_the_server_drops_idle_connections(
 ) -> None:
     if db.dialect != "postgresql":
         pytest.skip("PostgreSQL only: a SQLite file has no server to drop the connection")
-    name = make_url(database_url).database
-    admin = schema_engine(database_url)
-    try:
-        for _ in range(30):
-            # Given the pool holds idle connections (several reads ran at once)
-            responses = await asyncio.gather(
-                *(
-                    client.post(
-                        "/graphql", data=COURSES, headers={"Content-Type": "application/json"}
-                    )
-                    for _ in range(4)
-                )
+    for _ in range(30):
+        # Given the pool holds idle connections (several reads ran at once)
+        responses = await asyncio.gather(
+            *(
+                client.post("/graphql", data=COURSES, headers={"Content-Type": "application/json"})
+                for _ in range(4)
             )
-            for response in responses:
-                assert response.status == 200
-                assert "errors" not in await response.json()
-            # When the server ends them (a restart, an administrator, a proxy's timeout)
-            async with admin.connect() as connection:
-                await connection.execution_options(isolation_level="AUTOCOMMIT")
-                await connection.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                        " WHERE datname = :name AND pid <> pg_backend_pid()"
-                    ),
-                    {"name": name},
-                )
-            # Then readiness answers at once: a dropped idle connection is replaced
-            assert (await client.get("/readyz")).status == 200
-    finally:
-        await admin.dispose()
+        )
+        for response in responses:
+            assert response.status == 200
+            assert "errors" not in await response.json()
+        # When the server ends them (a restart, an administrator, a proxy's timeout)
+        await end_connections(database_url)
+        # Then readiness answers at once: a dropped idle connection is replaced
+        assert (await client.get("/readyz")).status == 200
