@@ -127,6 +127,35 @@ async def test_an_open_course_shows_a_new_lesson_and_the_moved_bar(
     await expect(page.locator("li.next")).to_have_text("Lesson 2")
 
 
+async def test_a_sequential_course_opens_the_next_lesson_as_the_student_goes(
+    client: TestClient, school: School, chromium: OfflineBrowser
+) -> None:
+    # Given a sequential course John has just started
+    body = await graphql(
+        client,
+        "mutation($id: ID!) { updateCourse(id: $id, input: { sequential: true }) { id } }",
+        {"id": str(school.course_id)},
+        as_=school.instructor,
+    )
+    assert "errors" not in body, body
+    await enroll(client, school, school.student)
+    page = await chromium.new_page()
+    await sign_in(page, client.make_url("/"), school.student)
+    await page.get_by_role("link", name=TITLE).click()
+    second = page.get_by_role("checkbox", name="Lesson 2", exact=True)
+    await expect(second).to_be_disabled()
+    await expect(page.locator("li", has=second)).to_contain_text("after the lessons before it")
+
+    # When he ticks Lesson 1, Lesson 2 opens and Lesson 3 stays closed
+    await page.get_by_role("checkbox", name="Lesson 1", exact=True).check()
+    await expect(second).to_be_enabled(timeout=1_000)
+    await expect(page.get_by_role("checkbox", name="Lesson 3", exact=True)).to_be_disabled()
+    await second.check()
+    await expect(page.get_by_role("checkbox", name="Lesson 3", exact=True)).to_be_enabled(
+        timeout=1_000
+    )
+
+
 async def test_the_instructors_roster_re_sorts_live(
     client: TestClient, school: School, chromium: OfflineBrowser
 ) -> None:

@@ -270,20 +270,29 @@ async function coursePage(courseId) {
         lastEventId
         course { title }
         nextLesson { id }
-        lessons { completed lesson { id title order } }
+        lessons { completed locked unlocksAt lesson { id title order } }
       }
     }`,
     { courseId },
   );
   const progress = data.courseProgress;
+  // Some lessons wait for others or for a date: a completion may open another one.
+  const gated = progress.lessons.some(({ locked }) => locked);
   const bar = progressBar(progress.course.title, progress.progressPercentage);
   const items = new Map();
   const list = element("ol", { class: "lessons", "aria-label": "Lessons" });
-  for (const { completed, lesson } of progress.lessons) {
+  for (const { completed, locked, unlocksAt, lesson } of progress.lessons) {
     const box = element("input", { type: "checkbox", id: `lesson-${lesson.id}`, checked: completed });
     box.checked = completed;
+    box.disabled = locked;
     box.addEventListener("change", () => toggleLesson(courseId, lesson.id, box));
-    const item = element("li", { "data-lesson-id": lesson.id }, box, element("label", { for: box.id, text: lesson.title }));
+    const note = locked
+      ? element("span", {
+          class: "locked",
+          text: unlocksAt ? ` (opens on ${new Date(unlocksAt).toLocaleString()})` : " (after the lessons before it)",
+        })
+      : null;
+    const item = element("li", { "data-lesson-id": lesson.id }, box, element("label", { for: box.id, text: lesson.title }), note);
     items.set(lesson.id, { item, box });
     list.append(item);
   }
@@ -305,7 +314,8 @@ async function coursePage(courseId) {
     list,
   );
   follow(`course:${courseId}`, "progressUpdated", { courseId, after: progress.lastEventId }, (event) => {
-    if (event.kind === "PROGRESS_RECALCULATED" && event.totalLessons !== items.size) {
+    const opensOthers = gated && (event.kind === "LESSON_COMPLETED" || event.kind === "LESSON_INCOMPLETED");
+    if (opensOthers || (event.kind === "PROGRESS_RECALCULATED" && event.totalLessons !== items.size)) {
       // The course gained or lost a lesson: show it as it is now.
       coursePage(courseId).catch(showError);
       return;
