@@ -12,6 +12,7 @@ from coursepulse.models.db import Database
 from coursepulse.rest import routes as rest_routes
 from coursepulse.schema import build_schema
 from coursepulse.settings import Settings
+from coursepulse.web import badges as badge_routes
 from coursepulse.web import certificates as certificate_routes
 from coursepulse.web import graphiql
 from coursepulse.web.credentials import CredentialCache
@@ -126,6 +127,7 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     certificate_routes.add_routes(app)
+    badge_routes.add_routes(app)
     rest_routes.add_routes(app)
     return app
 

@@ -14,7 +14,7 @@ from coursepulse.logging_setup import configure_logging
 from coursepulse.models import Role
 from coursepulse.models.db import Database, is_unavailable
 from coursepulse.models.migrate import migrate
-from coursepulse.resolvers import users
+from coursepulse.resolvers import badges, users
 from coursepulse.resolvers.errors import DomainError
 from coursepulse.serve import serve_forever, serve_workers, supports_reuse_port
 from coursepulse.settings import Settings
@@ -175,6 +175,21 @@ def cmd_user_role(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_signing_key_rotate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def work(db: Database) -> str:
+        async with db.write() as tx:
+            key = await badges.rotate_key(tx)
+        return (
+            f"new signing key {key.kid}: it signs Open Badges credentials from now on; the"
+            " earlier keys stay published, so what they signed still verifies"
+        )
+
+    print(asyncio.run(_with_database(settings, work)))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from coursepulse.demo import load_demo
 
@@ -289,6 +304,15 @@ def build_parser() -> argparse.ArgumentParser:
     _database_options(token_revoke)
     token_revoke.add_argument("id", type=int)
     token_revoke.set_defaults(func=cmd_token_revoke)
+
+    signing_key = commands.add_parser(
+        "signing-key", help="the key that signs Open Badges credentials"
+    ).add_subparsers(dest="signing_key_command", required=True)
+    rotate = signing_key.add_parser(
+        "rotate", help="sign with a new key from now on (earlier keys stay published)"
+    )
+    _database_options(rotate)
+    rotate.set_defaults(func=cmd_signing_key_rotate)
 
     demo = commands.add_parser("demo", help="load the demo catalogue and users (idempotent)")
     _database_options(demo)

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: How long a verified credential is trusted without hashing the password again.
     auth_cache_seconds: float = Field(default=30.0, ge=0)
+    #: The school that issues the Open Badges credentials (the issuer profile's name).
+    issuer_name: str = Field(default="coursepulse", min_length=1, max_length=200)
     #: Study time an enrolment may have credited at once; it refills one second per second,
     #: so recorded time never outruns the clock (recordActivity).
     activity_allowance_seconds: int = Field(default=3600, ge=1, le=31_536_000)

@@ -13,6 +13,8 @@ class Verification:
     course_title: str = ""
     issued_at: datetime | None = None
     revoked_at: datetime | None = None
+    #: The certificate's Open Badges credential, for machines (wallets, HR systems).
+    badge_url: str = ""
 
 
 _PAGE = """<!doctype html>
@@ -62,5 +64,8 @@ def render_verification(result: Verification) -> str:
         verdict, color = "Revoked: this certificate is no longer valid", "#b00020"
     else:
         verdict, color = "Valid certificate", "#1b7a3a"
+    if result.badge_url:
+        link = escape(result.badge_url, quote=True)
+        rows.append(("Open Badge", f'<a href="{link}" type="application/vc+jwt">credential</a>'))
     details = "<dl>" + "".join(f"<dt>{key}</dt><dd>{value}</dd>" for key, value in rows) + "</dl>"
     return _PAGE.format(number=number, verdict=verdict, color=color, details=details)

@@ -20,6 +20,7 @@ from coursepulse.models.tables import (
     ProgressEvent,
     ProgressReset,
     ResetCompletion,
+    SigningKey,
     User,
 )
 from coursepulse.models.types import utcnow
@@ -42,6 +43,7 @@ __all__ = [
     "ProgressReset",
     "ResetCompletion",
     "Role",
+    "SigningKey",
     "User",
     "utcnow",
 ]

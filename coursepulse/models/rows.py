@@ -23,6 +23,7 @@ from coursepulse.models.tables import (
     LessonCompletion,
     ProgressEvent,
     ProgressReset,
+    SigningKey,
     User,
 )
 
@@ -49,4 +50,5 @@ EnrollmentRow = _row_of(Enrollment)
 CompletionRow = _row_of(LessonCompletion)
 ProgressEventRow = _row_of(ProgressEvent)
 ProgressResetRow = _row_of(ProgressReset)
+SigningKeyRow = _row_of(SigningKey)
 CertificateRow = _row_of(Certificate)

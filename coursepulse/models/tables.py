@@ -292,3 +292,16 @@ class CertificateCounter(SQLModel, table=True):
 
     year: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     last_sequence: int = Field(default=0, nullable=False)
+
+
+class SigningKey(SQLModel, table=True):
+    """A key that signs the Open Badges credentials (a private JWK). The newest one not
+    retired signs; every key stays published, so what older keys signed still verifies."""
+
+    __tablename__ = "signing_keys"
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    kid: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    private_jwk: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    retired_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))

@@ -246,6 +246,8 @@ class VerificationResult:
     #: the course's staff and admins (`may_download`), the public verification page's
     #: for anyone else (the PDF's address is its owner's to share). None when not found.
     certificate_url: str | None
+    #: The viewer is the owner, of the course's staff or an admin (`may_download`).
+    owner_view: bool = False
 
 
 async def verify(
@@ -255,12 +257,16 @@ async def verify(
     certificate = await find_by_number(tx, number)
     if certificate is None:
         return VerificationResult(certificate=None, valid=False, certificate_url=None)
-    if await may_download(tx, viewer, certificate):
+    owner_view = await may_download(tx, viewer, certificate)
+    if owner_view:
         url = certificate_url(base_url, certificate)
     else:
         url = verification_url(base_url, certificate.number)
     return VerificationResult(
-        certificate=certificate, valid=is_valid(certificate), certificate_url=url
+        certificate=certificate,
+        valid=is_valid(certificate),
+        certificate_url=url,
+        owner_view=owner_view,
     )
 
 

@@ -156,4 +156,6 @@ class Query:
             return CertificateVerification(valid=False, certificate=None)
         certificate = Certificate.from_row(found.certificate, info.context.settings.base_url)
         certificate.certificate_url = found.certificate_url
+        if not found.owner_view:
+            certificate.open_badge_url = None
         return CertificateVerification(valid=found.valid, certificate=certificate)

@@ -19,6 +19,7 @@ from coursepulse.models.rows import (
     UserRow,
 )
 from coursepulse.models.types import utcnow
+from coursepulse.resolvers.badges import badge_url
 from coursepulse.resolvers.certificates import certificate_url
 from coursepulse.resolvers.gates import OPEN, Gate, lesson_gates, may_lock
 from coursepulse.resolvers.progress import (
@@ -410,6 +411,12 @@ class Certificate:
             "Set when an admin revoked the certificate; a revoked certificate verifies as invalid."
         )
     )
+    open_badge_url: str | None = strawberry.field(
+        description=(
+            "The Open Badges 3.0 credential (a VC-JWT signed by this service,"
+            " application/vc+jwt); its owner, the course's staff and admins."
+        )
+    )
 
     @classmethod
     def from_row(cls, certificate: CertificateRow, base_url: str) -> "Certificate":
@@ -422,6 +429,7 @@ class Certificate:
             course_title=certificate.course_title,
             student_name=certificate.student_name,
             revoked_at=certificate.revoked_at,
+            open_badge_url=badge_url(base_url, certificate),
         )
 
 

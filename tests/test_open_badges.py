@@ -1,0 +1,146 @@
+"""Certificates as Open Badges 3.0 credentials: VC-JWTs that an independent JOSE library
+(PyJWT) verifies against the published JWKS, with a revocation status list."""
+
+import base64
+import gzip
+from typing import Any
+
+import jwt
+from aiohttp.test_utils import TestClient
+
+from coursepulse.models.db import Database
+from coursepulse.resolvers import badges, completions, enrollments
+from tests.conftest import School, graphql
+
+CERTIFICATE = "query($c: ID!) { certificate(courseId: $c) { certificateId openBadgeUrl } }"
+VERIFY = """query($n: String!) { verifyCertificate(certificateId: $n) {
+  valid certificate { openBadgeUrl } } }"""
+REVOKE = """mutation($n: String!) {
+  revokeCertificate(certificateId: $n, reason: "issued in error") {
+  revokedAt } }"""
+OB_CONTEXT = "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json"
+
+
+async def finished_certificate(client: TestClient, db: Database, school: School) -> dict[str, Any]:
+    async with db.write() as tx:
+        await enrollments.enroll(tx, school.student.viewer, school.course_id)
+        for lesson_id in school.lesson_ids:
+            await completions.complete_lesson(
+                tx, school.student.viewer, school.course_id, lesson_id
+            )
+    body = await graphql(client, CERTIFICATE, {"c": str(school.course_id)}, as_=school.student)
+    assert "errors" not in body, body
+    return body["data"]["certificate"]
+
+
+async def verified(client: TestClient, token: str) -> dict[str, Any]:
+    """The JWT's claims, verified by PyJWT with the key the service publishes for its kid."""
+    response = await client.get(badges.JWKS_PATH)
+    assert response.status == 200
+    keys = {key["kid"]: key for key in (await response.json())["keys"]}
+    kid = jwt.get_unverified_header(token)["kid"]
+    key = jwt.PyJWK(keys[kid])
+    return jwt.decode(token, key=key.key, algorithms=["ES256"], options={"verify_aud": False})
+
+
+def path_of(url: str) -> str:
+    return "/" + url.split("://", 1)[1].split("/", 1)[1]
+
+
+async def status_bit(client: TestClient, entry: dict[str, Any]) -> int:
+    """The credential's bit in the status list it points to (after verifying the list)."""
+    response = await client.get(path_of(entry["statusListCredential"]))
+    assert response.status == 200
+    claims = await verified(client, await response.text())
+    subject = claims["vc"]["credentialSubject"]
+    assert subject["statusPurpose"] == "revocation"
+    encoded = subject["encodedList"]
+    assert encoded.startswith("u")
+    packed = encoded[1:] + "=" * (-len(encoded[1:]) % 4)
+    bits = gzip.decompress(base64.urlsafe_b64decode(packed))
+    assert len(bits) * 8 >= badges.STATUS_LIST_BITS
+    index = int(entry["statusListIndex"])
+    return (bits[index // 8] >> (7 - index % 8)) & 1
+
+
+async def test_a_certificate_is_an_open_badge_that_verifies_and_can_be_revoked(
+    client: TestClient, db: Database, school: School
+) -> None:
+    certificate = await finished_certificate(client, db, school)
+    # The credential verifies against the published keys, with an independent library
+    response = await client.get(path_of(certificate["openBadgeUrl"]))
+    assert response.status == 200
+    assert response.content_type == "application/vc+jwt"
+    claims = await verified(client, await response.text())
+    credential = claims["vc"]
+    assert credential["@context"][0] == "https://www.w3.org/ns/credentials/v2"
+    assert OB_CONTEXT in credential["@context"]
+    assert credential["type"] == ["VerifiableCredential", "OpenBadgeCredential"]
+    assert claims["iss"] == credential["issuer"]["id"]
+    assert credential["issuer"]["type"] == ["Profile"]
+    subject = credential["credentialSubject"]
+    assert subject["type"] == ["AchievementSubject"]
+    assert subject["identifier"][0]["identityHash"] == "John Doe"
+    assert subject["achievement"]["type"] == ["Achievement"]
+    assert subject["achievement"]["name"] == "Introduction to Web Development"
+    assert "narrative" in subject["achievement"]["criteria"]
+    entry = credential["credentialStatus"]
+    assert entry["type"] == "BitstringStatusListEntry"
+    # Valid: its status bit is clear; revoked: set
+    assert await status_bit(client, entry) == 0
+    body = await graphql(client, REVOKE, {"n": certificate["certificateId"]}, as_=school.admin)
+    assert "errors" not in body, body
+    assert await status_bit(client, entry) == 1
+
+
+async def test_only_its_owner_and_staff_learn_the_badge_address_and_the_page_links_it(
+    client: TestClient, db: Database, school: School
+) -> None:
+    certificate = await finished_certificate(client, db, school)
+    number = certificate["certificateId"]
+    for account, seen in (
+        (school.student, certificate["openBadgeUrl"]),
+        (school.instructor, certificate["openBadgeUrl"]),
+        (school.other_student, None),
+        (None, None),
+    ):
+        body = await graphql(client, VERIFY, {"n": number}, as_=account)
+        assert body["data"]["verifyCertificate"]["certificate"]["openBadgeUrl"] == seen
+    response = await client.get(f"/verify/{number}")
+    assert path_of(certificate["openBadgeUrl"]) in await response.text()
+    response = await client.get("/certificates/not-a-token/badge")
+    assert response.status == 404
+
+
+async def test_a_rotated_key_still_verifies_what_it_signed(
+    client: TestClient, db: Database, school: School
+) -> None:
+    certificate = await finished_certificate(client, db, school)
+    badge = path_of(certificate["openBadgeUrl"])
+    before = await (await client.get(badge)).text()
+    async with db.write() as tx:
+        await badges.rotate_key(tx)
+    after = await (await client.get(badge)).text()
+    assert jwt.get_unverified_header(before)["kid"] != jwt.get_unverified_header(after)["kid"]
+    assert (await verified(client, before))["vc"] == (await verified(client, after))["vc"]
+    keys = (await (await client.get(badges.JWKS_PATH)).json())["keys"]
+    assert len(keys) == 2
+    assert all("d" not in key for key in keys), "private key material published"
+
+
+def test_operators_rotate_the_key_from_the_command_line(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COURSEPULSE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/keys.db"}
+    subprocess.run([sys.executable, "-m", "coursepulse", "migrate"], env=env, check=True)
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-m", "coursepulse", "signing-key", "rotate"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "new signing key" in done.stdout
