@@ -236,3 +236,24 @@ async def test_the_resolver_refuses_a_locked_lesson_and_changes_nothing(
     async with db.read() as tx:
         record = await enrollments.course_progress(tx, school.student.viewer, school.course_id)
     assert record.enrollment.completed_lessons == 0
+
+
+async def test_a_date_without_a_time_zone_is_invalid_input(
+    client: TestClient, school: School
+) -> None:
+    for document, variables in (
+        (
+            ADD_LESSON,
+            {
+                "c": str(school.course_id),
+                "input": {"title": "Later", "availableAt": "2030-01-01T09:00:00"},
+            },
+        ),
+        (
+            UPDATE_LESSON,
+            {"id": str(school.lesson_ids[0]), "input": {"availableAt": "2030-01-01T09:00:00"}},
+        ),
+    ):
+        body = await graphql(client, document, variables, as_=school.instructor)
+        assert error_codes(body) == ["invalid_input"], body
+        assert body["errors"][0]["extensions"]["field"] == "availableAt"

@@ -231,7 +231,7 @@ class ResetCompletion(SQLModel, table=True):
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
     reset_id: int = Field(sa_column=_fk("progress_resets.id", index=True))
     enrollment_id: int = Field(sa_column=_fk("enrollments.id"))
-    lesson_id: int = Field(sa_column=_fk("lessons.id"))
+    lesson_id: int = Field(sa_column=_fk("lessons.id", index=True))
     completed_at: datetime = Field(sa_column=_timestamp())
 
 

@@ -524,6 +524,7 @@ async def add_lesson(
     course = await staff_course(tx, viewer, course_id, lock=True)
     title = clean_text(title, field="title", max_length=TITLE_MAX)
     _check_after_days(available_after_days)
+    _check_available_at(available_at)
     total = course.total_lessons
     position = total + 1 if order is None else order
     if not 1 <= position <= total + 1:
@@ -581,6 +582,14 @@ async def rename_lesson(
     return await tx.first(_RENAME_LESSON, row_id=lesson.id, new_title=title)
 
 
+def _check_available_at(moment: datetime | None) -> None:
+    if moment is not None and moment.tzinfo is None:
+        raise InvalidInput(
+            "availableAt needs a time zone offset, e.g. 2030-01-01T09:00:00+00:00",
+            field="availableAt",
+        )
+
+
 def _check_after_days(days: int | None) -> None:
     if days is not None and not 0 <= days <= MAX_AVAILABLE_AFTER_DAYS:
         raise InvalidInput(
@@ -601,7 +610,10 @@ async def update_lesson(
     if changes.available_after_days is not UNCHANGED:
         _check_after_days(changes.available_after_days)
         after_days = changes.available_after_days
-    at = lesson.available_at if changes.available_at is UNCHANGED else changes.available_at
+    at = lesson.available_at
+    if changes.available_at is not UNCHANGED:
+        _check_available_at(changes.available_at)
+        at = changes.available_at
     return await tx.first(
         _SAVE_LESSON,
         row_id=lesson.id,

@@ -63,9 +63,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_reset_completions")),
     )
     op.create_index(op.f("ix_reset_completions_reset_id"), "reset_completions", ["reset_id"])
+    op.create_index(op.f("ix_reset_completions_lesson_id"), "reset_completions", ["lesson_id"])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_reset_completions_lesson_id"), table_name="reset_completions")
     op.drop_index(op.f("ix_reset_completions_reset_id"), table_name="reset_completions")
     op.drop_table("reset_completions")
     op.drop_index(op.f("ix_progress_resets_enrollment_id"), table_name="progress_resets")

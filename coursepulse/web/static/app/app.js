@@ -315,7 +315,8 @@ async function coursePage(courseId) {
   );
   follow(`course:${courseId}`, "progressUpdated", { courseId, after: progress.lastEventId }, (event) => {
     const opensOthers = gated && (event.kind === "LESSON_COMPLETED" || event.kind === "LESSON_INCOMPLETED");
-    if (opensOthers || (event.kind === "PROGRESS_RECALCULATED" && event.totalLessons !== items.size)) {
+    const startedOver = event.kind === "PROGRESS_RESET";
+    if (opensOthers || startedOver || (event.kind === "PROGRESS_RECALCULATED" && event.totalLessons !== items.size)) {
       // The course gained or lost a lesson: show it as it is now.
       coursePage(courseId).catch(showError);
       return;
