@@ -13,8 +13,9 @@ class Verification:
     course_title: str = ""
     issued_at: datetime | None = None
     revoked_at: datetime | None = None
-    #: The certificate's Open Badges credential, for machines (wallets, HR systems).
-    badge_url: str = ""
+    #: The certificate is also an Open Badges credential (its address is its holder's to
+    #: share: the page names it, never links it, as numbers can be walked).
+    has_badge: bool = False
 
 
 _PAGE = """<!doctype html>
@@ -64,8 +65,13 @@ def render_verification(result: Verification) -> str:
         verdict, color = "Revoked: this certificate is no longer valid", "#b00020"
     else:
         verdict, color = "Valid certificate", "#1b7a3a"
-    if result.badge_url:
-        link = escape(result.badge_url, quote=True)
-        rows.append(("Open Badge", f'<a href="{link}" type="application/vc+jwt">credential</a>'))
+    if result.has_badge:
+        rows.append(
+            (
+                "Open Badge",
+                "an Open Badges 3.0 credential, which its holder can share; it verifies against"
+                ' <a href="/.well-known/jwks.json">this school\'s keys</a>',
+            )
+        )
     details = "<dl>" + "".join(f"<dt>{key}</dt><dd>{value}</dd>" for key, value in rows) + "</dl>"
     return _PAGE.format(number=number, verdict=verdict, color=color, details=details)

@@ -122,8 +122,11 @@ class PostgresTransaction(Transaction):
             self._fetching = True
             try:
                 rows = await self._connection.fetch(sql, *arguments)
-            except _LOST:
-                if attempt == POOL_SIZE:
+            except _LOST as error:
+                # An argument the driver cannot encode (its DataError is a ValueError) says
+                # nothing about the connection: raised as it is, never retried.
+                if attempt == POOL_SIZE or isinstance(error, ValueError):
+                    self._fetching = False
                     raise
                 stale, self._connection = self._connection, None
                 with contextlib.suppress(asyncpg.InterfaceError):

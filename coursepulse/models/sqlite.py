@@ -89,6 +89,8 @@ class SqliteTransaction(Transaction):
         )
         self._driver = driver
         self._connection: sqlite3.Connection | None = None
+        #: True while a statement runs (in a thread, a cancelled wait leaves it running).
+        self._fetching = False
 
     async def _begin(self) -> None:
         if self.writing:
@@ -120,13 +122,27 @@ class SqliteTransaction(Transaction):
         def run() -> list[Any]:
             return connection.execute(sql, arguments).fetchall()
 
-        return await without_waiting(run, in_thread=offload)
+        self._fetching = True
+        try:
+            rows = await without_waiting(run, in_thread=offload)
+        except asyncio.CancelledError:
+            raise  # the statement may still run in its thread (see `_finish`)
+        except BaseException:
+            self._fetching = False
+            raise
+        self._fetching = False
+        return rows
 
     async def _finish(self, *, commit: bool) -> None:
         connection = self._connection
         assert connection is not None
         if self.writing:
             await self._finish_write(connection, commit=commit)
+            return
+        if self._fetching:
+            # Cancelled while a thread ran its statement, which may still be running: the
+            # connection is not handed to another reader.
+            self._driver.give_back_reader(connection, broken=True)
             return
         try:
             if connection.in_transaction:

@@ -1,5 +1,6 @@
-"""Certificates as Open Badges 3.0 credentials, secured as VC-JWTs (1EdTech OB 3.0 on the
-W3C Verifiable Credentials data model), with a Bitstring Status List for revocation.
+"""Certificates as Open Badges 3.0 credentials (1EdTech OB 3.0 on the W3C Verifiable
+Credentials 2.0 data model), secured as VC-JWTs (W3C VC-JOSE-COSE, `application/vc+jwt`),
+with a Bitstring Status List for revocation.
 
 Every certificate is an `OpenBadgeCredential`: the issuer is this school, the achievement
 its course, the subject the student. It is signed (ES256) with the service's newest
@@ -99,10 +100,19 @@ async def published_keys(tx: Transaction) -> dict[str, Any]:
     return {"keys": keys}
 
 
-def _sign(row: SigningKeyRow, issuer: str, claims: dict[str, Any]) -> str:
+def _sign(row: SigningKeyRow, credential: dict[str, Any]) -> str:
+    """The credential secured as W3C VC-JOSE-COSE says for `application/vc+jwt`: the JWT's
+    payload is the credential itself (no `vc` claim), with `iss` and `jti` mirroring its
+    issuer and id, and `iat`."""
     key = ECKey.import_key(json.loads(row.private_jwk))
-    header = {"alg": ALGORITHM, "typ": "JWT", "kid": row.kid}
-    return jwt.encode(header, {"iss": issuer, **claims}, key, algorithms=[ALGORITHM])
+    header = {"alg": ALGORITHM, "typ": "vc+jwt", "cty": "vc", "kid": row.kid}
+    claims = {
+        **credential,
+        "iss": credential["issuer"]["id"],
+        "jti": credential["id"],
+        "iat": _seconds(utcnow()),
+    }
+    return jwt.encode(header, claims, key, algorithms=[ALGORITHM])
 
 
 def _seconds(moment: datetime) -> int:
@@ -156,16 +166,8 @@ def open_badge(certificate: CertificateRow, base_url: str, issuer_name: str) -> 
 async def open_badge_jwt(
     tx: Transaction, certificate: CertificateRow, base_url: str, issuer_name: str
 ) -> str:
-    """The certificate's credential as a VC-JWT (`vc` claim, as Open Badges 3.0 secures it)."""
-    credential = open_badge(certificate, base_url, issuer_name)
-    claims = {
-        "vc": credential,
-        "jti": credential["id"],
-        "sub": credential["credentialSubject"]["achievement"]["id"],
-        "nbf": _seconds(certificate.issued_at),
-        "iat": _seconds(certificate.issued_at),
-    }
-    return _sign(await signing_key(tx), credential["issuer"]["id"], claims)
+    """The certificate's credential as a VC-JWT (`_sign`)."""
+    return _sign(await signing_key(tx), open_badge(certificate, base_url, issuer_name))
 
 
 def encode_bits(indexes: list[int], size: int) -> str:
@@ -198,5 +200,4 @@ async def status_list_jwt(tx: Transaction, base_url: str, issuer_name: str) -> s
             "encodedList": encode_bits(revoked, size),
         },
     }
-    claims = {"vc": credential, "jti": credential["id"], "nbf": _seconds(now), "iat": _seconds(now)}
-    return _sign(await signing_key(tx), credential["issuer"]["id"], claims)
+    return _sign(await signing_key(tx), credential)

@@ -10,7 +10,6 @@ from coursepulse.documents.certificate_pdf import CertificateDocument, render_ce
 from coursepulse.documents.verify_page import Verification, render_verification
 from coursepulse.models.rows import CertificateRow
 from coursepulse.resolvers import certificates
-from coursepulse.resolvers.badges import badge_url
 from coursepulse.web.keys import DATABASE, SETTINGS
 
 PDF_CACHE_ENTRIES = 256
@@ -82,7 +81,7 @@ async def verify_page(request: web.Request) -> web.Response:
             course_title=certificate.course_title,
             issued_at=certificate.issued_at,
             revoked_at=certificate.revoked_at,
-            badge_url=badge_url(request.app[SETTINGS].base_url, certificate),
+            has_badge=True,
         )
     return web.Response(
         text=render_verification(result),
