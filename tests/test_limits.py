@@ -52,6 +52,13 @@ def codes_and_extensions(body: dict[str, Any]) -> list[dict[str, Any]]:
 # ---- the fragment fan-out ----------------------------------------------------------------
 
 
+def collect_owed_garbage() -> None:
+    """Collect now what earlier tests left, so that a full collection of this large test
+    process (up to a second) does not fall inside a measured request: the time measured is
+    the server's work, as the validation budget, which leaves collections out, counts it."""
+    gc.collect()
+
+
 async def test_the_fragment_fan_out_is_refused_at_once_while_health_checks_answer(
     client: TestClient,
 ) -> None:
@@ -66,6 +73,7 @@ async def test_the_fragment_fan_out_is_refused_at_once_while_health_checks_answe
         return time.perf_counter() - started, (response.status, body)
 
     # When it is sent together with a health check
+    collect_owed_garbage()
     (
         (attack_seconds, (status, body)),
         (health_seconds, (health_status, health)),
@@ -96,6 +104,7 @@ async def test_the_introspection_fan_out_is_refused_at_once(client: TestClient) 
         on="__Type",
         root="query { __schema { types { SPREAD } } }",
     )
+    collect_owed_garbage()
     started = time.perf_counter()
     body = await graphql(client, document)
     elapsed = time.perf_counter() - started
@@ -226,6 +235,7 @@ async def test_repeated_fields_cannot_make_validation_quadratic(client: TestClie
     # graphql-core compares fields sharing a response name pairwise; 300 of them took
     # about a second to validate. The repeat limit refuses them before that rule runs.
     document = "{ courses { " + "lessons { id } " * 300 + "} }"
+    collect_owed_garbage()
     started = time.perf_counter()
     body = await graphql(client, document)
     elapsed = time.perf_counter() - started
