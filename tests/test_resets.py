@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
-from coursepulse.models import LessonCompletion, ProgressEvent, ResetCompletion
+from coursepulse.models import Enrollment, LessonCompletion, ProgressEvent, ResetCompletion
 from coursepulse.models.db import Database
 from coursepulse.resolvers import completions, enrollments
 from coursepulse.resolvers.users import create_user, viewer_of
@@ -45,22 +45,16 @@ async def reset(
     return await graphql(client, RESET, variables, as_=as_)
 
 
-async def counts(db: Database, table: Any, enrollment_user: int) -> int:
+async def counts(db: Database, table: Any, user_id: int) -> int:
+    """Rows of `table` belonging to the user's enrolments."""
+    enrolments = Enrollment.__table__
+    mine = select(enrolments.c.id).where(enrolments.c.user_id == user_id)
     async with db.read() as tx:
         return int(
             await tx.scalar(
-                select(func.count())
-                .select_from(table)
-                .where(table.c.enrollment_id.in_(select_enrollments(enrollment_user)))
+                select(func.count()).select_from(table).where(table.c.enrollment_id.in_(mine))
             )
         )
-
-
-def select_enrollments(user_id: int) -> Any:
-    from coursepulse.models import Enrollment
-
-    enrolments = Enrollment.__table__
-    return select(enrolments.c.id).where(enrolments.c.user_id == user_id)
 
 
 async def test_a_student_starts_over_and_the_old_state_is_kept(

@@ -90,14 +90,9 @@ class PostgresTransaction(Transaction):
             try:
                 await connection.execute(begin)
             except _LOST:
-                # The pool replaces a connection that is closed; one that was lost may have
-                # gone back to the pool already.
-                with contextlib.suppress(asyncpg.InterfaceError):
-                    connection.terminate()
-                    await pool.release(connection)
+                await _discard(pool, connection)
                 if attempt == POOL_SIZE:
                     raise
-                log.info("replacing a connection that went stale", exc_info=True)
                 continue
             except BaseException:
                 # BEGIN failed or was cancelled half-way (the operation ended meanwhile).
@@ -129,10 +124,7 @@ class PostgresTransaction(Transaction):
                     self._fetching = False
                     raise
                 stale, self._connection = self._connection, None
-                with contextlib.suppress(asyncpg.InterfaceError):
-                    stale.terminate()
-                    await pool.release(stale)
-                log.info("replacing a connection that went stale", exc_info=True)
+                await _discard(pool, stale)
                 self._fetching = False
                 self._connection = await pool.acquire()
                 continue
@@ -165,6 +157,15 @@ class PostgresTransaction(Transaction):
             ended = True
         finally:
             await _release(await self._driver.pool(), connection, interrupted=not ended)
+
+
+async def _discard(pool: asyncpg.Pool, connection: Any) -> None:
+    """Close a connection the server dropped; the pool opens a fresh one in its place.
+    (One that was lost may have gone back to the pool already.)"""
+    log.info("replacing a connection that went stale", exc_info=True)
+    with contextlib.suppress(asyncpg.InterfaceError):
+        connection.terminate()
+        await pool.release(connection)
 
 
 async def _release(pool: asyncpg.Pool, connection: Any, *, interrupted: bool = False) -> None:

@@ -21,7 +21,7 @@ from coursepulse.models.rows import (
 from coursepulse.models.types import utcnow
 from coursepulse.resolvers.badges import badge_url
 from coursepulse.resolvers.certificates import certificate_url
-from coursepulse.resolvers.gates import OPEN, Gate, lesson_gates, may_lock
+from coursepulse.resolvers.gates import OPEN, Gate, may_lock, student_gates
 from coursepulse.resolvers.progress import (
     ProgressRecord,
     format_time_spent,
@@ -256,11 +256,7 @@ class Progress:
         loaders = info.context.loaders
         student = await loaders.users.load(enrollment.user_id)
         instructors = await loaders.instructors.load(course.id)  # type: ignore[arg-type]
-        if (student is not None and student.role == models.Role.ADMIN) or any(
-            user.id == enrollment.user_id for user in instructors
-        ):
-            return {}
-        return lesson_gates(course, lessons, completed, enrollment.enrolled_at, utcnow())
+        return student_gates(course, lessons, completed, enrollment, student, instructors, utcnow())
 
     @strawberry.field(description="The certificate's PDF address, once one was issued.")
     async def certificate_url(self, info: strawberry.Info[Context]) -> str | None:

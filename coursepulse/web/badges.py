@@ -2,6 +2,7 @@
 revocation status list, and the keys that verify them (resolvers/badges.py)."""
 
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -9,15 +10,18 @@ from coursepulse.models.transactions import Transaction
 from coursepulse.resolvers import badges, certificates
 from coursepulse.web.keys import DATABASE, SETTINGS
 
+T = TypeVar("T")
 
-async def _signed(request: web.Request, sign: Callable[[Transaction], Awaitable[str]]) -> str:
-    """What `sign` signs: in a read, or (the very first time, to make the key) a write."""
+
+async def _with_key(request: web.Request, work: Callable[[Transaction], Awaitable[T]]) -> T:
+    """What `work` gives: in a read, or (the very first time, to make the key) a write."""
     db = request.app[DATABASE]
     async with db.read() as tx:
         if await badges.has_signing_key(tx):
-            return await sign(tx)
+            return await work(tx)
     async with db.write() as tx:
-        return await sign(tx)
+        await badges.signing_key(tx)
+        return await work(tx)
 
 
 def _credential(token: str, status: int = 200) -> web.Response:
@@ -37,7 +41,7 @@ async def certificate_badge(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(reason="Certificate not found")
     settings = request.app[SETTINGS]
     return _credential(
-        await _signed(
+        await _with_key(
             request,
             lambda tx: badges.open_badge_jwt(
                 tx, certificate, settings.base_url, settings.issuer_name
@@ -50,7 +54,7 @@ async def status_list(request: web.Request) -> web.Response:
     """GET /credentials/status/1: which certificates are revoked, as a signed credential."""
     settings = request.app[SETTINGS]
     return _credential(
-        await _signed(
+        await _with_key(
             request, lambda tx: badges.status_list_jwt(tx, settings.base_url, settings.issuer_name)
         )
     )
@@ -58,15 +62,7 @@ async def status_list(request: web.Request) -> web.Response:
 
 async def jwks(request: web.Request) -> web.Response:
     """GET /.well-known/jwks.json: the public keys of every signing key."""
-    async with request.app[DATABASE].read() as tx:
-        if await badges.has_signing_key(tx):
-            keys = await badges.published_keys(tx)
-        else:
-            keys = None
-    if keys is None:
-        async with request.app[DATABASE].write() as tx:
-            await badges.signing_key(tx)
-            keys = await badges.published_keys(tx)
+    keys = await _with_key(request, badges.published_keys)
     return web.json_response(
         keys, headers={"Cache-Control": "max-age=300", "Access-Control-Allow-Origin": "*"}
     )
