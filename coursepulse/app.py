@@ -7,8 +7,11 @@ from weakref import WeakSet
 
 from aiohttp import WSCloseCode, web
 
+from coursepulse.delivery.sender import Sender
+from coursepulse.delivery.worker import WebhookWorker, WorkerConfig
 from coursepulse.fanout.brokers import create_broker
 from coursepulse.models.db import Database
+from coursepulse.resolvers.webhooks import RetryPolicy
 from coursepulse.rest import routes as rest_routes
 from coursepulse.schema import build_schema
 from coursepulse.settings import Settings
@@ -102,12 +105,29 @@ def create_app(
         for websocket in list(app[WEBSOCKETS]):
             await websocket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
+    async def webhook_ctx(app: web.Application) -> AsyncIterator[None]:
+        if not settings.webhook_delivery:
+            yield
+            return
+        sender = Sender(
+            timeout_seconds=settings.webhook_timeout_seconds,
+            allow_private=settings.webhook_allow_private,
+        )
+        await sender.start()
+        worker = WebhookWorker(app[DATABASE], sender, worker_config(settings))
+        app[BROKER].feeds.news_listeners.append(worker.wake)
+        worker.start(ready=app[SCHEMA_READY])
+        yield
+        await worker.stop()
+        await sender.close()
+
     app[WEBSOCKETS] = WeakSet()
     app[SCHEMA_READY] = asyncio.Event()
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(schema_context(migrate_first=migrate_first))
     app.cleanup_ctx.append(broker_ctx)
     app.cleanup_ctx.append(access_ctx)
+    app.cleanup_ctx.append(webhook_ctx)
     app.on_shutdown.append(close_websockets)
 
     view = CoursepulseGraphQLView(
@@ -141,4 +161,18 @@ def sign_in_throttle(settings: Settings) -> SignInThrottle:
             per_user_and_address=settings.signin_failures_per_user_and_address,
             per_user=settings.signin_failures_per_user,
         )
+    )
+
+
+def worker_config(settings: Settings) -> WorkerConfig:
+    """How the webhook worker works, as the settings say."""
+    return WorkerConfig(
+        policy=RetryPolicy(
+            first_delay_seconds=settings.webhook_retry_first_seconds,
+            max_delay_seconds=settings.webhook_retry_max_seconds,
+            give_up_after_seconds=settings.webhook_give_up_seconds,
+        ),
+        poll_seconds=settings.webhook_poll_seconds,
+        concurrency=settings.webhook_concurrency,
+        retention=timedelta(days=settings.webhook_delivery_retention_days),
     )

@@ -1,4 +1,4 @@
-"""The `coursepulse` command: migrate, serve, manage users and tokens, demo data, schema export."""
+"""The `coursepulse` command: migrate, serve, users, tokens, webhooks, demo data, schema."""
 
 import argparse
 import asyncio
@@ -14,7 +14,7 @@ from coursepulse.logging_setup import configure_logging
 from coursepulse.models import Role
 from coursepulse.models.db import Database, is_unavailable
 from coursepulse.models.migrate import migrate
-from coursepulse.resolvers import badges, users
+from coursepulse.resolvers import badges, users, webhooks
 from coursepulse.resolvers.errors import DomainError
 from coursepulse.serve import serve_forever, serve_workers, supports_reuse_port
 from coursepulse.settings import Settings
@@ -190,6 +190,55 @@ def cmd_signing_key_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhooks_list(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def work(db: Database) -> list[str]:
+        async with db.read() as tx:
+            rows = await webhooks.every_webhook(tx)
+        return [
+            f"{row.id}\t{row.url}\tcourse {row.course_id if row.course_id else 'all'}"
+            f"\tevents {row.events.replace(',', ' ') if row.events else 'all'}"
+            f"\tdelivered to event {row.last_event_id}"
+            f"\t{'disabled ' + _when(row.disabled_at) if row.disabled_at else 'active'}"
+            + (f"\t{row.failed_attempts} failed attempts" if row.failed_attempts else "")
+            for row in rows
+        ]
+
+    lines = asyncio.run(_with_database(settings, work))
+    for line in lines:
+        print(line)
+    if not lines:
+        print("no webhooks", file=sys.stderr)
+    return 0
+
+
+def cmd_webhooks_deliveries(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def work(db: Database) -> list[str]:
+        async with db.read() as tx:
+            rows = await webhooks.deliveries_of(
+                tx, args.id, webhooks.deliveries_page_size(args.limit)
+            )
+        return [
+            f"{row.id}\tevent {row.event_id}\tattempt {row.attempt}"
+            f"\t{_when(row.attempted_at)}"
+            f"\t{'ok' if row.succeeded else 'failed'}"
+            f"\t{row.response_status if row.response_status is not None else '-'}"
+            + (f"\tnext {_when(row.next_attempt_at)}" if row.next_attempt_at else "")
+            + (f"\t{row.error}" if row.error else "")
+            for row in rows
+        ]
+
+    lines = asyncio.run(_with_database(settings, work))
+    for line in lines:
+        print(line)
+    if not lines:
+        print(f"webhook {args.id} has no deliveries yet", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from coursepulse.demo import load_demo
 
@@ -313,6 +362,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _database_options(rotate)
     rotate.set_defaults(func=cmd_signing_key_rotate)
+
+    hooks = commands.add_parser(
+        "webhooks", help="the webhooks and their deliveries"
+    ).add_subparsers(dest="webhooks_command", required=True)
+    hooks_list = hooks.add_parser(
+        "list", help="every webhook (id, url, course, events, how far delivered, state)"
+    )
+    _database_options(hooks_list)
+    hooks_list.set_defaults(func=cmd_webhooks_list)
+    hooks_deliveries = hooks.add_parser(
+        "deliveries", help="a webhook's newest delivery attempts (status, error, next retry)"
+    )
+    _database_options(hooks_deliveries)
+    hooks_deliveries.add_argument("id", type=int)
+    hooks_deliveries.add_argument("--limit", type=int, default=20, help="how many (at most 100)")
+    hooks_deliveries.set_defaults(func=cmd_webhooks_deliveries)
 
     demo = commands.add_parser("demo", help="load the demo catalogue and users (idempotent)")
     _database_options(demo)

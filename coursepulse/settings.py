@@ -79,6 +79,25 @@ class Settings(BaseSettings):
     #: Operations (subscriptions) one user may have running over websockets, per process.
     max_subscriptions_per_user: int = Field(default=100, ge=1)
 
+    # ---- webhooks (delivery/worker.py) ----------------------------------------------------
+    #: Run the webhook worker in this process (every serve process may: claims keep them apart).
+    webhook_delivery: bool = True
+    #: Let webhooks reach loopback, private and link-local addresses (tests, closed networks).
+    webhook_allow_private: bool = False
+    #: Seconds a receiver has to answer a delivery.
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    #: The first retry's wait; each further one doubles, up to the longest.
+    webhook_retry_first_seconds: float = Field(default=5.0, gt=0)
+    webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    #: A webhook failing this long is switched off (about a day).
+    webhook_give_up_seconds: float = Field(default=86_400.0, gt=0)
+    #: Seconds between looks for due retries and webhooks made by other processes.
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    #: Webhooks one process delivers at once.
+    webhook_concurrency: int = Field(default=8, ge=1, le=256)
+    #: Days deliveries are kept for their owners to read.
+    webhook_delivery_retention_days: float = Field(default=30.0, gt=0)
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

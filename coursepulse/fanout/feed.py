@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import Any
 
 from coursepulse.models.db import Database
@@ -134,6 +135,8 @@ class Feeds:
         #: What the front door builds once per event for all its subscribers, by event id
         #: (schema/shared_events.py bounds it).
         self.shared: OrderedDict[int, Any] = OrderedDict()
+        #: Told of every wake-up, whatever the course (the webhook worker).
+        self.news_listeners: list[Callable[[], None]] = []
 
     async def subscribe(self, course_id: int) -> Subscription:
         """A subscription receiving every event of the course committed from now on."""
@@ -163,6 +166,8 @@ class Feeds:
 
     def wake(self, course_ids: set[int]) -> None:
         """News in these courses: their feeds read the log."""
+        for listener in self.news_listeners:
+            listener()
         for course_id in course_ids:
             feed = self._feeds.get(course_id)
             if feed is not None:
@@ -170,6 +175,8 @@ class Feeds:
 
     def wake_all(self) -> None:
         """Catch up every feed (after a lost broker connection)."""
+        for listener in self.news_listeners:
+            listener()
         for feed in self._feeds.values():
             feed.wake()
 

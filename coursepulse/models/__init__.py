@@ -22,6 +22,8 @@ from coursepulse.models.tables import (
     ResetCompletion,
     SigningKey,
     User,
+    Webhook,
+    WebhookDelivery,
 )
 from coursepulse.models.types import utcnow
 
@@ -45,5 +47,7 @@ __all__ = [
     "Role",
     "SigningKey",
     "User",
+    "Webhook",
+    "WebhookDelivery",
     "utcnow",
 ]

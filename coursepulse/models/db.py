@@ -15,6 +15,7 @@ import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 
 import asyncpg
 from sqlalchemy import bindparam, func, select
@@ -61,6 +62,10 @@ def is_unavailable(error: BaseException | None) -> bool:
 
 
 _sql_log = logging.getLogger("coursepulse.sql")
+
+#: True in background work (the webhook worker): statement observers can tell its statements
+#: from those of requests (statement counts are per request).
+BACKGROUND_WORK: ContextVar[bool] = ContextVar("background_work", default=False)
 
 
 def _echo(sql: str) -> None:

@@ -25,6 +25,8 @@ from coursepulse.models.tables import (
     ProgressReset,
     SigningKey,
     User,
+    Webhook,
+    WebhookDelivery,
 )
 
 
@@ -52,3 +54,5 @@ ProgressEventRow = _row_of(ProgressEvent)
 ProgressResetRow = _row_of(ProgressReset)
 SigningKeyRow = _row_of(SigningKey)
 CertificateRow = _row_of(Certificate)
+WebhookRow = _row_of(Webhook)
+WebhookDeliveryRow = _row_of(WebhookDelivery)

@@ -305,3 +305,62 @@ class SigningKey(SQLModel, table=True):
     private_jwk: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
     retired_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+
+
+class Webhook(SQLModel, table=True):
+    """A subscriber URL that receives course-progress events from the log, signed as
+    Standard Webhooks. Delivery follows the log with a cursor (`last_event_id`), one
+    event at a time, so a receiver sees a course's events in order."""
+
+    __tablename__ = "webhooks"
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    url: str = Field(sa_column=Column(String(2048), nullable=False))
+    #: Only this course's events; None: every course (admins only).
+    course_id: int | None = Field(
+        default=None,
+        sa_column=Column(BigId, ForeignKey("courses.id", ondelete="CASCADE"), index=True),
+    )
+    #: The event kinds sent, comma-separated; empty: every kind.
+    events: str = Field(default="", sa_column=Column(String(400), nullable=False))
+    #: The signing secret (whsec_...): kept, since every delivery is signed with it.
+    secret: str = Field(sa_column=Column(String(100), nullable=False))
+    created_by: int = Field(sa_column=_fk("users.id", index=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    #: Set when deliveries kept failing and the webhook was switched off.
+    disabled_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    #: Events up to this id were delivered (or were not for this webhook).
+    last_event_id: int = Field(default=0, sa_type=BigId, nullable=False)
+    #: Failed attempts at the next event so far.
+    failed_attempts: int = Field(default=0, nullable=False)
+    #: When the next event's first failed attempt was made (None: not failing).
+    failing_since: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    #: No attempt before this moment (the retry's backoff).
+    next_attempt_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    #: The process delivering now (a random token) and until when its claim holds.
+    claim_token: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    claimed_until: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One attempt to deliver one event to one webhook (kept for a while, for its owner)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_webhook_id_id", "webhook_id", "id"),)
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    webhook_id: int = Field(sa_column=_fk("webhooks.id"))
+    event_id: int = Field(sa_type=BigId, nullable=False)
+    #: 1 for the first attempt at this event, 2 for the first retry, ...
+    attempt: int = Field(nullable=False)
+    response_status: int | None = Field(default=None, nullable=True)
+    succeeded: bool = Field(sa_column=Column(Boolean, nullable=False))
+    attempted_at: datetime = Field(sa_column=_timestamp())
+    #: When the event is tried again (None: delivered, or the webhook was switched off).
+    next_attempt_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+_DELIVERIES = WebhookDelivery.__table__  # type: ignore[attr-defined]
+#: Old deliveries are pruned by age.
+Index("ix_webhook_deliveries_attempted_at", _DELIVERIES.c.attempted_at)

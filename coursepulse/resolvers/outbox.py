@@ -56,11 +56,20 @@ _EVENT_VALUES = [
 ADD_EVENT = Query(insert(_EVENTS).values(dict(zip(EVENT_COLUMNS, _EVENT_VALUES, strict=True))))
 #: PostgreSQL: the course's event lock, then the event, in one statement. The lock's
 #: subquery yields its row only once the lock is held, so the event's id is drawn after.
-_COURSE_EVENT_LOCK = select(
-    func.pg_advisory_xact_lock(
-        bindparam("space", type_=Integer()), bindparam("key", type_=Integer())
-    ).label("locked")
-).subquery("course_event_lock")
+#: It also gives the transaction its id (if it had none) before the event's id is drawn:
+#: webhook delivery relies on every event id being drawn by a transaction that has one
+#: (delivery/horizon.py).
+_COURSE_EVENT_LOCK = (
+    select(
+        func.pg_advisory_xact_lock(
+            bindparam("space", type_=Integer()), bindparam("key", type_=Integer())
+        ).label("locked")
+    )
+    # A condition, not an output: pg_current_xact_id() is stable, and an unused stable
+    # output would not be computed.
+    .where(func.pg_current_xact_id().is_not(None))
+    .subquery("course_event_lock")
+)
 _LOCK_AND_ADD_EVENT = Query(
     insert(_EVENTS).from_select(
         list(EVENT_COLUMNS), select(*_EVENT_VALUES).select_from(_COURSE_EVENT_LOCK)
@@ -106,7 +115,7 @@ _COURSE_EVENT_LOCK_ONLY = Query(
         func.pg_advisory_xact_lock(
             bindparam("space", type_=Integer()), bindparam("key", type_=Integer())
         )
-    )
+    ).where(func.pg_current_xact_id().is_not(None))
 )
 
 

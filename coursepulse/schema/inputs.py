@@ -5,7 +5,7 @@ from datetime import datetime
 import strawberry
 
 from coursepulse import models
-from coursepulse.schema.enums import CourseStatus, Role
+from coursepulse.schema.enums import CourseStatus, ProgressEventKind, Role
 
 
 @strawberry.input
@@ -58,3 +58,10 @@ class UserInput:
     display_name: str | None = None
     email: str | None = None
     role: Role = models.Role.STUDENT
+
+
+@strawberry.input
+class WebhookInput:
+    url: str
+    course_id: strawberry.ID | None = None
+    events: list[ProgressEventKind] | None = strawberry.field(default_factory=list)

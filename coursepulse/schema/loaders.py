@@ -14,9 +14,10 @@ from coursepulse.models.rows import (
     LessonRow,
     ProgressResetRow,
     UserRow,
+    WebhookDeliveryRow,
 )
 from coursepulse.models.transactions import Transaction
-from coursepulse.resolvers import lookups, resets
+from coursepulse.resolvers import lookups, resets, webhooks
 
 if TYPE_CHECKING:
     from coursepulse.schema.context import OperationReads
@@ -74,6 +75,11 @@ class Loaders:
     def resets(self) -> DataLoader[int, list[ProgressResetRow]]:
         """Each enrolment's progress resets, newest first, by enrolment id."""
         return _loader(self.reads, resets.resets_by_enrollment, list)
+
+    @cached_property
+    def webhook_deliveries(self) -> DataLoader[tuple[int, int], list[WebhookDeliveryRow]]:
+        """Each webhook's newest deliveries, by (webhook id, how many)."""
+        return _loader(self.reads, webhooks.deliveries_by_webhook, list)
 
     @cached_property
     def instructors(self) -> DataLoader[int, list[UserRow]]:

@@ -8,7 +8,15 @@ import strawberry
 
 from coursepulse import models
 from coursepulse.models.transactions import Transaction
-from coursepulse.resolvers import certificates, completions, courses, enrollments, resets, users
+from coursepulse.resolvers import (
+    certificates,
+    completions,
+    courses,
+    enrollments,
+    resets,
+    users,
+    webhooks,
+)
 from coursepulse.resolvers.completions import LessonChange
 from coursepulse.resolvers.courses import CourseChanges
 from coursepulse.resolvers.validation import parse_id
@@ -19,6 +27,7 @@ from coursepulse.schema.inputs import (
     LessonInput,
     LessonUpdateInput,
     UserInput,
+    WebhookInput,
 )
 from coursepulse.schema.types import (
     ApiToken,
@@ -29,9 +38,11 @@ from coursepulse.schema.types import (
     Lesson,
     LessonCompletionPayload,
     NewApiToken,
+    NewWebhook,
     Progress,
     UnenrollPayload,
     User,
+    Webhook,
 )
 
 Info = strawberry.Info[Context]
@@ -306,6 +317,42 @@ class Mutation:
         async with _writing(info) as tx:
             course = await courses.remove_instructor(tx, info.context.viewer, course_id, user_id)
         return Course.from_row(course)
+
+    @strawberry.mutation
+    async def create_webhook(self, info: Info, input: WebhookInput) -> NewWebhook:
+        course_id = parse_id(input.course_id, field="courseId") if input.course_id else None
+        async with _writing(info) as tx:
+            secret, row = await webhooks.create_webhook(
+                tx,
+                info.context.viewer,
+                url=input.url,
+                course_id=course_id,
+                events=[models.ProgressEventKind(kind) for kind in input.events or ()],
+                allow_private=info.context.settings.webhook_allow_private,
+            )
+        return NewWebhook(webhook=Webhook.from_row(row), secret=secret)
+
+    @strawberry.mutation
+    async def delete_webhook(self, info: Info, id: strawberry.ID) -> Webhook:
+        webhook_id = parse_id(id)
+        async with _writing(info) as tx:
+            row = await webhooks.delete_webhook(tx, info.context.viewer, webhook_id)
+        return Webhook.from_row(row)
+
+    @strawberry.mutation(
+        description=(
+            "Sends the webhook's events after afterEventId again, in order"
+            " (replay after an outage)."
+        )
+    )
+    async def redeliver_webhook(
+        self, info: Info, id: strawberry.ID, afterEventId: strawberry.ID
+    ) -> Webhook:
+        webhook_id = parse_id(id)
+        after = webhooks.parse_event_cursor(afterEventId)
+        async with _writing(info) as tx:
+            row = await webhooks.redeliver_webhook(tx, info.context.viewer, webhook_id, after)
+        return Webhook.from_row(row)
 
 
 def _unless_unset(value: Any) -> Any:

@@ -6,7 +6,15 @@ import strawberry
 
 from coursepulse import models
 from coursepulse.issuing import obtain_certificate
-from coursepulse.resolvers import access, certificates, courses, enrollments, roster, users
+from coursepulse.resolvers import (
+    access,
+    certificates,
+    courses,
+    enrollments,
+    roster,
+    users,
+    webhooks,
+)
 from coursepulse.resolvers.validation import parse_id
 from coursepulse.schema.context import Context
 from coursepulse.schema.enums import EnrollmentStatus, SortOrder, StudentOrderField
@@ -19,6 +27,7 @@ from coursepulse.schema.types import (
     Progress,
     StudentPage,
     User,
+    Webhook,
 )
 
 Info = strawberry.Info[Context]
@@ -159,3 +168,11 @@ class Query:
         if not found.owner_view:
             certificate.open_badge_url = None
         return CertificateVerification(valid=found.valid, certificate=certificate)
+
+    @strawberry.field(
+        description="Webhooks the viewer may manage: a course's (its staff) or all (admins)."
+    )
+    async def webhooks(self, info: Info, courseId: strawberry.ID | None = None) -> list[Webhook]:
+        course_id = parse_id(courseId, field="courseId") if courseId is not None else None
+        rows = await webhooks.webhooks_for(await info.context.tx(), info.context.viewer, course_id)
+        return [Webhook.from_row(row) for row in rows]

@@ -17,6 +17,8 @@ from coursepulse.models.rows import (
     ProgressEventRow,
     ProgressResetRow,
     UserRow,
+    WebhookDeliveryRow,
+    WebhookRow,
 )
 from coursepulse.models.types import utcnow
 from coursepulse.resolvers.badges import badge_url
@@ -28,6 +30,7 @@ from coursepulse.resolvers.progress import (
 )
 from coursepulse.resolvers.roster import CourseStats as CourseStatsRecord
 from coursepulse.resolvers.roster import RosterPage
+from coursepulse.resolvers.webhooks import deliveries_page_size, event_kinds
 from coursepulse.schema.context import Context
 from coursepulse.schema.enums import (
     CourseStatus,
@@ -616,3 +619,88 @@ class ApiToken:
 class NewApiToken:
     token: str = strawberry.field(description="The secret, shown only here (cp_...).")
     api_token: ApiToken
+
+
+@strawberry.type(
+    description=(
+        "A subscriber URL that receives the course-progress events, signed as Standard Webhooks."
+    )
+)
+class Webhook:
+    id: strawberry.ID
+    url: str
+    course_id: strawberry.ID | None = strawberry.field(
+        description="Only this course's events; null for every course (admins only)."
+    )
+    events: list[ProgressEventKind] = strawberry.field(
+        description="The event kinds sent; every kind when the list was left empty."
+    )
+    active: bool
+    created_at: datetime
+    disabled_at: datetime | None = strawberry.field(
+        description="Set when deliveries kept failing and the webhook was switched off."
+    )
+    last_event_id: strawberry.ID = strawberry.field(
+        description="Events up to this id were delivered (or are not for this webhook)."
+    )
+    _id: strawberry.Private[int]
+
+    @classmethod
+    def from_row(cls, webhook: WebhookRow) -> "Webhook":
+        return cls(
+            id=gid(webhook.id),
+            url=webhook.url,
+            course_id=gid(webhook.course_id) if webhook.course_id is not None else None,
+            events=event_kinds(webhook),
+            active=webhook.disabled_at is None,
+            created_at=webhook.created_at,
+            disabled_at=webhook.disabled_at,
+            last_event_id=gid(webhook.last_event_id),
+            _id=webhook.id,
+        )
+
+    @strawberry.field(description="Newest first.")
+    async def deliveries(
+        self, info: strawberry.Info[Context], first: int = 20
+    ) -> list["WebhookDelivery"]:
+        rows = await info.context.loaders.webhook_deliveries.load(
+            (self._id, deliveries_page_size(first))
+        )
+        return [WebhookDelivery.from_row(row) for row in rows]
+
+
+@strawberry.type
+class WebhookDelivery:
+    id: strawberry.ID
+    event_id: strawberry.ID = strawberry.field(
+        description=(
+            "The event delivered; also the webhook-id header, so receivers can drop repeats."
+        )
+    )
+    attempt: int
+    response_status: int | None = strawberry.field(
+        description="The receiver's HTTP status; null when no answer came."
+    )
+    succeeded: bool
+    attempted_at: datetime
+    next_attempt_at: datetime | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, delivery: WebhookDeliveryRow) -> "WebhookDelivery":
+        return cls(
+            id=gid(delivery.id),
+            event_id=gid(delivery.event_id),
+            attempt=delivery.attempt,
+            response_status=delivery.response_status,
+            succeeded=delivery.succeeded,
+            attempted_at=delivery.attempted_at,
+            next_attempt_at=delivery.next_attempt_at,
+            error=delivery.error,
+        )
+
+
+@strawberry.type
+class NewWebhook:
+    webhook: Webhook
+    secret: str = strawberry.field(description="The signing secret (whsec_...), shown only here.")

@@ -1,0 +1,1 @@
+"""Webhook delivery: the background worker every serve process runs, and its HTTP sender."""

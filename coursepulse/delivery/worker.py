@@ -1,0 +1,192 @@
+"""The webhook worker every `serve` process runs in the background.
+
+It claims webhooks that have events to send (the claim is in the database, so two
+processes never send the same delivery), sends each claimed webhook's events one at a
+time in log order, and records every attempt (resolvers/webhooks.py has the rules).
+News of committed events wakes it; a timer brings retries and other processes' new
+webhooks. Sends are plain awaits on the event loop with a timeout: a slow receiver
+holds only its own webhook's delivery, never a request or a live subscription.
+"""
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from coursepulse.delivery.horizon import EventHorizon
+from coursepulse.delivery.sender import Sender, body_of
+from coursepulse.models.db import BACKGROUND_WORK, Database
+from coursepulse.models.rows import ProgressEventRow, WebhookRow
+from coursepulse.resolvers import webhooks
+from coursepulse.resolvers.webhooks import NO_BOUND, Attempt, RetryPolicy
+
+log = logging.getLogger("coursepulse.webhooks")
+
+#: Events read from the log per query while a webhook catches up.
+READ_BATCH = 100
+#: Seconds between prunings of old deliveries.
+PRUNE_INTERVAL = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """How the worker works (from Settings; tests shorten the waits)."""
+
+    policy: RetryPolicy
+    #: Seconds between looks for due retries and new webhooks when no news comes.
+    poll_seconds: float = 1.0
+    #: Webhooks one process delivers at once.
+    concurrency: int = 8
+    #: How long a claim holds without being renewed (a process that died lets go then).
+    lease: timedelta = timedelta(seconds=60)
+    #: Deliveries older than this are forgotten.
+    retention: timedelta = timedelta(days=30)
+
+
+class WebhookWorker:
+    """Delivers webhooks for one process (see the module's docstring)."""
+
+    def __init__(self, db: Database, sender: Sender, config: WorkerConfig) -> None:
+        self.db = db
+        self.sender = sender
+        self.config = config
+        self.horizon = EventHorizon() if db.dialect == "postgresql" else None
+        self.rng = random.Random()  # noqa: S311  (jitter of retries, not a secret)
+        self._news = asyncio.Event()
+        self._deliveries: dict[int, asyncio.Task[None]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._active = True
+        self._pruned_at = 0.0
+
+    def wake(self) -> None:
+        """Events were committed: look for webhooks to deliver."""
+        self._news.set()
+
+    def start(self, ready: asyncio.Event | None = None) -> None:
+        self._task = asyncio.create_task(self._run(ready), name="webhook-worker")
+
+    async def stop(self) -> None:
+        """Stop looking and cancel the sends under way (their claims run out; an event
+        cut off mid-send is sent again, which receivers drop by its webhook-id)."""
+        tasks = [task for task in (self._task, *self._deliveries.values()) if task is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @property
+    def bound(self) -> int:
+        """The newest event id that may be delivered now."""
+        return NO_BOUND if self.horizon is None else self.horizon.bound
+
+    async def _run(self, ready: asyncio.Event | None) -> None:
+        BACKGROUND_WORK.set(True)  # this task's context, and that of the sends it starts
+        if ready is not None:
+            await ready.wait()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._news.wait(), self.config.poll_seconds)
+            news = self._news.is_set()
+            self._news.clear()
+            try:
+                if not self._active and news:
+                    continue  # no webhook is switched on: the timer looks again for new ones
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                # The database may be down: the next tick tries again.
+                log.warning("webhook delivery paused: %s: %s", type(error).__name__, error)
+
+    async def tick(self) -> None:
+        """Claim what is due and start delivering it."""
+        async with self.db.read() as tx:
+            self._active = await webhooks.any_active(tx)
+            if self._active and self.horizon is not None:
+                self.horizon.observe(*await webhooks.event_horizon(tx))
+        if not self._active:
+            return
+        await self._prune_now_and_then()
+        free = self.config.concurrency - len(self._deliveries)
+        if free <= 0:
+            return
+        token = secrets.token_hex(16)
+        async with self.db.write() as tx:
+            claimed = await webhooks.claim_due(
+                tx, token=token, lease=self.config.lease, bound=self.bound, limit=free
+            )
+        for webhook in claimed:
+            task = asyncio.create_task(self._deliver(webhook, token), name=f"webhook-{webhook.id}")
+            self._deliveries[webhook.id] = task
+
+    async def _prune_now_and_then(self) -> None:
+        now = time.monotonic()
+        if now - self._pruned_at < PRUNE_INTERVAL:
+            return
+        self._pruned_at = now
+        async with self.db.write() as tx:
+            await webhooks.prune_deliveries(tx, older_than=self.config.retention)
+
+    async def _deliver(self, webhook: WebhookRow, token: str) -> None:
+        """Send the claimed webhook's events in order until none is left, one fails, or
+        the claim is lost."""
+        try:
+            if await self._send_in_order(webhook, token):
+                async with self.db.write() as tx:
+                    await webhooks.release(tx, webhook.id, token)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivering webhook %s failed; its claim runs out", webhook.id)
+        finally:
+            self._deliveries.pop(webhook.id, None)
+
+    async def _send_in_order(self, webhook: WebhookRow, token: str) -> bool:
+        """True when every event up to the bound was sent (the claim is still held)."""
+        cursor = webhook.last_event_id
+        attempt = webhook.failed_attempts + 1
+        failing_since = webhook.failing_since
+        lease = self.config.lease
+        while True:
+            async with self.db.read() as tx:
+                events = await webhooks.events_to_send(
+                    tx, webhook, after=cursor, bound=self.bound, limit=READ_BATCH
+                )
+            if not events:
+                return True
+            for event in events:
+                if not webhooks.wants(webhook, event):
+                    continue
+                outcome = await self._send(webhook, event)
+                async with self.db.write() as tx:
+                    held = await webhooks.record_attempt(
+                        tx,
+                        webhook,
+                        token=token,
+                        event_id=event.id,
+                        attempt=attempt,
+                        failing_since=failing_since,
+                        outcome=outcome,
+                        policy=self.config.policy,
+                        lease=lease,
+                        rng=self.rng,
+                    )
+                if not held or not outcome.succeeded:
+                    return False
+                cursor, attempt, failing_since = event.id, 1, None
+            if events[-1].id > cursor:
+                async with self.db.write() as tx:
+                    if not await webhooks.step_over(
+                        tx, webhook, token=token, event_id=events[-1].id, lease=lease
+                    ):
+                        return False
+                cursor = events[-1].id
+
+    async def _send(self, webhook: WebhookRow, event: ProgressEventRow) -> Attempt:
+        body = body_of(webhooks.message_of(event))
+        return await self.sender.send(webhook.url, webhook.secret, str(event.id), body)
