@@ -20,7 +20,7 @@ from coursepulse.models.db import Database
 from coursepulse.resolvers import completions, enrollments, webhooks
 from coursepulse.settings import Settings
 from tests.conftest import Account, School, error_codes, graphql, make_course, make_user
-from tests.processes import coursepulse_serve, run_to_end
+from tests.processes import coursepulse_serve, free_port, run_to_end
 
 #: Seconds a test waits for deliveries before failing.
 WAIT_SECONDS = 20.0
@@ -663,3 +663,71 @@ async def test_operators_list_webhooks_and_their_deliveries_from_the_command_lin
     assert status == 2
     assert "not_found" in output
     assert "Traceback" not in output
+
+
+# ---- the README's receiver ------------------------------------------------------------------
+
+ROOT = Path(__file__).parent.parent
+
+
+async def test_the_readme_receiver_verifies_and_handles_each_event_once(
+    serve: Any, settings: Settings, db: Database, school: School
+) -> None:
+    example = ROOT / "examples" / "webhook_receiver.py"
+    code = example.read_text()
+    assert code[code.index("import os") :] in (ROOT / "README.md").read_text()
+    port = free_port()
+    client = await serve(delivering(settings))
+    url = f"http://127.0.0.1:{port}/coursepulse"
+    webhook_id, secret = await create(client, school, url)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(example),
+        env={**os.environ, "WEBHOOK_SECRET": secret, "PORT": str(port)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def forged_refused() -> bool:
+                try:
+                    headers = {
+                        "webhook-id": "1",
+                        "webhook-timestamp": "1",
+                        "webhook-signature": "v1,x",
+                    }
+                    async with http.post(url, data=b"{}", headers=headers) as response:
+                        return response.status == 400
+                except aiohttp.ClientConnectionError:
+                    return False  # not listening yet
+
+            await eventually(forged_refused, "the receiver refusing a forged delivery")
+            await learn(db, school, lessons=2)
+            lines = [await next_event(process.stdout) for _ in range(3)]
+            student = school.student.id
+            assert [line.split() for line in lines] == [
+                ["ENROLLED", str(student), "0"],
+                ["LESSON_COMPLETED", str(student), "25"],
+                ["LESSON_COMPLETED", str(student), "50"],
+            ]
+            # A replay of everything is dropped as repeats: the next line is the next event
+            body = await graphql(
+                client, REDELIVER, {"id": webhook_id, "after": "0"}, as_=school.instructor
+            )
+            assert "errors" not in body, body
+            await learn_more(db, school, start=2)
+            line = await next_event(process.stdout)
+            assert line.split() == ["LESSON_COMPLETED", str(student), "75"]
+    finally:
+        process.kill()
+        await process.wait()
+
+
+async def next_event(output: asyncio.StreamReader) -> str:
+    """The receiver's next line about an event (aiohttp's start-up lines skipped)."""
+    while True:
+        line = (await asyncio.wait_for(output.readline(), WAIT_SECONDS)).decode()
+        if line and not line.startswith(("=", "(")):
+            return line
