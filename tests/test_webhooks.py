@@ -359,6 +359,25 @@ async def test_a_slow_receiver_holds_neither_requests_nor_other_webhooks(
     await eventually(lambda: len(receiver.arrived) == len(expected), "the rest, after it")
 
 
+async def test_a_stopping_process_lets_go_of_its_webhooks_at_once(
+    serve: Any, settings: Settings, db: Database, school: School, receiver: Receiver
+) -> None:
+    first = await serve(delivering(settings, webhook_timeout_seconds=30.0))
+    _webhook_id, secret = await create(first, school, receiver.url)
+    receiver.hold = asyncio.Event()
+    await learn(db, school, lessons=2)
+    await eventually(lambda: receiver.holding == 1, "a delivery under way")
+
+    # The process stops mid-send; the next one goes on at once (not after the claim's
+    # minute), starting again with the event whose answer never came
+    await first.close()
+    receiver.hold.set()
+    await serve(delivering(settings))
+    expected = await event_ids(db, school.course_id)
+    await eventually(lambda: len(receiver.accepted(secret)) == len(expected), "every event")
+    assert [int(m["data"]["id"]) for m in receiver.accepted(secret)] == expected
+
+
 async def test_deleted_webhooks_receive_nothing_more(
     serve: Any, settings: Settings, db: Database, school: School, receiver: Receiver
 ) -> None:
@@ -460,12 +479,13 @@ async def test_webhook_urls_must_be_public_http(
     assert body["errors"][0]["extensions"]["field"] == "url"
 
 
-async def test_a_name_that_resolves_to_a_private_address_is_refused_when_connecting(
-    serve: Any, settings: Settings, db: Database, school: School, receiver: Receiver
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
+async def test_a_private_address_is_refused_when_connecting(
+    serve: Any, settings: Settings, db: Database, school: School, receiver: Receiver, host: str
 ) -> None:
     # The webhook was made where private addresses were allowed; this service does not
-    # allow them, and "localhost" resolves to 127.0.0.1 when the delivery connects.
-    url = receiver.url.replace("127.0.0.1", "localhost")
+    # allow them: "localhost" resolves to 127.0.0.1, and an address is taken as it is.
+    url = receiver.url.replace("127.0.0.1", host)
     async with db.write() as tx:
         await webhooks.create_webhook(
             tx,

@@ -28,8 +28,11 @@ log = logging.getLogger("coursepulse.webhooks")
 
 #: Events read from the log per query while a webhook catches up.
 READ_BATCH = 100
-#: Seconds between prunings of old deliveries.
-PRUNE_INTERVAL = 3600.0
+#: Seconds between prunings of old deliveries, and deliveries forgotten per statement.
+PRUNE_INTERVAL = 300.0
+PRUNE_BATCH = 5000
+#: Seconds a stopping process gives itself to let go of its claims.
+RELEASE_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,8 @@ class WebhookWorker:
         self.rng = random.Random()  # noqa: S311  (jitter of retries, not a secret)
         self._news = asyncio.Event()
         self._deliveries: dict[int, asyncio.Task[None]] = {}
+        #: The claim token of each webhook this process delivers now.
+        self._claims: dict[int, str] = {}
         self._task: asyncio.Task[None] | None = None
         self._active = True
         self._pruned_at = 0.0
@@ -70,14 +75,23 @@ class WebhookWorker:
         self._task = asyncio.create_task(self._run(ready), name="webhook-worker")
 
     async def stop(self) -> None:
-        """Stop looking and cancel the sends under way (their claims run out; an event
-        cut off mid-send is sent again, which receivers drop by its webhook-id)."""
+        """Stop looking, cancel the sends under way and let go of their claims, so another
+        process (or this one restarted) goes on at once. An event cut off mid-send is sent
+        again, which receivers drop by its webhook-id."""
+        claims = dict(self._claims)
         tasks = [task for task in (self._task, *self._deliveries.values()) if task is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if claims:
+            try:
+                async with asyncio.timeout(RELEASE_SECONDS), self.db.write() as tx:
+                    for webhook_id, token in claims.items():
+                        await webhooks.release(tx, webhook_id, token)
+            except Exception as error:  # the claims run out by themselves
+                log.warning("could not let go of webhook claims: %s", error)
 
     @property
     def bound(self) -> int:
@@ -121,6 +135,7 @@ class WebhookWorker:
                 tx, token=token, lease=self.config.lease, bound=self.bound, limit=free
             )
         for webhook in claimed:
+            self._claims[webhook.id] = token
             task = asyncio.create_task(self._deliver(webhook, token), name=f"webhook-{webhook.id}")
             self._deliveries[webhook.id] = task
 
@@ -129,8 +144,13 @@ class WebhookWorker:
         if now - self._pruned_at < PRUNE_INTERVAL:
             return
         self._pruned_at = now
-        async with self.db.write() as tx:
-            await webhooks.prune_deliveries(tx, older_than=self.config.retention)
+        while True:
+            async with self.db.write() as tx:
+                pruned = await webhooks.prune_deliveries(
+                    tx, older_than=self.config.retention, limit=PRUNE_BATCH
+                )
+            if pruned < PRUNE_BATCH:
+                return
 
     async def _deliver(self, webhook: WebhookRow, token: str) -> None:
         """Send the claimed webhook's events in order until none is left, one fails, or
@@ -139,11 +159,14 @@ class WebhookWorker:
             if await self._send_in_order(webhook, token):
                 async with self.db.write() as tx:
                     await webhooks.release(tx, webhook.id, token)
+                # Events committed while the claim was held found it taken: look again.
+                self.wake()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("delivering webhook %s failed; its claim runs out", webhook.id)
         finally:
+            self._claims.pop(webhook.id, None)
             self._deliveries.pop(webhook.id, None)
 
     async def _send_in_order(self, webhook: WebhookRow, token: str) -> bool:

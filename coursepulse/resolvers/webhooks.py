@@ -42,7 +42,7 @@ from coursepulse.models import (
     utcnow,
 )
 from coursepulse.models.rows import ProgressEventRow, WebhookDeliveryRow, WebhookRow
-from coursepulse.models.sql import Query, in_ids
+from coursepulse.models.sql import Query
 from coursepulse.models.transactions import Transaction
 from coursepulse.resolvers.access import is_course_staff, require_admin, staff_course
 from coursepulse.resolvers.errors import InvalidInput, NotFound
@@ -244,33 +244,28 @@ async def redeliver_webhook(
     return await tx.first(_REWIND, webhook_id=webhook_id, after=after_event_id)
 
 
-_NEWEST_DELIVERIES = (
-    select(
-        _DELIVERIES,
-        func.row_number()
-        .over(partition_by=_DELIVERIES.c.webhook_id, order_by=_DELIVERIES.c.id.desc())
-        .label("place"),
-    )
-    .where(in_ids(_DELIVERIES.c.webhook_id, "webhook_ids"))
-    .subquery("newest")
-)
+#: A webhook's newest deliveries: a short walk down (webhook_id, id), however many it has.
 _DELIVERIES_OF = Query(
-    select(*(_NEWEST_DELIVERIES.c[column.key] for column in _DELIVERIES.columns))
-    .where(_NEWEST_DELIVERIES.c.place <= bindparam("first"))
-    .order_by(_NEWEST_DELIVERIES.c.webhook_id, _NEWEST_DELIVERIES.c.id.desc())
+    select(_DELIVERIES)
+    .where(_DELIVERIES.c.webhook_id == bindparam("webhook_id"))
+    .order_by(_DELIVERIES.c.id.desc())
+    .limit(bindparam("first"))
 )
 
 
 async def deliveries_by_webhook(
     tx: Transaction, keys: Sequence[tuple[int, int]]
 ) -> dict[tuple[int, int], list[WebhookDeliveryRow]]:
-    """Webhook.deliveries: each (webhook id, first)'s newest deliveries, newest first."""
-    found: dict[tuple[int, int], list[WebhookDeliveryRow]] = {key: [] for key in keys}
-    for first in {first for _webhook_id, first in keys}:
-        ids = [webhook_id for webhook_id, wanted in keys if wanted == first]
-        rows = await tx.all(_DELIVERIES_OF, webhook_ids=ids, first=first)
-        for row in rows:
-            found[(row.webhook_id, first)].append(WebhookDeliveryRow(*row))
+    """Webhook.deliveries: each (webhook id, first)'s newest deliveries, newest first.
+
+    One short statement per webhook (a viewer manages a few): one statement for all of
+    them would number every delivery each webhook ever had before keeping the newest.
+    """
+    found: dict[tuple[int, int], list[WebhookDeliveryRow]] = {}
+    for webhook_id, first in dict.fromkeys(keys):
+        found[(webhook_id, first)] = await tx.all(
+            _DELIVERIES_OF, webhook_id=webhook_id, first=first
+        )
     return found
 
 
@@ -362,10 +357,16 @@ class Attempt:
 
 
 _ACTIVE = Query(select(_WEBHOOKS.c.id).where(_WEBHOOKS.c.disabled_at.is_(None)).limit(1))
-_PENDING_EVENT = exists().where(
-    _EVENTS.c.id > _WEBHOOKS.c.last_event_id,
-    _EVENTS.c.id <= bindparam("bound"),
-    or_(_WEBHOOKS.c.course_id.is_(None), _EVENTS.c.course_id == _WEBHOOKS.c.course_id),
+#: Whether the webhook has events after its cursor up to the bound: two branches, so that
+#: each walks an index ((course_id, id) for a course's webhook, the ids for every course's)
+#: and costs the same however many events other courses had since.
+_EVENTS_PENDING = _EVENTS.c.id > _WEBHOOKS.c.last_event_id, _EVENTS.c.id <= bindparam("bound")
+_PENDING_EVENT = or_(
+    and_(_WEBHOOKS.c.course_id.is_(None), exists().where(*_EVENTS_PENDING)),
+    and_(
+        _WEBHOOKS.c.course_id.is_not(None),
+        exists().where(_EVENTS.c.course_id == _WEBHOOKS.c.course_id, *_EVENTS_PENDING),
+    ),
 )
 _DUE = (
     select(_WEBHOOKS.c.id)
@@ -441,7 +442,8 @@ _ADD_DELIVERY = Query(
     )
 )
 _OLD_DELIVERIES = Query(
-    delete(_DELIVERIES).where(
+    delete(_DELIVERIES)
+    .where(
         _DELIVERIES.c.id.in_(
             select(_DELIVERIES.c.id)
             .where(_DELIVERIES.c.attempted_at < bindparam("before"))
@@ -449,6 +451,7 @@ _OLD_DELIVERIES = Query(
             .scalar_subquery()
         )
     )
+    .returning(_DELIVERIES.c.id)
 )
 #: PostgreSQL: the newest event id, and which transactions may still be running.
 _HORIZON = Query(
@@ -568,6 +571,6 @@ async def release(tx: Transaction, webhook_id: int, token: str) -> None:
     await tx.execute(_RELEASE, webhook_id=webhook_id, token=token)
 
 
-async def prune_deliveries(tx: Transaction, *, older_than: timedelta, limit: int = 1000) -> None:
-    """Forget up to `limit` deliveries attempted longer ago than `older_than`."""
-    await tx.execute(_OLD_DELIVERIES, before=utcnow() - older_than, limit=limit)
+async def prune_deliveries(tx: Transaction, *, older_than: timedelta, limit: int) -> int:
+    """Forget up to `limit` deliveries attempted longer ago than `older_than`; how many."""
+    return len(await tx.all(_OLD_DELIVERIES, before=utcnow() - older_than, limit=limit))
