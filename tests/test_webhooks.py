@@ -13,11 +13,12 @@ import pytest
 import standardwebhooks
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import text
 
 from coursepulse.delivery.horizon import EventHorizon
 from coursepulse.models import ProgressEventKind, Role
 from coursepulse.models.db import Database
-from coursepulse.resolvers import completions, enrollments, webhooks
+from coursepulse.resolvers import completions, courses, enrollments, webhook_urls, webhooks
 from coursepulse.settings import Settings
 from tests.conftest import Account, School, error_codes, graphql, make_course, make_user
 from tests.processes import coursepulse_serve, free_port, run_to_end
@@ -378,6 +379,60 @@ async def test_a_stopping_process_lets_go_of_its_webhooks_at_once(
     assert [int(m["data"]["id"]) for m in receiver.accepted(secret)] == expected
 
 
+async def test_a_replay_asked_for_mid_send_waits_for_that_send(
+    serve: Any, settings: Settings, db: Database, school: School, receiver: Receiver
+) -> None:
+    client = await serve(delivering(settings, webhook_timeout_seconds=30.0))
+    webhook_id, secret = await create(client, school, receiver.url)
+    receiver.hold = asyncio.Event()
+    await learn(db, school, lessons=2)
+    await eventually(lambda: receiver.holding == 1, "a delivery under way")
+
+    body = await graphql(client, REDELIVER, {"id": webhook_id, "after": "0"}, as_=school.instructor)
+    assert "errors" not in body, body
+    await asyncio.sleep(0.5)
+    assert receiver.holding == 1  # the replay did not start beside the send under way
+
+    receiver.hold.set()
+    expected = await event_ids(db, school.course_id)
+    await eventually(lambda: len(receiver.arrived) == 1 + len(expected), "the replay")
+    sent = [int(headers["webhook-id"]) for headers, _body in receiver.arrived]
+    assert sent == [expected[0], *expected]
+    assert [int(m["data"]["id"]) for m in receiver.accepted(secret)] == expected
+
+
+async def test_a_webhook_stops_when_its_maker_stops_managing_the_course(
+    client: TestClient, db: Database, school: School
+) -> None:
+    helper = await make_user(db, "assistant", role=Role.INSTRUCTOR)
+    async with db.write() as tx:
+        await courses.add_instructor(tx, school.instructor.viewer, school.course_id, helper.id)
+    body = await graphql(
+        client,
+        CREATE,
+        {"url": "https://assistant.example/", "c": str(school.course_id)},
+        as_=helper,
+    )
+    webhook_id = body["data"]["createWebhook"]["webhook"]["id"]
+    # The instructor's own webhook is not touched
+    await create(client, school, "https://school.example/")
+    async with db.write() as tx:
+        await courses.remove_instructor(tx, school.instructor.viewer, school.course_id, helper.id)
+
+    query = "query($c: ID) { webhooks(courseId: $c) { id active disabledReason } }"
+    body = await graphql(client, query, {"c": str(school.course_id)}, as_=school.instructor)
+    hooks = {hook["id"]: hook for hook in body["data"]["webhooks"]}
+    assert hooks[webhook_id]["active"] is False
+    assert "no longer manages the course" in hooks[webhook_id]["disabledReason"]
+    assert [hook["active"] for hook in hooks.values()].count(True) == 1
+    # Switched on again by the course's instructor, it is theirs from then on
+    body = await graphql(client, REDELIVER, {"id": webhook_id, "after": "0"}, as_=school.instructor)
+    assert body["data"]["redeliverWebhook"]["active"] is True
+    async with db.read() as tx:
+        rows = await webhooks.every_webhook(tx)
+    assert {row.id: row.created_by for row in rows}[int(webhook_id)] == school.instructor.id
+
+
 async def test_deleted_webhooks_receive_nothing_more(
     serve: Any, settings: Settings, db: Database, school: School, receiver: Receiver
 ) -> None:
@@ -544,18 +599,16 @@ async def test_an_event_committed_late_is_delivered_before_later_ones(
     secret = body["data"]["createWebhook"]["secret"]
     other_course, _lessons = await make_course(db, school.instructor, title="Second course")
 
-    # A transaction draws an event id and takes its time to commit...
-    slow = db.write()
-    tx = await slow.__aenter__()
-    try:
-        await enrollments.enroll(tx, school.student.viewer, school.course_id)
-        # ...while a later event of another course commits at once
+    async with db.write() as slow:
         async with db.write() as quick:
+            # One transaction gets its transaction id first...
+            await quick.execute(text("SELECT pg_current_xact_id()"))
+            # ...another draws an event id and takes its time to commit...
+            await enrollments.enroll(slow, school.student.viewer, school.course_id)
+            # ...while the first draws a later event id and commits at once
             await enrollments.enroll(quick, school.other_student.viewer, other_course)
         await asyncio.sleep(0.5)
         early = list(receiver.arrived)
-    finally:
-        await slow.__aexit__(None, None, None)
     assert early == []  # the later event waited for the earlier one
 
     await eventually(lambda: len(receiver.accepted(secret)) == 2, "both events")
@@ -751,3 +804,31 @@ async def next_event(output: asyncio.StreamReader) -> str:
         line = (await asyncio.wait_for(output.readline(), WAIT_SECONDS)).decode()
         if line and not line.startswith(("=", "(")):
             return line
+
+
+@pytest.mark.parametrize(
+    ("address", "allowed"),
+    [
+        ("8.8.8.8", True),
+        ("2001:4860:4860::8888", True),
+        ("64:ff9b::808:808", True),  # NAT64 to a public IPv4 address
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("100.64.0.1", False),  # shared address space (carrier NAT)
+        ("169.254.169.254", False),  # cloud metadata
+        ("0.0.0.0", False),  # noqa: S104  (the unspecified address, refused)
+        ("224.0.0.1", False),
+        ("::1", False),
+        ("fe80::1%eth0", False),
+        ("fd00:ec2::254", False),  # unique local (a cloud's metadata over IPv6)
+        ("fec0::1", False),  # site-local
+        ("::ffff:127.0.0.1", False),  # IPv4-mapped
+        ("::10.0.0.1", False),  # IPv4-compatible
+        ("2002:7f00:1::", False),  # 6to4 around 127.0.0.1
+        ("64:ff9b::7f00:1", False),  # NAT64 to 127.0.0.1
+        ("64:ff9b:1::a00:1", False),  # a local NAT64 prefix
+    ],
+)
+def test_only_public_addresses_are_connected_to(address: str, allowed: bool) -> None:
+    assert webhook_urls.address_allowed(address, allow_private=False) is allowed
+    assert webhook_urls.address_allowed(address, allow_private=True) is True

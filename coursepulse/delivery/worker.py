@@ -31,6 +31,8 @@ READ_BATCH = 100
 #: Seconds between prunings of old deliveries, and deliveries forgotten per statement.
 PRUNE_INTERVAL = 300.0
 PRUNE_BATCH = 5000
+#: Seconds before the horizon is read again while events wait for it.
+HORIZON_RECHECK_SECONDS = 0.05
 #: Seconds a stopping process gives itself to let go of its claims.
 RELEASE_SECONDS = 2.0
 
@@ -102,14 +104,16 @@ class WebhookWorker:
         BACKGROUND_WORK.set(True)  # this task's context, and that of the sends it starts
         if ready is not None:
             await ready.wait()
+        ticked_at = -float("inf")
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._news.wait(), self.config.poll_seconds)
-            news = self._news.is_set()
             self._news.clear()
+            now = time.monotonic()
+            if not self._active and now - ticked_at < self.config.poll_seconds:
+                continue  # no webhook was switched on: look again when the time comes
+            ticked_at = now
             try:
-                if not self._active and news:
-                    continue  # no webhook is switched on: the timer looks again for new ones
                 await self.tick()
             except asyncio.CancelledError:
                 raise
@@ -120,11 +124,16 @@ class WebhookWorker:
     async def tick(self) -> None:
         """Claim what is due and start delivering it."""
         async with self.db.read() as tx:
-            self._active = await webhooks.any_active(tx)
-            if self._active and self.horizon is not None:
-                self.horizon.observe(*await webhooks.event_horizon(tx))
-        if not self._active:
+            switched_on = await webhooks.activity(tx)
+        self._active = switched_on.any
+        if not switched_on.any:
             return
+        if switched_on.every_course and self.horizon is not None:
+            async with self.db.write() as tx:  # the horizon takes a transaction id
+                last_event_id, *passing = await webhooks.event_horizon(tx)
+            if self.horizon.observe(last_event_id, *passing) < last_event_id:
+                # Complete once this transaction (at least) has ended: look again soon.
+                asyncio.get_running_loop().call_later(HORIZON_RECHECK_SECONDS, self.wake)
         await self._prune_now_and_then()
         free = self.config.concurrency - len(self._deliveries)
         if free <= 0:
@@ -132,7 +141,12 @@ class WebhookWorker:
         token = secrets.token_hex(16)
         async with self.db.write() as tx:
             claimed = await webhooks.claim_due(
-                tx, token=token, lease=self.config.lease, bound=self.bound, limit=free
+                tx,
+                token=token,
+                lease=self.config.lease,
+                bound=self.bound,
+                limit=free,
+                busy=list(self._deliveries),
             )
         for webhook in claimed:
             self._claims[webhook.id] = token
@@ -154,23 +168,25 @@ class WebhookWorker:
 
     async def _deliver(self, webhook: WebhookRow, token: str) -> None:
         """Send the claimed webhook's events in order until none is left, one fails, or
-        the claim is lost."""
+        the claim is lost; then let go (after a rewind, of the time it left behind)."""
         try:
-            if await self._send_in_order(webhook, token):
-                async with self.db.write() as tx:
-                    await webhooks.release(tx, webhook.id, token)
-                # Events committed while the claim was held found it taken: look again.
-                self.wake()
+            await self._send_in_order(webhook, token)
+            async with self.db.write() as tx:
+                await webhooks.release(tx, webhook.id, token)
+            # Events committed while the claim was held found it taken: look again.
+            self.wake()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("delivering webhook %s failed; its claim runs out", webhook.id)
         finally:
-            self._claims.pop(webhook.id, None)
-            self._deliveries.pop(webhook.id, None)
+            if self._deliveries.get(webhook.id) is asyncio.current_task():
+                del self._deliveries[webhook.id]
+                self._claims.pop(webhook.id, None)
 
     async def _send_in_order(self, webhook: WebhookRow, token: str) -> bool:
-        """True when every event up to the bound was sent (the claim is still held)."""
+        """True when every event up to the bound was sent (the claim is still held); False
+        when an attempt failed (retried later) or the claim was lost."""
         cursor = webhook.last_event_id
         attempt = webhook.failed_attempts + 1
         failing_since = webhook.failing_since
@@ -211,5 +227,9 @@ class WebhookWorker:
                 cursor = events[-1].id
 
     async def _send(self, webhook: WebhookRow, event: ProgressEventRow) -> Attempt:
-        body = body_of(webhooks.message_of(event))
+        try:
+            body = body_of(webhooks.message_of(event))
+        except Exception as error:  # e.g. a kind this version does not know (rolling deploy)
+            log.exception("cannot build the message of event %s", event.id)
+            return Attempt(succeeded=False, error=f"cannot build the message: {error}")
         return await self.sender.send(webhook.url, webhook.secret, str(event.id), body)

@@ -327,8 +327,9 @@ class Webhook(SQLModel, table=True):
     secret: str = Field(sa_column=Column(String(100), nullable=False))
     created_by: int = Field(sa_column=_fk("users.id", index=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
-    #: Set when deliveries kept failing and the webhook was switched off.
+    #: Set when deliveries kept failing (or its maker lost the right to it): switched off.
     disabled_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    disabled_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     #: Events up to this id were delivered (or were not for this webhook).
     last_event_id: int = Field(default=0, sa_type=BigId, nullable=False)
     #: Failed attempts at the next event so far.

@@ -46,6 +46,7 @@ from coursepulse.resolvers.lookups import lessons_by_course
 from coursepulse.resolvers.outbox import EVENT_COLUMNS, append_event, append_events
 from coursepulse.resolvers.validation import clean_text
 from coursepulse.resolvers.viewer import Viewer
+from coursepulse.resolvers.webhooks import switch_off_webhooks_of
 
 TITLE_MAX = 200
 SLUG_MAX = 120
@@ -499,6 +500,7 @@ async def remove_instructor(
             "the course's last instructor cannot be removed: add another first", field="userId"
         )
     await tx.execute(_REMOVE_INSTRUCTOR, course_id=course_id, user_id=user_id)
+    await switch_off_webhooks_of(tx, user_id)
     note_access_change(tx, AccessNotice(AccessChange.COURSE_ROLE, user_id, course_id))
     return course
 

@@ -128,3 +128,14 @@ async def append_events(tx: Transaction, events: Query, *, course_id: int, **par
         )
     await tx.execute(events, course_id=course_id, **params)
     tx.event_courses.add(course_id)
+
+
+async def hold_course_events(tx: Transaction, course_id: int) -> None:
+    """PostgreSQL: wait until the course's events being written have committed, and keep
+    new ones from committing until `tx` ends: a read of the course's newest event id in
+    `tx` is then final (no lower id of the course commits later). SQLite's one writer
+    gives that already."""
+    if tx.dialect.name == "postgresql":
+        await tx.execute(
+            _COURSE_EVENT_LOCK_ONLY, space=_EVENT_LOCK_SPACE, key=course_id % 2_147_483_647
+        )

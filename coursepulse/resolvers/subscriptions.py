@@ -1,6 +1,6 @@
 """Subscription rules: who may follow which live progress, and reading the log to replay it."""
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import ColumnElement, and_, bindparam, func, select, tuple_
 
 from coursepulse.models import ProgressEvent
 from coursepulse.models.rows import ProgressEventRow
@@ -12,9 +12,20 @@ from coursepulse.resolvers.viewer import Viewer, require_viewer
 REPLAY_BATCH = 500
 
 _EVENTS = ProgressEvent.__table__
-_AFTER = select(_EVENTS).where(
-    _EVENTS.c.course_id == bindparam("course_id"), _EVENTS.c.id > bindparam("after_id")
-)
+
+
+def course_events_after(course_id: str, after_id: str) -> ColumnElement[bool]:
+    """The course's events after an id (parameters of these names), spelled so that even
+    PostgreSQL's generic plan walks (course_id, id) from the id: with `id > :after` it may
+    walk every course's events from there and keep this course's."""
+    return and_(
+        _EVENTS.c.course_id == bindparam(course_id),
+        tuple_(_EVENTS.c.course_id, _EVENTS.c.id)
+        > tuple_(bindparam(course_id), bindparam(after_id)),
+    )
+
+
+_AFTER = select(_EVENTS).where(course_events_after("course_id", "after_id"))
 _EVENTS_AFTER = Query(_AFTER.order_by(_EVENTS.c.id).limit(bindparam("batch")))
 _USER_EVENTS_AFTER = Query(
     _AFTER.where(_EVENTS.c.user_id == bindparam("user_id"))

@@ -34,6 +34,7 @@ from coursepulse.resolvers.access import require_admin
 from coursepulse.resolvers.errors import InvalidCredentials, InvalidInput, NotFound
 from coursepulse.resolvers.validation import clean_text
 from coursepulse.resolvers.viewer import Viewer, require_viewer
+from coursepulse.resolvers.webhooks import switch_off_webhooks_of
 
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so both failures cost the same time.
@@ -490,5 +491,6 @@ async def set_role(tx: Transaction, username: str, role: Role) -> UserRow:
     user = await tx.first(_SET_ROLE, username=username, new_role=role.value)
     if user is not None:
         note_access_change(tx, AccessNotice(AccessChange.USER, user.id))
+        await switch_off_webhooks_of(tx, user.id)
         return user
     return await _user_named(tx, username)

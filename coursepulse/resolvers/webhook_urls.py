@@ -29,7 +29,15 @@ def address_allowed(address: str, *, allow_private: bool) -> bool:
     except ValueError:
         return False
     if isinstance(ip, ipaddress.IPv6Address):
-        embedded = _embedded_ipv4(ip)
+        if ip in _NAT64:  # an IPv6-only network's way to a public IPv4 address
+            return address_allowed(
+                str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)), allow_private=False
+            )
+        # Only global unicast (2000::/3): this leaves out IPv4-compatible and -mapped
+        # forms, other translation prefixes, site-local and unique-local addresses.
+        if ip not in _GLOBAL_UNICAST:
+            return False
+        embedded = ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
         if embedded is not None and not address_allowed(str(embedded), allow_private=False):
             return False
     # is_global is False for loopback, private, link-local (cloud metadata), shared,
@@ -38,20 +46,7 @@ def address_allowed(address: str, *, allow_private: bool) -> bool:
 
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-
-
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one carries (mapped, 6to4, Teredo, NAT64), if any: the
-    packets may end up there."""
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip.teredo is not None:
-        return ip.teredo[1]
-    if ip in _NAT64:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
+_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
 
 
 def check_webhook_url(url: str, *, allow_private: bool) -> str:

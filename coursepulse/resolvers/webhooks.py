@@ -37,15 +37,19 @@ from coursepulse.models import (
     CourseInstructor,
     ProgressEvent,
     ProgressEventKind,
+    Role,
+    User,
     Webhook,
     WebhookDelivery,
     utcnow,
 )
 from coursepulse.models.rows import ProgressEventRow, WebhookDeliveryRow, WebhookRow
-from coursepulse.models.sql import Query
+from coursepulse.models.sql import Query, in_ids
 from coursepulse.models.transactions import Transaction
 from coursepulse.resolvers.access import is_course_staff, require_admin, staff_course
 from coursepulse.resolvers.errors import InvalidInput, NotFound
+from coursepulse.resolvers.outbox import hold_course_events
+from coursepulse.resolvers.subscriptions import course_events_after
 from coursepulse.resolvers.validation import parse_id
 from coursepulse.resolvers.viewer import Viewer, require_viewer
 from coursepulse.resolvers.webhook_urls import check_webhook_url
@@ -64,12 +68,18 @@ _WEBHOOKS = Webhook.__table__  # type: ignore[attr-defined]
 _DELIVERIES = WebhookDelivery.__table__  # type: ignore[attr-defined]
 _EVENTS = ProgressEvent.__table__  # type: ignore[attr-defined]
 _INSTRUCTORS = CourseInstructor.__table__  # type: ignore[attr-defined]
+_USERS = User.__table__  # type: ignore[attr-defined]
 
 
 # ---- managing webhooks (GraphQL, command line) ------------------------------------------
 
 
 _LAST_EVENT_ID = Query(select(func.coalesce(func.max(_EVENTS.c.id), 0)))
+_LAST_COURSE_EVENT_ID = Query(
+    select(func.coalesce(func.max(_EVENTS.c.id), 0)).where(
+        _EVENTS.c.course_id == bindparam("course_id")
+    )
+)
 _COUNT_FOR_COURSE = Query(
     select(func.count())
     .select_from(_WEBHOOKS)
@@ -109,19 +119,22 @@ _WEBHOOKS_OF_INSTRUCTOR = Query(
     .order_by(_WEBHOOKS.c.id)
 )
 _DELETE_WEBHOOK = Query(delete(_WEBHOOKS).where(_WEBHOOKS.c.id == bindparam("webhook_id")))
-#: Back to `after`, switched on, not failing, and no longer claimed: the process that held
-#: it notices at its next attempt and stops; the next claim starts from `after`.
+#: Back to `after`, switched on, not failing, and owned by whoever rewound it. The claim's
+#: token goes, its time stays: the process delivering it notices at its next attempt, lets
+#: go once its send under way has ended, and only then may the next claim start from
+#: `after` (so nothing of the old run arrives in the middle of the replay).
 _REWIND = Query(
     update(_WEBHOOKS)
     .where(_WEBHOOKS.c.id == bindparam("webhook_id"))
     .values(
         last_event_id=bindparam("after"),
+        created_by=bindparam("user_id"),
         disabled_at=None,
+        disabled_reason=None,
         failed_attempts=0,
         failing_since=None,
         next_attempt_at=None,
         claim_token=None,
-        claimed_until=None,
     )
     .returning(_WEBHOOKS)
 )
@@ -171,6 +184,13 @@ async def create_webhook(
             f"A course may have at most {MAX_WEBHOOKS_PER_COURSE} webhooks; delete one first",
             field="courseId",
         )
+    if course_id is None:
+        # Every course's events: an event of a lower id still committing is not sent.
+        start = await tx.scalar(_LAST_EVENT_ID)
+    else:
+        # The course's events that are committing are waited for: every later one is sent.
+        await hold_course_events(tx, course_id)
+        start = await tx.scalar(_LAST_COURSE_EVENT_ID, course_id=course_id)
     secret = new_secret()
     row = await tx.first(
         _ADD_WEBHOOK,
@@ -180,7 +200,7 @@ async def create_webhook(
         secret=secret,
         user_id=viewer.user_id,
         at=utcnow(),
-        last_event_id=await tx.scalar(_LAST_EVENT_ID),
+        last_event_id=start,
     )
     return secret, row
 
@@ -232,7 +252,8 @@ async def redeliver_webhook(
     tx: Transaction, viewer: Viewer | None, webhook_id: int, after_event_id: int
 ) -> WebhookRow:
     """redeliverWebhook: the webhook's events after `after_event_id` are sent again, in
-    order; a switched-off webhook is switched on again."""
+    order; a switched-off webhook is switched on again, as the viewer's own."""
+    viewer = require_viewer(viewer)
     await _managed_webhook(tx, viewer, webhook_id)
     last = await tx.scalar(_LAST_EVENT_ID)
     if after_event_id > (last or 0):
@@ -241,7 +262,9 @@ async def redeliver_webhook(
             f"afterEventId {after_event_id} is beyond the last event ({last})",
             field="afterEventId",
         )
-    return await tx.first(_REWIND, webhook_id=webhook_id, after=after_event_id)
+    return await tx.first(
+        _REWIND, webhook_id=webhook_id, after=after_event_id, user_id=viewer.user_id
+    )
 
 
 #: A webhook's newest deliveries: a short walk down (webhook_id, id), however many it has.
@@ -356,16 +379,28 @@ class Attempt:
     error: str | None = None
 
 
-_ACTIVE = Query(select(_WEBHOOKS.c.id).where(_WEBHOOKS.c.disabled_at.is_(None)).limit(1))
-#: Whether the webhook has events after its cursor up to the bound: two branches, so that
-#: each walks an index ((course_id, id) for a course's webhook, the ids for every course's)
-#: and costs the same however many events other courses had since.
-_EVENTS_PENDING = _EVENTS.c.id > _WEBHOOKS.c.last_event_id, _EVENTS.c.id <= bindparam("bound")
+_SWITCHED_ON = _WEBHOOKS.c.disabled_at.is_(None)
+_ACTIVITY = Query(
+    select(
+        exists().where(_SWITCHED_ON).label("any"),
+        exists().where(_SWITCHED_ON, _WEBHOOKS.c.course_id.is_(None)).label("every_course"),
+    )
+)
+#: Whether the webhook has events to send: the newest event of its course (of every course,
+#: up to the bound) is past its cursor. One step down an index ((course_id, id), or the
+#: ids), however many events other courses had since.
 _PENDING_EVENT = or_(
-    and_(_WEBHOOKS.c.course_id.is_(None), exists().where(*_EVENTS_PENDING)),
+    and_(
+        _WEBHOOKS.c.course_id.is_(None),
+        select(func.max(_EVENTS.c.id)).where(_EVENTS.c.id <= bindparam("bound")).scalar_subquery()
+        > _WEBHOOKS.c.last_event_id,
+    ),
     and_(
         _WEBHOOKS.c.course_id.is_not(None),
-        exists().where(_EVENTS.c.course_id == _WEBHOOKS.c.course_id, *_EVENTS_PENDING),
+        select(func.max(_EVENTS.c.id))
+        .where(_EVENTS.c.course_id == _WEBHOOKS.c.course_id)
+        .scalar_subquery()
+        > _WEBHOOKS.c.last_event_id,
     ),
 )
 _DUE = (
@@ -375,6 +410,8 @@ _DUE = (
         or_(_WEBHOOKS.c.claimed_until.is_(None), _WEBHOOKS.c.claimed_until < bindparam("now")),
         or_(_WEBHOOKS.c.next_attempt_at.is_(None), _WEBHOOKS.c.next_attempt_at <= bindparam("now")),
         _PENDING_EVENT,
+        # Webhooks this process still sends to (a rewound one, until its send ends).
+        ~in_ids(_WEBHOOKS.c.id, "busy"),
     )
     .order_by(_WEBHOOKS.c.id)
     .limit(bindparam("limit"))
@@ -393,7 +430,12 @@ _EVENTS_AFTER = (
     .limit(bindparam("limit"))
 )
 _EVENTS_OF_EVERY_COURSE_AFTER = Query(_EVENTS_AFTER)
-_EVENTS_OF_COURSE_AFTER = Query(_EVENTS_AFTER.where(_EVENTS.c.course_id == bindparam("course_id")))
+_EVENTS_OF_COURSE_AFTER = Query(
+    select(_EVENTS)
+    .where(course_events_after("course_id", "after"))
+    .order_by(_EVENTS.c.course_id, _EVENTS.c.id)
+    .limit(bindparam("limit"))
+)
 _HELD = and_(
     _WEBHOOKS.c.id == bindparam("webhook_id"), _WEBHOOKS.c.claim_token == bindparam("token")
 )
@@ -417,6 +459,7 @@ _FAILED = Query(
         failing_since=bindparam("failing_since"),
         next_attempt_at=bindparam("next_attempt_at"),
         disabled_at=bindparam("disabled_at"),
+        disabled_reason=bindparam("disabled_reason"),
         claim_token=None,
         claimed_until=None,
     )
@@ -428,7 +471,15 @@ _SKIPPED = Query(
     .values(last_event_id=bindparam("event_id"), claimed_until=bindparam("until"))
     .returning(_WEBHOOKS.c.id)
 )
-_RELEASE = Query(update(_WEBHOOKS).where(_HELD).values(claim_token=None, claimed_until=None))
+#: Let go: of the claim, or of the time a rewind (which took the token) left behind.
+_RELEASE = Query(
+    update(_WEBHOOKS)
+    .where(
+        _WEBHOOKS.c.id == bindparam("webhook_id"),
+        or_(_WEBHOOKS.c.claim_token == bindparam("token"), _WEBHOOKS.c.claim_token.is_(None)),
+    )
+    .values(claim_token=None, claimed_until=None)
+)
 _ADD_DELIVERY = Query(
     insert(_DELIVERIES).values(
         webhook_id=bindparam("webhook_id"),
@@ -451,52 +502,72 @@ _OLD_DELIVERIES = Query(
             .scalar_subquery()
         )
     )
-    .returning(_DELIVERIES.c.id)
+    .returning(_DELIVERIES.c.id),
+    unbounded=True,
 )
-#: PostgreSQL: the newest event id, and which transactions may still be running.
+#: PostgreSQL, in a write transaction: the newest event id, the oldest running transaction
+#: id, and this transaction's own id (given out after the statement's snapshot was taken).
 _HORIZON = Query(
     select(
         select(func.coalesce(func.max(_EVENTS.c.id), 0)).scalar_subquery().label("last_event_id"),
         cast(cast(func.pg_snapshot_xmin(func.pg_current_snapshot()), Text), BigInteger).label(
             "xmin"
         ),
-        cast(cast(func.pg_snapshot_xmax(func.pg_current_snapshot()), Text), BigInteger).label(
-            "xmax"
-        ),
+        cast(cast(func.pg_current_xact_id(), Text), BigInteger).label("own"),
     )
 )
 
 
-async def any_active(tx: Transaction) -> bool:
-    """Whether any webhook is switched on (there may be something to deliver)."""
-    return await tx.first(_ACTIVE) is not None
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """Whether any webhook is switched on, and any for every course."""
+
+    any: bool
+    every_course: bool
+
+
+async def activity(tx: Transaction) -> Activity:
+    """Which webhooks are switched on (whether there may be something to deliver)."""
+    row = await tx.first(_ACTIVITY)
+    return Activity(any=bool(row.any), every_course=bool(row.every_course))
 
 
 async def event_horizon(tx: Transaction) -> tuple[int, int, int]:
-    """PostgreSQL: the newest event id seen, and the oldest running transaction id and the
-    next one to be given out, from one snapshot (delivery/horizon.py)."""
+    """PostgreSQL, in a write transaction: the newest event id seen, the oldest running
+    transaction id, and the id every transaction that may hold a lower event id is below
+    (this transaction's own, plus one) (delivery/horizon.py)."""
     row = await tx.first(_HORIZON)
-    return row.last_event_id, row.xmin, row.xmax
+    return row.last_event_id, row.xmin, row.own + 1
 
 
 async def claim_due(
-    tx: Transaction, *, token: str, lease: timedelta, bound: int, limit: int
+    tx: Transaction,
+    *,
+    token: str,
+    lease: timedelta,
+    bound: int,
+    limit: int,
+    busy: Sequence[int] = (),
 ) -> list[WebhookRow]:
-    """Claim up to `limit` webhooks that have events up to `bound` to send and whose retry
-    is due, for a lease; webhooks another process holds are skipped, not waited for."""
+    """Claim up to `limit` webhooks that have events to send (every course's: up to
+    `bound`) and whose retry is due, for a lease; webhooks another process holds are
+    skipped, not waited for, and so are those in `busy`."""
     now = utcnow()
-    return await tx.all(_CLAIM, token=token, until=now + lease, now=now, bound=bound, limit=limit)
+    return await tx.all(
+        _CLAIM, token=token, until=now + lease, now=now, bound=bound, limit=limit, busy=busy
+    )
 
 
 async def events_to_send(
     tx: Transaction, webhook: WebhookRow, *, after: int, bound: int, limit: int
 ) -> list[ProgressEventRow]:
-    """The log after `after` (up to `bound`) in the webhook's course, oldest first: the
-    events to send and those of other kinds to step over."""
+    """The log after `after` in the webhook's course (every course's: up to `bound`),
+    oldest first: the events to send and those of other kinds to step over."""
     if webhook.course_id is None:
         return await tx.all(_EVENTS_OF_EVERY_COURSE_AFTER, after=after, bound=bound, limit=limit)
+    # A course's events commit in id order (resolvers/outbox.py): no bound is needed.
     return await tx.all(
-        _EVENTS_OF_COURSE_AFTER, after=after, bound=bound, course_id=webhook.course_id, limit=limit
+        _EVENTS_OF_COURSE_AFTER, after=after, course_id=webhook.course_id, limit=limit
     )
 
 
@@ -525,9 +596,10 @@ async def record_attempt(
         )
     else:
         since = failing_since or now
-        disabled_at = None
+        disabled_at = disabled_reason = None
         if policy.gives_up(since, now):
             disabled_at = now
+            disabled_reason = f"deliveries failed since {since:%Y-%m-%d %H:%M} UTC ({error})"
             error = f"{error}; failing since {since:%Y-%m-%d %H:%M} UTC: webhook switched off"
         else:
             next_attempt_at = now + policy.delay(attempt, rng)
@@ -539,6 +611,7 @@ async def record_attempt(
             failing_since=since,
             next_attempt_at=next_attempt_at,
             disabled_at=disabled_at,
+            disabled_reason=None if disabled_reason is None else disabled_reason[:MAX_ERROR_LENGTH],
         )
     if held is None:
         return False
@@ -574,3 +647,40 @@ async def release(tx: Transaction, webhook_id: int, token: str) -> None:
 async def prune_deliveries(tx: Transaction, *, older_than: timedelta, limit: int) -> int:
     """Forget up to `limit` deliveries attempted longer ago than `older_than`; how many."""
     return len(await tx.all(_OLD_DELIVERIES, before=utcnow() - older_than, limit=limit))
+
+
+# ---- access lost --------------------------------------------------------------------------
+
+_CREATOR_IS_ADMIN = exists().where(
+    _USERS.c.id == _WEBHOOKS.c.created_by, _USERS.c.role == Role.ADMIN.value
+)
+_CREATOR_TEACHES = exists().where(
+    _INSTRUCTORS.c.course_id == _WEBHOOKS.c.course_id,
+    _INSTRUCTORS.c.user_id == _WEBHOOKS.c.created_by,
+)
+_SWITCH_OFF_ORPHANS = Query(
+    update(_WEBHOOKS)
+    .where(
+        _WEBHOOKS.c.created_by == bindparam("user_id"),
+        _SWITCHED_ON,
+        ~_CREATOR_IS_ADMIN,
+        or_(_WEBHOOKS.c.course_id.is_(None), ~_CREATOR_TEACHES),
+    )
+    .values(
+        disabled_at=bindparam("at"),
+        disabled_reason=bindparam("reason"),
+        claim_token=None,
+    )
+)
+
+
+async def switch_off_webhooks_of(tx: Transaction, user_id: int) -> None:
+    """The user's webhooks for courses they no longer manage are switched off: their URL
+    must not keep receiving the students' progress. Whoever manages the course may switch
+    one on again (redeliverWebhook), and it becomes theirs."""
+    await tx.execute(
+        _SWITCH_OFF_ORPHANS,
+        user_id=user_id,
+        at=utcnow(),
+        reason=f"the user who made it (id {user_id}) no longer manages the course",
+    )

@@ -640,6 +640,11 @@ class Webhook:
     disabled_at: datetime | None = strawberry.field(
         description="Set when deliveries kept failing and the webhook was switched off."
     )
+    disabled_reason: str | None = strawberry.field(
+        description=(
+            "Why it was switched off: the failures, or its maker no longer managing the course."
+        )
+    )
     last_event_id: strawberry.ID = strawberry.field(
         description="Events up to this id were delivered (or are not for this webhook)."
     )
@@ -655,6 +660,7 @@ class Webhook:
             active=webhook.disabled_at is None,
             created_at=webhook.created_at,
             disabled_at=webhook.disabled_at,
+            disabled_reason=webhook.disabled_reason,
             last_event_id=gid(webhook.last_event_id),
             _id=webhook.id,
         )

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("created_by", _ID, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("disabled_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("disabled_reason", sa.Text(), nullable=True),
         sa.Column("last_event_id", _ID, nullable=False),
         sa.Column("failed_attempts", sa.Integer(), nullable=False),
         sa.Column("failing_since", sa.DateTime(timezone=True), nullable=True),
