@@ -18,7 +18,14 @@ from sqlalchemy import text
 from coursepulse.delivery.horizon import EventHorizon
 from coursepulse.models import ProgressEventKind, Role
 from coursepulse.models.db import Database
-from coursepulse.resolvers import completions, courses, enrollments, webhook_urls, webhooks
+from coursepulse.resolvers import (
+    completions,
+    courses,
+    enrollments,
+    users,
+    webhook_urls,
+    webhooks,
+)
 from coursepulse.settings import Settings
 from tests.conftest import Account, School, error_codes, graphql, make_course, make_user
 from tests.processes import coursepulse_serve, free_port, run_to_end
@@ -832,3 +839,18 @@ async def next_event(output: asyncio.StreamReader) -> str:
 def test_only_public_addresses_are_connected_to(address: str, allowed: bool) -> None:
     assert webhook_urls.address_allowed(address, allow_private=False) is allowed
     assert webhook_urls.address_allowed(address, allow_private=True) is True
+
+
+async def test_an_admins_webhook_for_every_course_stops_when_they_are_no_longer_admin(
+    client: TestClient, db: Database, school: School
+) -> None:
+    body = await graphql(
+        client, CREATE, {"url": "https://hr.example/", "c": None}, as_=school.admin
+    )
+    webhook_id = int(body["data"]["createWebhook"]["webhook"]["id"])
+    async with db.write() as tx:
+        await users.set_role(tx, school.admin.username, Role.INSTRUCTOR)
+    async with db.read() as tx:
+        row = {row.id: row for row in await webhooks.every_webhook(tx)}[webhook_id]
+    assert row.disabled_at is not None
+    assert "no longer manages" in row.disabled_reason

@@ -18,6 +18,7 @@ A course's own events commit in id order (its event lock), so webhooks of one co
 need no bound; only webhooks of every course wait for it.
 """
 
+import time
 from collections import deque
 
 #: Observations kept while old transactions keep the bound back (older ones are dropped:
@@ -31,15 +32,19 @@ class EventHorizon:
     def __init__(self) -> None:
         #: Event ids, each with the transaction id the oldest running one must reach before
         #: every event up to it is complete.
-        self._waiting: deque[tuple[int, int]] = deque()
+        self._waiting: deque[tuple[int, int, float]] = deque()
         self.bound = 0
 
     def observe(self, last_event_id: int, xmin: int, passed_at: int) -> int:
         """Take the numbers of resolvers/webhooks.event_horizon; gives the bound."""
         if not self._waiting or self._waiting[-1][0] != last_event_id:
-            self._waiting.append((last_event_id, passed_at))
+            self._waiting.append((last_event_id, passed_at, time.monotonic()))
         while len(self._waiting) > MAX_WAITING:
             self._waiting.popleft()
         while self._waiting and self._waiting[0][1] <= xmin:
             self.bound = max(self.bound, self._waiting.popleft()[0])
         return self.bound
+
+    def waited(self) -> float:
+        """Seconds the oldest event id still waiting has waited (0 when none waits)."""
+        return time.monotonic() - self._waiting[0][2] if self._waiting else 0.0

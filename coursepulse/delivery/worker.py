@@ -31,6 +31,8 @@ READ_BATCH = 100
 #: Seconds between prunings of old deliveries, and deliveries forgotten per statement.
 PRUNE_INTERVAL = 300.0
 PRUNE_BATCH = 5000
+#: Seconds every-course webhooks may wait for an open transaction before it is logged.
+LAG_WARNING_SECONDS = 60.0
 #: Seconds before the horizon is read again while events wait for it.
 HORIZON_RECHECK_SECONDS = 0.05
 #: Seconds a stopping process gives itself to let go of its claims.
@@ -68,6 +70,7 @@ class WebhookWorker:
         self._task: asyncio.Task[None] | None = None
         self._active = True
         self._pruned_at = 0.0
+        self._warned_at = -float("inf")
 
     def wake(self) -> None:
         """Events were committed: look for webhooks to deliver."""
@@ -134,6 +137,7 @@ class WebhookWorker:
             if self.horizon.observe(last_event_id, *passing) < last_event_id:
                 # Complete once this transaction (at least) has ended: look again soon.
                 asyncio.get_running_loop().call_later(HORIZON_RECHECK_SECONDS, self.wake)
+                self._note_lag(self.horizon.waited())
         await self._prune_now_and_then()
         free = self.config.concurrency - len(self._deliveries)
         if free <= 0:
@@ -152,6 +156,17 @@ class WebhookWorker:
             self._claims[webhook.id] = token
             task = asyncio.create_task(self._deliver(webhook, token), name=f"webhook-{webhook.id}")
             self._deliveries[webhook.id] = task
+
+    def _note_lag(self, waited: float) -> None:
+        """Say (once a minute) when every-course webhooks wait long for old transactions."""
+        now = time.monotonic()
+        if waited >= LAG_WARNING_SECONDS and now - self._warned_at >= LAG_WARNING_SECONDS:
+            self._warned_at = now
+            log.warning(
+                "webhooks for every course have waited %.0f s for a database transaction"
+                " that is still open (look for one idle in transaction)",
+                waited,
+            )
 
     async def _prune_now_and_then(self) -> None:
         now = time.monotonic()
