@@ -7,7 +7,9 @@ from typing import Any
 
 import jwt
 from aiohttp.test_utils import TestClient
+from sqlalchemy import text
 
+from coursepulse.demo import LOGINS, load_demo
 from coursepulse.models.db import Database
 from coursepulse.resolvers import badges, completions, enrollments
 from tests.conftest import School, graphql
@@ -112,13 +114,22 @@ async def test_only_its_owner_and_staff_learn_the_badge_address(
     ):
         body = await graphql(client, VERIFY, {"n": number}, as_=account)
         assert body["data"]["verifyCertificate"]["certificate"]["openBadgeUrl"] == seen
-    # The public page says a credential exists and where the keys are, never its address
-    # (numbers can be walked; the address is its holder's to share)
+    # The public page links the credential's public form, which says what the page says,
+    # and the keys; never the holder's address (its token also opens the PDF)
     page = await (await client.get(f"/verify/{number}")).text()
     assert "Open Badges 3.0 credential" in page
     assert badges.JWKS_PATH in page
+    assert f'href="/verify/{number}/badge"' in page
+    assert 'type="application/vc+jwt"' in page
     token = path_of(certificate["openBadgeUrl"]).split("/")[2]
     assert token not in page
+    public = await client.get(f"/verify/{number}/badge")
+    assert public.content_type == "application/vc+jwt"
+    held = await (await client.get(path_of(certificate["openBadgeUrl"]))).text()
+    assert (await verified(client, await public.text()))["id"] == (await verified(client, held))[
+        "id"
+    ]
+    assert (await client.get("/verify/CERT-1999-999/badge")).status == 404
     response = await client.get("/certificates/not-a-token/badge")
     assert response.status == 404
 
@@ -156,3 +167,41 @@ def test_operators_rotate_the_key_from_the_command_line(tmp_path: Any) -> None:
             check=True,
         )
         assert "new signing key" in done.stdout
+
+
+async def test_a_finished_demo_student_holds_a_credential_that_verifies_until_revoked(
+    client: TestClient, db: Database
+) -> None:
+    await load_demo(db)
+    logins = {login.username: login for login in LOGINS}
+    jane, admin = logins["jane_roe"], logins["admin"]
+    async with db.read() as tx:
+        courses_ = await tx.all(text("SELECT id FROM courses ORDER BY id"))
+    web_course = str(courses_[0][0])
+
+    def auth(login: Any) -> dict[str, str]:
+        return {
+            "Authorization": "Basic "
+            + base64.b64encode(f"{login.username}:{login.password}".encode()).decode()
+        }
+
+    response = await client.post(
+        "/graphql", json={"query": CERTIFICATE, "variables": {"c": web_course}}, headers=auth(jane)
+    )
+    certificate = (await response.json())["data"]["certificate"]
+    badge = await (await client.get(path_of(certificate["openBadgeUrl"]))).text()
+    credential = await verified(client, badge)
+    assert credential["type"] == ["VerifiableCredential", "OpenBadgeCredential"]
+    assert OB_CONTEXT in credential["@context"]
+    assert (
+        credential["credentialSubject"]["achievement"]["name"] == "Introduction to Web Development"
+    )
+    assert await status_bit(client, credential["credentialStatus"]) == 0
+
+    response = await client.post(
+        "/graphql",
+        json={"query": REVOKE, "variables": {"n": certificate["certificateId"]}},
+        headers=auth(admin),
+    )
+    assert "errors" not in await response.json()
+    assert await status_bit(client, credential["credentialStatus"]) == 1

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
+from urllib.parse import quote
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,8 +14,9 @@ class Verification:
     course_title: str = ""
     issued_at: datetime | None = None
     revoked_at: datetime | None = None
-    #: The certificate is also an Open Badges credential (its address is its holder's to
-    #: share: the page names it, never links it, as numbers can be walked).
+    #: The certificate is also an Open Badges credential: the page links its public form
+    #: (/verify/<number>/badge, which says no more than the page; the holder's own address
+    #: shares a token with the PDF and is never shown here).
     has_badge: bool = False
 
 
@@ -24,6 +26,7 @@ _PAGE = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Certificate {number}: {verdict}</title>
+{links}
 <style>
  body {{ font-family: Georgia, serif; max-width: 40rem; margin: 3rem auto; padding: 0 1rem; }}
  body {{ color: #212529; }}
@@ -53,6 +56,7 @@ def render_verification(result: Verification) -> str:
             verdict="Unknown certificate",
             color="#6c757d",
             details=f"<p>No certificate with the number <code>{number}</code> was issued here.</p>",
+            links="",
         )
     rows = [
         ("Number", number),
@@ -65,13 +69,17 @@ def render_verification(result: Verification) -> str:
         verdict, color = "Revoked: this certificate is no longer valid", "#b00020"
     else:
         verdict, color = "Valid certificate", "#1b7a3a"
+    links = ""
     if result.has_badge:
+        badge = f"/verify/{quote(result.number)}/badge"
+        links = f'<link rel="alternate" type="application/vc+jwt" href="{escape(badge)}">'
         rows.append(
             (
                 "Open Badge",
-                "an Open Badges 3.0 credential, which its holder can share; it verifies against"
+                f'<a href="{escape(badge)}">the Open Badges 3.0 credential</a>'
+                " (a VC-JWT for wallets and HR systems); it verifies against"
                 ' <a href="/.well-known/jwks.json">this school\'s keys</a>',
             )
         )
     details = "<dl>" + "".join(f"<dt>{key}</dt><dd>{value}</dd>" for key, value in rows) + "</dl>"
-    return _PAGE.format(number=number, verdict=verdict, color=color, details=details)
+    return _PAGE.format(number=number, verdict=verdict, color=color, details=details, links=links)

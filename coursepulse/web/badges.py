@@ -34,9 +34,14 @@ def _credential(token: str, status: int = 200) -> web.Response:
 
 
 async def certificate_badge(request: web.Request) -> web.Response:
-    """GET /certificates/{token}/badge: the certificate as an Open Badges 3.0 VC-JWT."""
+    """GET /certificates/{token}/badge (the holder's address) and /verify/{number}/badge
+    (the public verification page's link: the credential says no more than that page):
+    the certificate as an Open Badges 3.0 VC-JWT."""
     async with request.app[DATABASE].read() as tx:
-        certificate = await certificates.find_by_token(tx, request.match_info["token"])
+        if "number" in request.match_info:
+            certificate = await certificates.find_by_number(tx, request.match_info["number"])
+        else:
+            certificate = await certificates.find_by_token(tx, request.match_info["token"])
     if certificate is None:
         raise web.HTTPNotFound(reason="Certificate not found")
     settings = request.app[SETTINGS]
@@ -70,5 +75,6 @@ async def jwks(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get(r"/certificates/{token:[A-Za-z0-9_-]+}/badge", certificate_badge)
+    app.router.add_get("/verify/{number}/badge", certificate_badge)
     app.router.add_get(badges.STATUS_LIST_PATH, status_list)
     app.router.add_get(badges.JWKS_PATH, jwks)
