@@ -405,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(args.log_level or Settings().log_level)
+    configure_logging(args.log_level or Settings().log_level, Settings().log_format)
     try:
         return int(args.func(args))
     except DomainError as error:

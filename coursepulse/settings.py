@@ -2,7 +2,7 @@
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     #: so recorded time never outruns the clock (recordActivity).
     activity_allowance_seconds: int = Field(default=3600, ge=1, le=31_536_000)
     log_level: str = "INFO"
+    #: `json` (one object per line), `text`, or `auto`: JSON unless stderr is a terminal.
+    log_format: Literal["auto", "json", "text"] = "auto"
+    #: Requests slower than this many seconds are logged as warnings.
+    slow_request_seconds: float = Field(default=1.0, gt=0)
     #: Serve the GraphiQL explorer to browsers on GET /graphql.
     graphiql: bool = True
     #: Seconds between websocket pings; a peer that does not answer is dropped.

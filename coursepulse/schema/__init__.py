@@ -74,6 +74,7 @@ class CoursepulseSchema(Schema):
         (`FreshLoaders`), the cost limit (`Documents`; parsing and validation were done
         and kept), and errors in the contract's shape (`DomainErrors`).
         """
+        context.operation.named(operation_name, operation.document)
         over = self.documents.cost_error(
             operation.query, operation.document, operation_name, variables, context
         )

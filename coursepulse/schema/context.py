@@ -60,6 +60,27 @@ class OperationReads:
 
 
 @dataclass
+class OperationSummary:
+    """What the access log says of a request's GraphQL operation (name, type, outcome)."""
+
+    name: str | None = None
+    #: "query", "mutation" or "subscription".
+    type: str | None = None
+    #: "ok", the first error's code (e.g. "not_enrolled"), or "internal_error".
+    outcome: str | None = None
+
+    def named(self, name: str | None, document: Any) -> None:
+        """Take the operation's name and type from its parsed document."""
+        for definition in getattr(document, "definitions", ()):
+            operation = getattr(definition, "operation", None)
+            own = getattr(getattr(definition, "name", None), "value", None)
+            if operation is not None and (name is None or own == name):
+                self.name = own
+                self.type = operation.value
+                return
+
+
+@dataclass
 class Context:
     db: Database
     settings: Settings
@@ -76,6 +97,8 @@ class Context:
     may_change: bool = True
     #: The application's live grants (subscriptions whose access can be taken back).
     access: LiveGrants | None = None
+    #: The request's operation, for the access log (shared by `for_operation` copies).
+    operation: OperationSummary = field(default_factory=OperationSummary)
 
     async def tx(self) -> Transaction:
         """The operation's read transaction (see `OperationReads`)."""

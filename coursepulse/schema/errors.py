@@ -103,6 +103,11 @@ class DomainErrors(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         self._streamed = False
         yield
+        summary = getattr(self.execution_context.context, "operation", None)
+        if summary is not None and self.execution_context.graphql_document is not None:
+            summary.named(
+                self.execution_context.operation_name, self.execution_context.graphql_document
+            )
         # Subscriptions and other streamed operations were handled result by result.
         if not self._streamed:
             self._process(self.execution_context.result)

@@ -31,6 +31,7 @@ from coursepulse.web.keys import (
     CROSS_SITE,
     DATABASE,
     GRAPHIQL,
+    OPERATION,
     REQUEST_ID,
     SETTINGS,
     VIEWER,
@@ -53,7 +54,7 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
         db = request.app[DATABASE]
         reads = OperationReads(db)
         access = request.app.get(ACCESS)
-        return Context(
+        context = Context(
             db=db,
             settings=request.app[SETTINGS],
             viewer=viewer,
@@ -67,6 +68,8 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
             or (request.method == "POST" and not request.get(CROSS_SITE, True)),
             access=access.grants if access is not None else None,
         )
+        request[OPERATION] = context.operation
+        return context
 
     async def create_websocket_response(
         self, request: web.Request, subprotocol: str | None
@@ -158,6 +161,9 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
 
     async def process_result(self, request: web.Request, result: ExecutionResult) -> Any:
         """The result as JSON; for graphql-response+json, a request error carries no `data`."""
+        summary = request.get(OPERATION)
+        if summary is not None:
+            summary.outcome = outcome_of(result.errors)
         body = await super().process_result(request, result)
         if graphql_http.is_request_error(result.errors, result.data) and (
             graphql_http.response_media_type(request.headers.get("Accept"))
@@ -324,3 +330,12 @@ class EncodedResults:
                 self._kept.popitem(last=False)
         identifier = json.dumps(message["id"])
         return f'{{"id":{identifier},"type":"next","payload":{{"data":{kept[1]}}}}}'
+
+
+def outcome_of(errors: list[Any] | None) -> str:
+    """ "ok", or the code of the result's first error ("internal_error" when it has none)."""
+    if not errors:
+        return "ok"
+    extensions = getattr(errors[0], "extensions", None) or {}
+    code = extensions.get("code")
+    return code if isinstance(code, str) and code.isidentifier() else "internal_error"

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from coursepulse.models.db import Database
 from coursepulse.resolvers.viewer import Viewer
+from coursepulse.schema.context import OperationSummary
 from coursepulse.settings import Settings
 from coursepulse.web.credentials import CredentialCache
 
@@ -28,6 +29,8 @@ WEBSOCKETS: web.AppKey["WeakSet[web.WebSocketResponse]"] = web.AppKey("websocket
 GRAPHIQL: web.AppKey["GraphiQLPage"] = web.AppKey("graphiql")
 
 VIEWER = web.RequestKey("viewer", Viewer | None)  # type: ignore[arg-type]
+#: The request's GraphQL operation, for the access log.
+OPERATION = web.RequestKey("operation", OperationSummary)
 REQUEST_ID = web.RequestKey("request_id", str)
 #: Whether the browser says the request comes from another site (and its origin is not listed).
 CROSS_SITE = web.RequestKey("cross_site", bool)

@@ -17,6 +17,7 @@ from coursepulse.web.keys import (
     CREDENTIALS,
     CROSS_SITE,
     DATABASE,
+    OPERATION,
     REQUEST_ID,
     SCHEMA_READY,
     SETTINGS,
@@ -77,15 +78,39 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         )
     if not response.prepared:
         response.headers["X-Request-ID"] = request_id
-    access_log.info(
-        "%s %s %s %.1fms request=%s",
-        request.method,
-        loggable(request.raw_path),
-        response.status,
-        (time.perf_counter() - started) * 1000,
-        request_id,
-    )
+    log_request(request, response.status, time.perf_counter() - started)
     return response
+
+
+def log_request(request: web.Request, status: int, seconds: float) -> None:
+    """The access log's line for a request: who, what, how it ended and how long it took
+    (a warning when slower than `slow_request_seconds`). The path is logged without its
+    query string, and no header is: neither may carry a secret into the logs."""
+    viewer = request.get(VIEWER)
+    operation = request.get(OPERATION)
+    path = loggable(request.raw_path.split("?", 1)[0])
+    fields = {
+        "request_id": request[REQUEST_ID],
+        "method": request.method,
+        "path": path,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 1),
+        "viewer_id": viewer.user_id if viewer is not None else None,
+        "operation_name": loggable(operation.name[:100]) if operation and operation.name else None,
+        "operation_type": operation.type if operation else None,
+        "outcome": operation.outcome if operation else None,
+    }
+    slow = seconds >= request.app[SETTINGS].slow_request_seconds
+    access_log.log(
+        logging.WARNING if slow else logging.INFO,
+        "%s%s %s %s %.1fms",
+        "slow request: " if slow else "",
+        request.method,
+        path,
+        status,
+        seconds * 1000,
+        extra={"fields": fields},
+    )
 
 
 def loggable(text: str) -> str:

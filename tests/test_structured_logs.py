@@ -1,0 +1,143 @@
+"""The access log as an operator reads it: one JSON object per request (when not on a
+terminal) with its request id, viewer, operation name, type and outcome, and no secret."""
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from coursepulse.logging_setup import JsonFormatter, TextFormatter
+from coursepulse.models.db import Database
+from tests.conftest import PASSWORD, School, graphql
+from tests.processes import coursepulse_serve
+
+PROGRESS = """query CourseProgress($c: ID!) { courseProgress(courseId: $c) {
+  progressPercentage } }"""
+TOKEN = 'mutation NewToken { createApiToken(name: "ci") { token } }'
+
+
+def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    """The access log's records as the JSON formatter writes them."""
+    formatter = JsonFormatter()
+    return [
+        json.loads(formatter.format(record))
+        for record in caplog.records
+        if record.name == "coursepulse.access"
+    ]
+
+
+async def test_each_request_is_one_json_object_with_its_operation_and_outcome(
+    client: TestClient, school: School, caplog: pytest.LogCaptureFixture
+) -> None:
+    variables = {"c": str(school.course_id)}
+    with caplog.at_level(logging.INFO, logger="coursepulse.access"):
+        # Not enrolled yet: the operation fails with its code; then, twice, it succeeds
+        # (the second time by the path for documents seen before)
+        await graphql(client, PROGRESS, variables, as_=school.student)
+        await graphql(
+            client,
+            "mutation($c: ID!) { enroll(courseId: $c) { message } }",
+            variables,
+            as_=school.student,
+        )
+        for _ in range(2):
+            await graphql(client, PROGRESS, variables, as_=school.student)
+        await client.get("/healthz", headers={"X-Request-ID": "probe-1"})
+
+    lines = access_lines(caplog)
+    graphql_lines = [line for line in lines if line["path"] == "/graphql"]
+    assert [
+        (line.get("operation_name"), line["operation_type"], line["outcome"])
+        for line in graphql_lines
+    ] == [
+        ("CourseProgress", "query", "not_enrolled"),
+        (None, "mutation", "ok"),
+        ("CourseProgress", "query", "ok"),
+        ("CourseProgress", "query", "ok"),
+    ]
+    for line in graphql_lines:
+        assert line["viewer_id"] == school.student.id
+        assert line["method"] == "POST"
+        assert line["status"] == 200
+        assert line["duration_ms"] >= 0
+        assert len(line["request_id"]) == 32
+        assert line["level"] == "INFO"
+    probe = next(line for line in lines if line["path"] == "/healthz")
+    assert probe["request_id"] == "probe-1"
+    assert "viewer_id" not in probe  # anonymous
+
+
+async def test_no_password_or_token_reaches_the_log(
+    client: TestClient, school: School, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        body = await graphql(client, TOKEN, as_=school.student)
+        token = body["data"]["createApiToken"]["token"]
+        await client.post(
+            "/graphql",
+            json={"query": "{ me { username } }"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        await client.get(f"/graphql?query={{me{{username}}}}&token={token}")
+        await client.post(
+            "/graphql",
+            json={"query": "{ me { username } }"},
+            headers={"Authorization": "Basic bm9ib2R5Ondyb25nLXNlY3JldA=="},
+        )
+    # Every record but aiohttp's own access log, which the test server keeps and
+    # `coursepulse serve` switches off (web.run_app(access_log=None))
+    written = "\n".join(
+        formatter.format(record)
+        for record in caplog.records
+        if record.name != "aiohttp.access"
+        for formatter in (JsonFormatter(), TextFormatter())
+    )
+    assert "NewToken" in written
+    for secret in (
+        PASSWORD,
+        token,
+        school.student.auth["Authorization"].split()[1],
+        "bm9ib2R5Ondyb25nLXNlY3JldA==",
+        "wrong-secret",
+    ):
+        assert secret not in written
+
+
+async def test_a_slow_request_is_a_warning(
+    serve: Any, settings: Any, school: School, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await serve(settings.model_copy(update={"slow_request_seconds": 0.000001}))
+    with caplog.at_level(logging.INFO, logger="coursepulse.access"):
+        await graphql(client, "query Me { me { username } }", as_=school.student)
+    line = next(line for line in access_lines(caplog) if line["path"] == "/graphql")
+    assert line["level"] == "WARNING"
+    assert line["message"].startswith("slow request: POST /graphql 200")
+    assert line["operation_name"] == "Me"
+
+
+async def test_the_service_writes_json_lines_when_not_on_a_terminal(
+    tmp_path: Path, database_url: str, db: Database, school: School
+) -> None:
+    log = tmp_path / "serve.log"
+    env = {"COURSEPULSE_LOG_LEVEL": "INFO"}
+    async with (
+        coursepulse_serve(database_url, log, env=env) as (port, _process),
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"http://127.0.0.1:{port}/graphql",
+            json={"query": "query Me { me { username } }", "operationName": "Me"},
+            headers={**school.student.auth, "X-Request-ID": "from-the-test"},
+        ) as response,
+    ):
+        assert response.status == 200
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    request = next(line for line in lines if line.get("request_id") == "from-the-test")
+    assert (request["operation_name"], request["operation_type"]) == ("Me", "query")
+    assert request["outcome"] == "ok"
+    assert request["viewer_id"] == school.student.id
+    assert request["logger"] == "coursepulse.access"
+    assert school.student.auth["Authorization"].split()[1] not in log.read_text()
