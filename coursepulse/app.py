@@ -17,7 +17,7 @@ from coursepulse.schema import build_schema
 from coursepulse.settings import Settings
 from coursepulse.web import badges as badge_routes
 from coursepulse.web import certificates as certificate_routes
-from coursepulse.web import graphiql
+from coursepulse.web import graphiql, metrics
 from coursepulse.web.credentials import CredentialCache
 from coursepulse.web.graphiql import GraphiQLPage
 from coursepulse.web.graphql_view import CoursepulseGraphQLView
@@ -126,6 +126,7 @@ def create_app(
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(schema_context(migrate_first=migrate_first))
     app.cleanup_ctx.append(broker_ctx)
+    app.cleanup_ctx.append(metrics.metrics_ctx)
     app.cleanup_ctx.append(access_ctx)
     app.cleanup_ctx.append(webhook_ctx)
     app.on_shutdown.append(close_websockets)
@@ -145,6 +146,7 @@ def create_app(
     if settings.graphiql:
         app[GRAPHIQL] = GraphiQLPage(files)
     app.router.add_get("/healthz", healthz)
+    metrics.add_routes(app)
     app.router.add_get("/readyz", readyz)
     certificate_routes.add_routes(app)
     badge_routes.add_routes(app)

@@ -4,16 +4,20 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from types import FrameType
 
 from aiohttp import web
+from prometheus_client import multiprocess
 
 from coursepulse.app import create_app
 from coursepulse.logging_setup import configure_logging
 from coursepulse.memory import settle_after_start
 from coursepulse.settings import Settings
+from coursepulse.web.metrics import MULTIPROCESS_DIR
 
 log = logging.getLogger("coursepulse")
 
@@ -66,8 +70,24 @@ def _worker(settings: Settings, number: int, migrate_first: bool) -> None:
 def serve_workers(settings: Settings, workers: int, *, migrate_first: bool = False) -> int:
     """Run `workers` processes on one port; the kernel spreads connections between them.
 
-    Returns the exit status: 0 when every worker stopped cleanly.
+    Returns the exit status: 0 when every worker stopped cleanly. The workers keep their
+    metrics in one folder (prometheus-client's multiprocess mode, a temporary folder unless
+    PROMETHEUS_MULTIPROC_DIR names one), so a scrape of any of them sees them all.
     """
+    metrics_dir = os.environ.get(MULTIPROCESS_DIR)
+    made = metrics_dir is None
+    if metrics_dir is None:
+        metrics_dir = tempfile.mkdtemp(prefix="coursepulse-metrics-")
+        os.environ[MULTIPROCESS_DIR] = metrics_dir  # the spawned workers inherit it
+    try:
+        return _run_workers(settings, workers, metrics_dir, migrate_first=migrate_first)
+    finally:
+        if made:
+            del os.environ[MULTIPROCESS_DIR]
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_workers(settings: Settings, workers: int, metrics_dir: str, *, migrate_first: bool) -> int:
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(
@@ -89,6 +109,8 @@ def serve_workers(settings: Settings, workers: int, *, migrate_first: bool = Fal
     for process in processes:
         process.join()
         status = status or (process.exitcode or 0)
+        if process.pid is not None:
+            multiprocess.mark_process_dead(process.pid, metrics_dir)
     return status
 
 

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     #: `json` (one object per line), `text`, or `auto`: JSON unless stderr is a terminal.
     log_format: Literal["auto", "json", "text"] = "auto"
+    #: /metrics: `on`, `off`, or `token:<secret>` (scrapes send `Authorization: Bearer <secret>`).
+    metrics: str = "on"
     #: Requests slower than this many seconds are logged as warnings.
     slow_request_seconds: float = Field(default=1.0, gt=0)
     #: Serve the GraphiQL explorer to browsers on GET /graphql.
@@ -108,6 +110,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_mode(cls, value: str) -> str:
+        if value in ("on", "off") or (value.startswith("token:") and len(value) > len("token:")):
+            return value
+        raise ValueError("metrics must be on, off or token:<secret>")
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

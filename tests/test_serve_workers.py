@@ -122,3 +122,41 @@ async def test_two_workers_serve_share_live_progress_and_stop_cleanly(
         output = server.communicate(timeout=30)[0].decode()
     assert server.returncode == 0, output
     assert "Traceback" not in output
+
+
+async def test_one_scrape_of_any_worker_counts_every_workers_requests(
+    two_workers: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    server, base = two_workers
+    try:
+        await wait_ready(base, time.monotonic() + 30)
+        # Each request on a connection of its own: the kernel spreads them over both workers
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for _ in range(30):
+                async with session.post(
+                    f"{base}/graphql",
+                    json={"query": "query Me { me { username } }"},
+                    headers={"Authorization": BASIC},
+                ) as response:
+                    assert response.status == 200
+            websocket = await session.ws_connect(
+                f"{base}/graphql", protocols=["graphql-transport-ws"]
+            )
+            scrapes = [await scrape(session, base) for _ in range(6)]
+            await websocket.close()
+            await asyncio.sleep(0.5)
+            after = await scrape(session, base)
+        for text in scrapes:
+            assert 'operation_name="Me",operation_type="query",outcome="ok"} 30.0' in text
+            assert "coursepulse_websocket_connections 1.0" in text
+        assert "coursepulse_websocket_connections 0.0" in after
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+async def scrape(session: aiohttp.ClientSession, base: str) -> str:
+    async with session.get(f"{base}/metrics") as response:
+        assert response.status == 200
+        return await response.text()

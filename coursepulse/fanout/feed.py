@@ -77,8 +77,15 @@ class Subscription:
 class CourseFeed:
     """Delivers one course's new log rows to its subscriptions, in id order."""
 
-    def __init__(self, db: Database, course_id: int, cursor: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        course_id: int,
+        cursor: int,
+        read_listeners: list[Callable[[ProgressEventRow], None]] | None = None,
+    ) -> None:
         self.db = db
+        self.read_listeners = read_listeners if read_listeners is not None else []
         self.course_id = course_id
         self.cursor = cursor
         self.subscriptions: set[Subscription] = set()
@@ -118,6 +125,8 @@ class CourseFeed:
                 rows = await events_after(tx, self.course_id, self.cursor, limit=READ_BATCH)
             for event in rows:
                 self.cursor = event.id
+                for listener in self.read_listeners:
+                    listener(event)
                 for subscription in tuple(self.subscriptions):
                     subscription.offer(event)
             if len(rows) < READ_BATCH:
@@ -137,6 +146,8 @@ class Feeds:
         self.shared: OrderedDict[int, Any] = OrderedDict()
         #: Told of every wake-up, whatever the course (the webhook worker).
         self.news_listeners: list[Callable[[], None]] = []
+        #: Told of each event read for live subscribers, once per process (metrics).
+        self.read_listeners: list[Callable[[ProgressEventRow], None]] = []
 
     async def subscribe(self, course_id: int) -> Subscription:
         """A subscription receiving every event of the course committed from now on."""
@@ -145,7 +156,7 @@ class Feeds:
             if feed is None:
                 async with self.db.read() as tx:
                     cursor = await last_event_id(tx, course_id)
-                feed = CourseFeed(self.db, course_id, cursor)
+                feed = CourseFeed(self.db, course_id, cursor, self.read_listeners)
                 feed.start()
                 self._feeds[course_id] = feed
                 # Anything committed while the cursor was being read is picked up now.

@@ -13,7 +13,7 @@ The driver is chosen by dialect: models/sqlite.py or models/postgres.py.
 import logging
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
@@ -92,6 +92,8 @@ class Database:
         self.dialect: str = self._driver.dialect.name
         #: Called with the courses that have new events, after each write commits.
         self.after_commit: list[Callable[[set[int]], None]] = []
+        #: Called with how many events of each kind each write appended, after it commits.
+        self.after_events: list[Callable[[Mapping[str, int]], None]] = []
         #: Called with the access changes (models/access.py) of each write, after it commits.
         self.after_access_change: list[Callable[[list[AccessNotice]], None]] = []
         #: Names this Database in its NOTIFY payloads, so it can skip hearing its own.
@@ -146,6 +148,9 @@ class Database:
         if transaction.event_courses:
             for callback in self.after_commit:
                 callback(set(transaction.event_courses))
+        if transaction.event_kinds:
+            for count in self.after_events:
+                count(transaction.event_kinds)
         if transaction.access_notices:
             for access_callback in self.after_access_change:
                 access_callback(list(transaction.access_notices))

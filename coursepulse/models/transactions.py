@@ -14,6 +14,7 @@ event log it appended to (`event_courses`) and the access changes it recorded
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -52,6 +53,8 @@ class Transaction(ABC):
         self.statements = 0
         #: Courses whose event log this transaction appended to (announced after commit).
         self.event_courses: set[int] = set()
+        #: How many events of each kind it appended (counted after commit: metrics).
+        self.event_kinds: Counter[str] = Counter()
         #: Access changes this transaction recorded (announced after commit).
         self.access_notices: list[AccessNotice] = []
         self._observers = observers

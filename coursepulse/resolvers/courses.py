@@ -299,7 +299,8 @@ def _recalculated(
     holds, with its new numbers (`count` of `new_total` lessons), in enrolment order."""
     new_total = _NEW_TOTAL if lessons_left else None
     return Query(
-        insert(_EVENTS).from_select(
+        insert(_EVENTS)
+        .from_select(
             list(EVENT_COLUMNS),
             select(
                 literal(str(ProgressEventKind.PROGRESS_RECALCULATED)),
@@ -313,7 +314,8 @@ def _recalculated(
             )
             .where(_ENROLLMENTS.c.course_id == bindparam("course_id"), changed)
             .order_by(_ENROLLMENTS.c.id),
-        ),
+        )
+        .returning(_EVENTS.c.kind),
         unbounded=True,
     )
 

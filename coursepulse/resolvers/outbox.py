@@ -107,6 +107,7 @@ async def append_event(
     else:
         await tx.execute(ADD_EVENT, **params)
     tx.event_courses.add(course_id)
+    tx.event_kinds[str(kind)] += 1
 
 
 #: PostgreSQL: the course's event lock on its own (before events written in bulk).
@@ -121,13 +122,15 @@ _COURSE_EVENT_LOCK_ONLY = Query(
 
 async def append_events(tx: Transaction, events: Query, *, course_id: int, **params: Any) -> None:
     """Add the events an INSERT ... SELECT statement writes for the course (one statement
-    however many students it concerns), in the course's event order as `append_event`."""
+    however many students it concerns, RETURNING each event's kind), in the course's event
+    order as `append_event`."""
     if tx.dialect.name == "postgresql" and course_id not in tx.event_courses:
         await tx.execute(
             _COURSE_EVENT_LOCK_ONLY, space=_EVENT_LOCK_SPACE, key=course_id % 2_147_483_647
         )
-    await tx.execute(events, course_id=course_id, **params)
+    kinds = await tx.scalars(events, course_id=course_id, **params)
     tx.event_courses.add(course_id)
+    tx.event_kinds.update(kinds)
 
 
 async def hold_course_events(tx: Transaction, course_id: int) -> None:

@@ -37,6 +37,7 @@ from coursepulse.web.keys import (
     VIEWER,
     WEBSOCKETS,
 )
+from coursepulse.web.metrics import METRICS
 from coursepulse.web.revocation import ACCESS
 from coursepulse.web.throttle import client_address
 from coursepulse.web.ws_protocols import LegacyWSHandler, TransportWSHandler
@@ -81,6 +82,9 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
         )
         await websocket.prepare(request)
         request.app[WEBSOCKETS].add(websocket)
+        metrics = request.app.get(METRICS)
+        if metrics is not None:
+            metrics.websocket_opened(request)
         return websocket
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:

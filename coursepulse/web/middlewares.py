@@ -23,6 +23,7 @@ from coursepulse.web.keys import (
     SETTINGS,
     VIEWER,
 )
+from coursepulse.web.metrics import METRICS, METRICS_PATH
 from coursepulse.web.throttle import client_address
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -63,23 +64,32 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
     try:
-        response = await handler(request)
-    except web.HTTPException as http_error:
-        if http_error.status < 400:
-            raise
-        code = "not_found" if http_error.status == 404 else "invalid_input"
-        response = failure(request, code, http_error.status, http_error.reason)
-        if http_error.status == 405:
-            response.headers["Allow"] = http_error.headers.get("Allow", "")
-    except Exception:
-        log.exception("unhandled error (request %s)", request_id)
-        response = failure(
-            request, "internal_error", 500, "Internal server error", requestId=request_id
-        )
-    if not response.prepared:
-        response.headers["X-Request-ID"] = request_id
-    log_request(request, response.status, time.perf_counter() - started)
-    return response
+        try:
+            response = await handler(request)
+        except web.HTTPException as http_error:
+            if http_error.status < 400:
+                raise
+            code = "not_found" if http_error.status == 404 else "invalid_input"
+            response = failure(request, code, http_error.status, http_error.reason)
+            if http_error.status == 405:
+                response.headers["Allow"] = http_error.headers.get("Allow", "")
+        except Exception:
+            log.exception("unhandled error (request %s)", request_id)
+            response = failure(
+                request, "internal_error", 500, "Internal server error", requestId=request_id
+            )
+        if not response.prepared:
+            response.headers["X-Request-ID"] = request_id
+        seconds = time.perf_counter() - started
+        log_request(request, response.status, seconds)
+        metrics = request.app.get(METRICS)
+        if metrics is not None:
+            metrics.observe_request(request, response.status, seconds, request.get(OPERATION))
+        return response
+    finally:
+        ended = request.app.get(METRICS)
+        if ended is not None:
+            ended.request_ended(request)  # a websocket's request ends when it closes
 
 
 def log_request(request: web.Request, status: int, seconds: float) -> None:
@@ -180,7 +190,11 @@ async def unavailable_until_ready(request: web.Request, handler: Handler) -> web
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Sets the request's viewer from its Authorization header; bad credentials answer 401."""
+    """Sets the request's viewer from its Authorization header; bad credentials answer 401.
+
+    /metrics is left alone: its Authorization is the scrape token, not a user's."""
+    if request.path == METRICS_PATH:
+        return await handler(request)
     try:
         request[VIEWER] = await viewer_from_authorization(
             request.headers.get("Authorization"),
@@ -189,8 +203,10 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             address=client_address(request, request.app[SETTINGS].trusted_proxies),
         )
     except RateLimited as error:
+        _count_auth_failure(request)
         return rate_limited(request, error)
     except InvalidCredentials as error:
+        _count_auth_failure(request)
         response = failure(request, error.code, error.status, error.message)
         # A page's own script (X-Requested-With, as the progress app sends) shows its own
         # sign-in form; the challenge would make the browser open its login dialog.
@@ -200,6 +216,12 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     except DomainError as error:  # pragma: no cover  (other domain errors do not occur here)
         return failure(request, error.code, error.status, error.message)
     return await handler(request)
+
+
+def _count_auth_failure(request: web.Request) -> None:
+    metrics = request.app.get(METRICS)
+    if metrics is not None:
+        metrics.auth_failures.inc()
 
 
 def rate_limited(request: web.Request, error: RateLimited) -> web.Response:

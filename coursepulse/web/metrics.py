@@ -1,0 +1,181 @@
+"""Prometheus metrics at /metrics (prometheus-client): requests, GraphQL operations, sign-in
+failures, open websockets, and the event log's events (committed, and read for live
+subscribers). With `serve --workers N` every worker's count (multiprocess mode).
+
+Each application has a registry of its own (two apps in one process share nothing). Label
+values are bounded: routes are templates (never raw paths), and operation names are the
+clients' `operationName` up to `MAX_OPERATION_NAMES` distinct ones, `other` after that,
+`anonymous` without one.
+"""
+
+import hmac
+import os
+from collections.abc import AsyncIterator, Mapping
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from coursepulse.models.rows import ProgressEventRow
+from coursepulse.models.types import utcnow
+from coursepulse.schema.context import OperationSummary
+from coursepulse.settings import Settings
+from coursepulse.web.keys import BROKER, DATABASE, SETTINGS
+
+#: Distinct operation names kept as label values (a client cannot mint unlimited ones).
+MAX_OPERATION_NAMES = 200
+METRICS_PATH = "/metrics"
+
+
+class Metrics:
+    """The metrics of one application."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.operations = Counter(
+            "coursepulse_graphql_operations",
+            "GraphQL operations run over HTTP, by name, type and outcome (ok or error code).",
+            ["operation_name", "operation_type", "outcome"],
+            registry=self.registry,
+        )
+        self.operation_seconds = Histogram(
+            "coursepulse_graphql_operation_duration_seconds",
+            "Time to answer a GraphQL operation over HTTP.",
+            ["operation_name", "operation_type"],
+            registry=self.registry,
+        )
+        self.requests = Counter(
+            "coursepulse_http_requests",
+            "HTTP requests, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.auth_failures = Counter(
+            "coursepulse_auth_failures",
+            "Requests refused for wrong credentials (and throttled sign-ins).",
+            registry=self.registry,
+        )
+        self.websockets = Gauge(
+            "coursepulse_websocket_connections",
+            "Websocket connections open (on every worker of `serve --workers`).",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.events = Counter(
+            "coursepulse_events_appended",
+            "Progress events committed to the event log, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.event_delivery = Histogram(
+            "coursepulse_event_delivery_seconds",
+            "From an event's change to its reading for the live subscribers of this process.",
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+        )
+        self._names: set[str] = set()
+
+    def count_events(self, kinds: Mapping[str, int]) -> None:
+        """A write committed these events (Database.after_events)."""
+        for kind, count in kinds.items():
+            self.events.labels(kind.upper()).inc(count)
+
+    def event_read(self, event: ProgressEventRow) -> None:
+        """An event was read for this process's live subscribers (Feeds.read_listeners)."""
+        self.event_delivery.observe(max(0.0, (utcnow() - event.occurred_at).total_seconds()))
+
+    def websocket_opened(self, request: web.Request) -> None:
+        """A websocket of this request is open (until the request ends)."""
+        request[_WEBSOCKET_OPEN] = True
+        self.websockets.inc()
+
+    def request_ended(self, request: web.Request) -> None:
+        """The request is over, and its websocket, if it had one, is closed."""
+        if request.get(_WEBSOCKET_OPEN):
+            request[_WEBSOCKET_OPEN] = False
+            self.websockets.dec()
+
+    def operation_name(self, name: str | None) -> str:
+        """The label value of an operation name (bounded, see the module's docstring)."""
+        if not name:
+            return "anonymous"
+        if name in self._names:
+            return name
+        if len(self._names) < MAX_OPERATION_NAMES and name.isidentifier() and len(name) <= 100:
+            self._names.add(name)
+            return name
+        return "other"
+
+    def observe_request(
+        self,
+        request: web.Request,
+        status: int,
+        seconds: float,
+        operation: OperationSummary | None,
+    ) -> None:
+        """Count a finished request (and its GraphQL operation, when it ran one)."""
+        self.requests.labels(route_of(request), request.method, str(status)).inc()
+        if operation is not None and operation.type is not None and operation.outcome:
+            name = self.operation_name(operation.name)
+            self.operations.labels(name, operation.type, operation.outcome).inc()
+            self.operation_seconds.labels(name, operation.type).observe(seconds)
+
+
+def route_of(request: web.Request) -> str:
+    """The route template the request matched ("/verify/{number}"), or "unmatched"."""
+    route = request.match_info.route
+    resource = route.resource if route is not None else None
+    if resource is None:
+        return "unmatched"
+    canonical = resource.canonical
+    return canonical if canonical else "unmatched"
+
+
+METRICS = web.AppKey("metrics", Metrics)
+_WEBSOCKET_OPEN = web.RequestKey("websocket_open", bool)
+#: Set (by `serve --workers`) to a folder the workers' metrics are kept in, so that one
+#: scrape of any worker sees them all (prometheus-client's multiprocess mode).
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def allowed(settings: Settings, authorization: str | None) -> bool:
+    """Whether a scrape may read the metrics (`token:<secret>`: with that Bearer token)."""
+    if settings.metrics == "on":
+        return True
+    if settings.metrics.startswith("token:"):
+        expected = "Bearer " + settings.metrics.removeprefix("token:")
+        return hmac.compare_digest((authorization or "").encode(), expected.encode())
+    return False
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    """GET /metrics: the Prometheus text format."""
+    if not allowed(request.app[SETTINGS], request.headers.get("Authorization")):
+        return web.Response(
+            status=401, text="metrics need the token\n", headers={"WWW-Authenticate": "Bearer"}
+        )
+    registry = request.app[METRICS].registry
+    if os.environ.get(MULTIPROCESS_DIR):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    return web.Response(
+        body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Count the events this process commits and reads for live subscribers."""
+    metrics = app[METRICS]
+    db, feeds = app[DATABASE], app[BROKER].feeds
+    db.after_events.append(metrics.count_events)
+    feeds.read_listeners.append(metrics.event_read)
+    yield
+    db.after_events.remove(metrics.count_events)
+    feeds.read_listeners.remove(metrics.event_read)
+
+
+def add_routes(app: web.Application) -> None:
+    """Serve /metrics unless the settings switch metrics off."""
+    app[METRICS] = Metrics()
+    if app[SETTINGS].metrics != "off":
+        app.router.add_get(METRICS_PATH, metrics_page)
