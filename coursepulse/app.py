@@ -31,6 +31,7 @@ from coursepulse.web.keys import (
     SETTINGS,
     WEBSOCKETS,
 )
+from coursepulse.web.metrics import METRICS
 from coursepulse.web.middlewares import (
     authenticate,
     cors,
@@ -114,7 +115,9 @@ def create_app(
             allow_private=settings.webhook_allow_private,
         )
         await sender.start()
-        worker = WebhookWorker(app[DATABASE], sender, worker_config(settings))
+        worker = WebhookWorker(
+            app[DATABASE], sender, worker_config(settings), observer=app[METRICS]
+        )
         app[BROKER].feeds.news_listeners.append(worker.wake)
         worker.start(ready=app[SCHEMA_READY])
         yield

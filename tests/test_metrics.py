@@ -119,3 +119,43 @@ async def test_events_are_counted_by_kind_and_timed_to_their_live_readers(
     assert value(samples, appended, kind="LESSON_COMPLETED") == 2
     assert value(samples, appended, kind="PROGRESS_RECALCULATED") == 1
     assert value(samples, "coursepulse_event_delivery_seconds_count") == 4
+
+
+async def test_websockets_and_live_subscriptions_are_gauged(
+    client: TestClient, db: Database, school: School
+) -> None:
+    async with db.write() as tx:
+        await enrollments.enroll(tx, school.student.viewer, school.course_id)
+    websocket = await client.ws_connect("/graphql", protocols=["graphql-transport-ws"])
+    try:
+        await websocket.send_json({"type": "connection_init", "payload": school.student.auth})
+        assert (await websocket.receive_json(timeout=10))["type"] == "connection_ack"
+        query = 'subscription($c: ID!) { progressUpdated(courseId: $c, after: "0") { id } }'
+        await websocket.send_json(
+            {
+                "id": "1",
+                "type": "subscribe",
+                "payload": {"query": query, "variables": {"c": str(school.course_id)}},
+            }
+        )
+        # The subscription runs once it has replayed the enrolment
+        assert (await websocket.receive_json(timeout=10))["type"] == "next"
+        samples = await scrape(client)
+        assert value(samples, "coursepulse_websocket_connections") == 1
+        assert value(samples, "coursepulse_subscriptions", field="progressUpdated") == 1
+        await websocket.send_json({"id": "1", "type": "complete"})
+    finally:
+        await websocket.close()
+
+    async def closed() -> bool:
+        samples = await scrape(client)
+        return (
+            value(samples, "coursepulse_websocket_connections") == 0
+            and value(samples, "coursepulse_subscriptions", field="progressUpdated") == 0
+        )
+
+    for _ in range(100):
+        if await closed():
+            break
+        await asyncio.sleep(0.05)
+    assert await closed()

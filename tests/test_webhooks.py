@@ -209,6 +209,9 @@ async def test_events_arrive_signed_in_order_with_the_progress_snapshot(
     with pytest.raises(standardwebhooks.WebhookVerificationError):
         standardwebhooks.Webhook(webhooks.new_secret()).verify(body, headers)
 
+    # Operators count them
+    metrics = await (await client.get("/metrics")).text()
+    assert f'coursepulse_webhook_deliveries_total{{outcome="ok"}} {len(expected)}.0' in metrics
     # Its owner sees every delivery, newest first
     webhook = await listed(client, school)
     assert webhook["id"] == webhook_id
@@ -255,6 +258,12 @@ async def test_a_receiver_down_for_a_while_gets_every_event_in_order(
     await learn(db, school, lessons=2)
     # The first event is tried again and again while the receiver is down
     await eventually(lambda: len(receiver.arrived) >= 3, "retries")
+
+    async def behind(count: int) -> bool:
+        metrics = await (await client.get("/metrics")).text()
+        return f"coursepulse_webhooks_behind {count}.0" in metrics
+
+    await eventually(lambda: behind(1), "the backlog gauged")
     await learn_more(db, school, start=2)
     receiver.come_back()
 
@@ -269,6 +278,9 @@ async def test_a_receiver_down_for_a_while_gets_every_event_in_order(
     assert {int(d["eventId"]) for d in failed} == {expected[0]}
     assert max(d["attempt"] for d in failed) >= 3
     assert all(d["nextAttemptAt"] is not None for d in failed)
+    metrics = await (await client.get("/metrics")).text()
+    assert f'coursepulse_webhook_deliveries_total{{outcome="failed"}} {len(failed)}.0' in metrics
+    await eventually(lambda: behind(0), "no backlog left")
 
 
 async def learn_more(db: Database, school: School, *, start: int) -> None:

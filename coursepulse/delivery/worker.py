@@ -16,6 +16,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from coursepulse.delivery.horizon import EventHorizon
 from coursepulse.delivery.sender import Sender, body_of
@@ -54,13 +55,28 @@ class WorkerConfig:
     retention: timedelta = timedelta(days=30)
 
 
+class DeliveryObserver(Protocol):
+    """Told what the worker does (metrics)."""
+
+    def webhook_attempted(self, succeeded: bool) -> None: ...
+
+    def webhooks_waiting(self, count: int) -> None: ...
+
+
 class WebhookWorker:
     """Delivers webhooks for one process (see the module's docstring)."""
 
-    def __init__(self, db: Database, sender: Sender, config: WorkerConfig) -> None:
+    def __init__(
+        self,
+        db: Database,
+        sender: Sender,
+        config: WorkerConfig,
+        observer: DeliveryObserver | None = None,
+    ) -> None:
         self.db = db
         self.sender = sender
         self.config = config
+        self.observer = observer
         self.horizon = EventHorizon() if db.dialect == "postgresql" else None
         self.rng = random.Random()  # noqa: S311  (jitter of retries, not a secret)
         self._news = asyncio.Event()
@@ -128,8 +144,12 @@ class WebhookWorker:
         """Claim what is due and start delivering it."""
         async with self.db.read() as tx:
             switched_on = await webhooks.activity(tx)
+            if switched_on.any and self.observer is not None:
+                self.observer.webhooks_waiting(await webhooks.count_behind(tx, bound=self.bound))
         self._active = switched_on.any
         if not switched_on.any:
+            if self.observer is not None:
+                self.observer.webhooks_waiting(0)
             return
         if switched_on.every_course and self.horizon is not None:
             async with self.db.write() as tx:  # the horizon takes a transaction id
@@ -217,6 +237,8 @@ class WebhookWorker:
                 if not webhooks.wants(webhook, event):
                     continue
                 outcome = await self._send(webhook, event)
+                if self.observer is not None:
+                    self.observer.webhook_attempted(outcome.succeeded)
                 async with self.db.write() as tx:
                     held = await webhooks.record_attempt(
                         tx,

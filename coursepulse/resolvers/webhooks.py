@@ -540,6 +540,15 @@ async def event_horizon(tx: Transaction) -> tuple[int, int, int]:
     return row.last_event_id, row.xmin, row.own + 1
 
 
+_BEHIND = Query(select(func.count()).select_from(_WEBHOOKS).where(_SWITCHED_ON, _PENDING_EVENT))
+
+
+async def count_behind(tx: Transaction, *, bound: int) -> int:
+    """How many switched-on webhooks have events still to send (every course's: up to
+    `bound`): the delivery backlog."""
+    return int(await tx.scalar(_BEHIND, bound=bound) or 0)
+
+
 async def claim_due(
     tx: Transaction,
     *,

@@ -1,7 +1,7 @@
 """The typed context every resolver receives as `info.context`."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -99,6 +99,8 @@ class Context:
     access: LiveGrants | None = None
     #: The request's operation, for the access log (shared by `for_operation` copies).
     operation: OperationSummary = field(default_factory=OperationSummary)
+    #: Told when a live subscription starts (+1) and ends (-1), by field name (metrics).
+    subscriptions_open: Callable[[str, int], None] | None = None
 
     async def tx(self) -> Transaction:
         """The operation's read transaction (see `OperationReads`)."""

@@ -25,10 +25,18 @@ async def _events(
     info: Info, course_id: int, after: int | None, user_id: int | None
 ) -> AsyncGenerator[ProgressEvent, None]:
     context = info.context
-    async for event in stream_events(
-        context.db, context.feeds, course_id, after=after, user_id=user_id
-    ):
-        yield shared_payload(context.feeds, event)
+    opened = context.subscriptions_open
+    field = info.field_name
+    if opened is not None:
+        opened(field, 1)
+    try:
+        async for event in stream_events(
+            context.db, context.feeds, course_id, after=after, user_id=user_id
+        ):
+            yield shared_payload(context.feeds, event)
+    finally:
+        if opened is not None:
+            opened(field, -1)
 
 
 @strawberry.type

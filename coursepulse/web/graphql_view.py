@@ -70,6 +70,9 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
             access=access.grants if access is not None else None,
         )
         request[OPERATION] = context.operation
+        metrics = request.app.get(METRICS)
+        if metrics is not None:
+            context.subscriptions_open = metrics.subscription_changed
         return context
 
     async def create_websocket_response(

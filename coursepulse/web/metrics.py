@@ -73,7 +73,38 @@ class Metrics:
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
         )
+        self.subscriptions = Gauge(
+            "coursepulse_subscriptions",
+            "Live subscriptions running, by field.",
+            ["field"],
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.webhook_deliveries = Counter(
+            "coursepulse_webhook_deliveries",
+            "Webhook delivery attempts, by outcome (ok, failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.webhooks_behind = Gauge(
+            "coursepulse_webhooks_behind",
+            "Switched-on webhooks with events still to send (the delivery backlog).",
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
         self._names: set[str] = set()
+
+    def subscription_changed(self, field: str, change: int) -> None:
+        """A live subscription of `field` started (+1) or ended (-1)."""
+        self.subscriptions.labels(field).inc(change)
+
+    def webhook_attempted(self, succeeded: bool) -> None:
+        """The webhook worker sent one delivery."""
+        self.webhook_deliveries.labels("ok" if succeeded else "failed").inc()
+
+    def webhooks_waiting(self, count: int) -> None:
+        """The webhook worker counted the webhooks with events still to send."""
+        self.webhooks_behind.set(count)
 
     def count_events(self, kinds: Mapping[str, int]) -> None:
         """A write committed these events (Database.after_events)."""
