@@ -153,11 +153,7 @@ async def learn(db: Database, school: School, lessons: int) -> None:
     """The student enrols and completes the first `lessons` lessons (one commit each)."""
     async with db.write() as tx:
         await enrollments.enroll(tx, school.student.viewer, school.course_id)
-    for lesson_id in school.lesson_ids[:lessons]:
-        async with db.write() as tx:
-            await completions.complete_lesson(
-                tx, school.student.viewer, school.course_id, lesson_id
-            )
+    await complete(db, school, school.lesson_ids[:lessons])
 
 
 async def event_ids(db: Database, course_id: int) -> list[int]:
@@ -284,7 +280,12 @@ async def test_a_receiver_down_for_a_while_gets_every_event_in_order(
 
 
 async def learn_more(db: Database, school: School, *, start: int) -> None:
-    for lesson_id in school.lesson_ids[start:]:
+    await complete(db, school, school.lesson_ids[start:])
+
+
+async def complete(db: Database, school: School, lesson_ids: list[int]) -> None:
+    """The student completes these lessons, one commit each."""
+    for lesson_id in lesson_ids:
         async with db.write() as tx:
             await completions.complete_lesson(
                 tx, school.student.viewer, school.course_id, lesson_id

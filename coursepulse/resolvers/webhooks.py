@@ -49,7 +49,7 @@ from coursepulse.models.transactions import Transaction
 from coursepulse.resolvers.access import is_course_staff, require_admin, staff_course
 from coursepulse.resolvers.errors import InvalidInput, NotFound
 from coursepulse.resolvers.outbox import hold_course_events
-from coursepulse.resolvers.subscriptions import course_events_after
+from coursepulse.resolvers.subscriptions import course_events_after, last_event_id
 from coursepulse.resolvers.validation import parse_id
 from coursepulse.resolvers.viewer import Viewer, require_viewer
 from coursepulse.resolvers.webhook_urls import check_webhook_url
@@ -75,11 +75,6 @@ _USERS = User.__table__  # type: ignore[attr-defined]
 
 
 _LAST_EVENT_ID = Query(select(func.coalesce(func.max(_EVENTS.c.id), 0)))
-_LAST_COURSE_EVENT_ID = Query(
-    select(func.coalesce(func.max(_EVENTS.c.id), 0)).where(
-        _EVENTS.c.course_id == bindparam("course_id")
-    )
-)
 _COUNT_FOR_COURSE = Query(
     select(func.count())
     .select_from(_WEBHOOKS)
@@ -190,7 +185,7 @@ async def create_webhook(
     else:
         # The course's events that are committing are waited for: every later one is sent.
         await hold_course_events(tx, course_id)
-        start = await tx.scalar(_LAST_COURSE_EVENT_ID, course_id=course_id)
+        start = await last_event_id(tx, course_id)
     secret = new_secret()
     row = await tx.first(
         _ADD_WEBHOOK,
