@@ -43,7 +43,7 @@ screenshots: install
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache coursepulse.db coursepulse.db-*
 
-.PHONY: bench bench-full bench-peers
+.PHONY: bench bench-full bench-peers bench-transfer
 
 ## Benchmarks (bench/README.md): quick (a few minutes), and full (longer runs, fanout up to
 ## 10,000 subscribers; `make bench-full BENCH_ARGS="--scale 10"` for the 10x dataset).
@@ -58,3 +58,8 @@ bench-full: install
 ## (bench/peers.py; installs PostGraphile with npm on first use). Adds its table to latest.md.
 bench-peers: install
 	$(BIN)/python bench/peers.py $(BENCH_ARGS)
+
+## Export and import of the benchmark dataset: time and peak memory (bench/results/transfer.md);
+## BENCH_ARGS="--postgres-url postgresql+asyncpg://postgres@127.0.0.1/postgres" adds PostgreSQL.
+bench-transfer: install
+	$(BIN)/python bench/transfer.py $(BENCH_ARGS)

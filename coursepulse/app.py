@@ -84,7 +84,9 @@ def create_app(
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         owned = database is None
-        app[DATABASE] = database or Database.from_url(settings.database_url, echo=settings.sql_echo)
+        app[DATABASE] = database or Database.from_url(
+            settings.database_url, echo=settings.sql_echo, pool_size=settings.db_pool_size
+        )
         yield
         if owned:
             await app[DATABASE].dispose()

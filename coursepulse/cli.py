@@ -1,4 +1,5 @@
-"""The `coursepulse` command: migrate, serve, users, tokens, webhooks, demo data, schema."""
+"""The `coursepulse` command: migrate, serve, users, tokens, webhooks, demo data, schema,
+export, import and backup."""
 
 import argparse
 import asyncio
@@ -8,7 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from coursepulse.logging_setup import configure_logging
 from coursepulse.models import Role
@@ -18,6 +19,10 @@ from coursepulse.resolvers import badges, users, webhooks
 from coursepulse.resolvers.errors import DomainError
 from coursepulse.serve import serve_forever, serve_workers, supports_reuse_port
 from coursepulse.settings import Settings
+from coursepulse.transfer.records import TransferError
+
+if TYPE_CHECKING:
+    from coursepulse.transfer.export import TransferSummary
 
 log = logging.getLogger("coursepulse")
 
@@ -281,6 +286,45 @@ def cmd_trusted_documents_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _transfer_summary(summary: "TransferSummary") -> str:
+    tables = ", ".join(f"{name} {count}" for name, count in summary.counts.items() if count)
+    return f"{summary.rows} rows ({tables or 'none'})"
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from coursepulse.transfer.export import export_school
+
+    settings = _settings(args)
+    summary = asyncio.run(export_school(settings.database_url, args.file))
+    where = "standard output" if args.file == "-" else args.file
+    print(f"exported {_transfer_summary(summary)} to {where}", file=_report_stream(args.file))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from coursepulse.transfer.load import import_school
+
+    settings = _settings(args)
+    asyncio.run(migrate(settings.database_url))
+    summary = asyncio.run(import_school(settings.database_url, args.file, replace=args.replace))
+    print(f"imported {_transfer_summary(summary)} into {settings.database_url}")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from coursepulse.transfer.backup import backup_sqlite
+
+    settings = _settings(args)
+    summary = backup_sqlite(settings.database_url, args.file, overwrite=args.overwrite)
+    print(f"backed up {settings.database_url} to {summary.path} ({summary.bytes} bytes)")
+    return 0
+
+
+def _report_stream(target: str) -> TextIO:
+    """Where a command reports: stderr when its data goes to stdout."""
+    return sys.stderr if target == "-" else sys.stdout
+
+
 def _database_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database-url", help="SQLAlchemy URL (env COURSEPULSE_DATABASE_URL)")
 
@@ -383,6 +427,41 @@ def build_parser() -> argparse.ArgumentParser:
     _database_options(demo)
     demo.set_defaults(func=cmd_demo)
 
+    export_cmd = commands.add_parser(
+        "export",
+        help="write the whole school (one consistent snapshot) to a JSON Lines file",
+        description="Write every user, course, enrolment, completion, event, certificate and"
+        " webhook, with their ids, to FILE (JSON Lines; gzip when FILE ends in .gz; - for"
+        " stdout). The service may keep running.",
+    )
+    _database_options(export_cmd)
+    export_cmd.add_argument("file", help="the file to write (.gz: compressed; -: stdout)")
+    export_cmd.set_defaults(func=cmd_export)
+
+    import_cmd = commands.add_parser(
+        "import",
+        help="load a school written by `coursepulse export` into an empty database",
+        description="Load FILE into the database (SQLite or PostgreSQL), keeping every id,"
+        " all or nothing. The database is migrated first and must be empty.",
+    )
+    _database_options(import_cmd)
+    import_cmd.add_argument("file", help="the export to load (.gz: compressed; -: stdin)")
+    import_cmd.add_argument(
+        "--replace",
+        action="store_true",
+        help="delete what the database holds first (in the same transaction)",
+    )
+    import_cmd.set_defaults(func=cmd_import)
+
+    backup_cmd = commands.add_parser(
+        "backup",
+        help="copy the SQLite database to FILE while the service runs (consistent, checked)",
+    )
+    _database_options(backup_cmd)
+    backup_cmd.add_argument("file", help="the copy to write")
+    backup_cmd.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    backup_cmd.set_defaults(func=cmd_backup)
+
     export = commands.add_parser("export-schema", help="write the GraphQL SDL")
     export.add_argument("--output", default="graphql/schema.graphql", help="file, or - for stdout")
     export.set_defaults(func=cmd_export_schema)
@@ -410,6 +489,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except DomainError as error:
         print(f"error ({error.code}): {error.message}", file=sys.stderr)
+        return 2
+    except TransferError as error:
+        print(f"error (invalid_input): {error}", file=sys.stderr)
         return 2
 
 

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     trusted_documents: Path | None = None
     #: Log every SQL statement (development only).
     sql_echo: bool = False
+    #: PostgreSQL connections each process's pool holds at most (one more listens for
+    #: notifications): size the server's max_connections by processes x (this + 1).
+    db_pool_size: int = Field(default=10, ge=1, le=200)
 
     # ---- sign-in throttling (web/throttle.py), per process --------------------------------
     #: Length of the sliding window failed sign-ins are counted in.

@@ -2,11 +2,14 @@
 with bounded labels, and the scrape token."""
 
 import asyncio
+import contextlib
 from typing import Any
 
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 
+from coursepulse.app import create_app
 from coursepulse.models.db import Database
 from coursepulse.resolvers import completions, courses, enrollments
 from coursepulse.settings import Settings
@@ -159,3 +162,44 @@ async def test_websockets_and_live_subscriptions_are_gauged(
             break
         await asyncio.sleep(0.05)
     assert await closed()
+
+
+async def test_database_connections_in_use_and_waited_for_are_gauged(
+    client: TestClient, db: Database
+) -> None:
+    samples = await scrape(client)
+    size = db.connection_use().size
+    assert size == (10 if db.dialect == "postgresql" else 8 + 1)  # SQLite: readers and writer
+    assert value(samples, "coursepulse_db_connections") == size
+    assert value(samples, "coursepulse_db_connections_in_use") == 0
+    assert value(samples, "coursepulse_db_connections_waiting") == 0
+
+    async with contextlib.AsyncExitStack() as held:
+        for _ in range(db.read_connections):  # every connection reads may take
+            tx = await held.enter_async_context(db.read())
+            await tx.execute(text("SELECT 1"))
+
+        async def one_more_read() -> None:
+            async with db.read() as tx:
+                await tx.execute(text("SELECT 1"))
+
+        waiting = asyncio.create_task(one_more_read())
+        for _ in range(500):  # until it asks for a connection
+            if db.connection_use().waiting:
+                break
+            await asyncio.sleep(0.01)
+        samples = await scrape(client)
+        assert value(samples, "coursepulse_db_connections_in_use") == db.read_connections
+        assert value(samples, "coursepulse_db_connections_waiting") == 1
+    await waiting
+    samples = await scrape(client)
+    assert value(samples, "coursepulse_db_connections_in_use") == 0
+    assert value(samples, "coursepulse_db_connections_waiting") == 0
+
+
+async def test_the_pool_size_is_a_setting(settings: Settings, database_url: str) -> None:
+    app = create_app(settings.model_copy(update={"db_pool_size": 3}))
+    async with TestClient(TestServer(app)) as client:
+        samples = await scrape(client)
+    expected = 3 if database_url.startswith("postgresql") else 8 + 1  # SQLite: its own
+    assert value(samples, "coursepulse_db_connections") == expected

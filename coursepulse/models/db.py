@@ -23,7 +23,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from coursepulse.models.access import ACCESS_CHANNEL, AccessNotice
-from coursepulse.models.postgres import PostgresDriver
+from coursepulse.models.postgres import POOL_SIZE, PostgresDriver
+from coursepulse.models.slots import ConnectionUse
 from coursepulse.models.sql import Query
 from coursepulse.models.sqlite import SqliteDriver
 from coursepulse.models.transactions import StatementObserver, Transaction
@@ -75,7 +76,7 @@ def _echo(sql: str) -> None:
 class Database:
     """The service's database: read and write transactions, and their announcements."""
 
-    def __init__(self, url: str | URL) -> None:
+    def __init__(self, url: str | URL, *, pool_size: int | None = None) -> None:
         #: The URL it was opened with (migrations and the LISTEN connection use it too).
         self.url = make_url(url)
         #: Called with each statement's SQL (statement-count tests, benchmarks).
@@ -85,7 +86,9 @@ class Database:
         if backend == "sqlite":
             self._driver = SqliteDriver(self.url.database or "", self.observers)
         elif backend == "postgresql":
-            self._driver = PostgresDriver(self.url, self.observers)
+            self._driver = PostgresDriver(
+                self.url, self.observers, pool_size=pool_size or POOL_SIZE
+            )
         else:
             raise ValueError(f"unsupported database: {backend}")
         #: "sqlite" or "postgresql".
@@ -107,10 +110,17 @@ class Database:
         """How many read transactions can hold a connection at once; more wait their turn."""
         return self._driver.read_connections
 
+    def connection_use(self) -> ConnectionUse:
+        """This process's connections to the database: how many, held, waited for."""
+        return self._driver.connection_use()
+
     @classmethod
-    def from_url(cls, database_url: str, *, echo: bool = False) -> "Database":
-        """The database at the URL; `echo` logs every statement (logger coursepulse.sql)."""
-        database = cls(database_url)
+    def from_url(
+        cls, database_url: str, *, echo: bool = False, pool_size: int | None = None
+    ) -> "Database":
+        """The database at the URL; `echo` logs every statement (logger coursepulse.sql);
+        `pool_size`: PostgreSQL connections held at most (SQLite has its own)."""
+        database = cls(database_url, pool_size=pool_size)
         if echo:
             database.observers.append(_echo)
         return database

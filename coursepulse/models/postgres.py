@@ -17,11 +17,13 @@ from sqlalchemy import text
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import URL
 
+from coursepulse.models.slots import ConnectionUse, Slots
 from coursepulse.models.transactions import StatementObserver, Transaction
 
 log = logging.getLogger("coursepulse.postgres")
 
-#: Connections the pool opens at most; a transaction holds one while it runs.
+#: Connections the pool opens at most, unless told otherwise (COURSEPULSE_DB_POOL_SIZE);
+#: a transaction holds one while it runs.
 POOL_SIZE = 10
 #: Errors that say a pooled connection was lost (server restarted, connection cut).
 _LOST = (
@@ -69,11 +71,11 @@ class PostgresTransaction(Transaction):
 
     async def _begin(self) -> None:
         # Connections go to transactions in the order they asked (see `PostgresDriver.turns`).
-        await self._driver.turns.acquire()
+        await self._driver.turns.take()
         try:
             await self._take_connection()
         except BaseException:
-            self._driver.turns.release()
+            self._driver.turns.give_back()
             raise
 
     async def _take_connection(self) -> None:
@@ -84,14 +86,14 @@ class PostgresTransaction(Transaction):
         begin = _BEGIN_WRITE if self.writing else _BEGIN_READ
         # An idle connection the server dropped fails here: it is discarded and the
         # next one tried, up to a pool's worth; a new connection that fails raises.
-        for attempt in range(POOL_SIZE + 1):
+        for attempt in range(self._driver.pool_size + 1):
             connection = await pool.acquire()
             self._observe("BEGIN")
             try:
                 await connection.execute(begin)
             except _LOST:
                 await _discard(pool, connection)
-                if attempt == POOL_SIZE:
+                if attempt == self._driver.pool_size:
                     raise
                 continue
             except BaseException:
@@ -113,14 +115,14 @@ class PostgresTransaction(Transaction):
         server dropped it runs again on the next, up to a pool's worth, as BEGIN would:
         a read changes nothing."""
         pool = await self._driver.pool()
-        for attempt in range(POOL_SIZE + 1):
+        for attempt in range(self._driver.pool_size + 1):
             self._fetching = True
             try:
                 rows = await self._connection.fetch(sql, *arguments)
             except _LOST as error:
                 # An argument the driver cannot encode (its DataError is a ValueError) says
                 # nothing about the connection: raised as it is, never retried.
-                if attempt == POOL_SIZE or isinstance(error, ValueError):
+                if attempt == self._driver.pool_size or isinstance(error, ValueError):
                     self._fetching = False
                     raise
                 stale, self._connection = self._connection, None
@@ -139,7 +141,7 @@ class PostgresTransaction(Transaction):
         try:
             await self._end(commit=commit)
         finally:
-            self._driver.turns.release()
+            self._driver.turns.give_back()
 
     async def _end(self, *, commit: bool) -> None:
         if self.one_statement:
@@ -202,8 +204,11 @@ def _open(connection: Any) -> bool:
 class PostgresDriver:
     """asyncpg's pool for one database, created on first use."""
 
-    def __init__(self, url: URL, observers: list[StatementObserver]) -> None:
+    def __init__(
+        self, url: URL, observers: list[StatementObserver], *, pool_size: int = POOL_SIZE
+    ) -> None:
         self.dsn = dsn_of(url)
+        self.pool_size = pool_size
         self.dialect = PGDialect_asyncpg()
         self.observers = observers
         self._pool: asyncpg.Pool | None = None
@@ -213,9 +218,9 @@ class PostgresDriver:
         #: asyncpg's pool does not (a connection given back goes to whoever asks next, and
         #: a waiter woken too late waits again, at the end of the line): under load some
         #: requests waited a second while others passed them.
-        self.turns = asyncio.Semaphore(POOL_SIZE)
+        self.turns = Slots(pool_size)
         #: Reads and writes share the pool.
-        self.read_connections = POOL_SIZE
+        self.read_connections = pool_size
 
     async def pool(self) -> asyncpg.Pool:
         """The pool, created at the first transaction (a server that is down is tried again)."""
@@ -225,12 +230,15 @@ class PostgresDriver:
                     self._pool = await asyncpg.create_pool(
                         self.dsn,
                         min_size=0,
-                        max_size=POOL_SIZE,
+                        max_size=self.pool_size,
                         server_settings={"application_name": "coursepulse"},
                         init=_init_connection,
                         reset=_keep_state,
                     )
         return self._pool
+
+    def connection_use(self) -> ConnectionUse:
+        return self.turns.use()
 
     def transaction(self, *, writing: bool, one_statement: bool = False) -> PostgresTransaction:
         return PostgresTransaction(self, writing=writing, one_statement=one_statement)

@@ -9,8 +9,8 @@ is retried after an asynchronous pause (`without_waiting`).
 
 - Reads: connections with `query_only` set; `BEGIN` (deferred) gives the transaction
   one snapshot in WAL mode, and readers never wait for writers.
-- Writes: one connection per process. Writers of this process take turns on an
-  `asyncio.Lock`, then `BEGIN IMMEDIATE` takes the database's write lock (retried while
+- Writes: one connection per process. Writers of this process take turns (first
+  come, first served), then `BEGIN IMMEDIATE` takes the database's write lock (retried while
   another process holds it), so a read is never upgraded to a write halfway.
   Checkpoints of the write-ahead log run in a thread every CHECKPOINT_EVERY commits.
 """
@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from sqlalchemy import text
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 
+from coursepulse.models.slots import ConnectionUse, Slots
 from coursepulse.models.transactions import StatementObserver, Transaction
 
 log = logging.getLogger("coursepulse.sqlite")
@@ -190,19 +191,29 @@ class SqliteDriver:
         self.dialect = SQLiteDialect_aiosqlite()
         self.observers = observers
         self._idle_readers: list[sqlite3.Connection] = []
-        self._reader_slots = asyncio.Semaphore(READ_CONNECTIONS)
+        self._reader_slots = Slots(READ_CONNECTIONS)
         self._writer: sqlite3.Connection | None = None
-        self._writer_turn = asyncio.Lock()
+        #: This process's writers take turns at the one write connection.
+        self._writer_turn = Slots(1)
         self._commits = 0
         self._closed = False
         self.read_connections = READ_CONNECTIONS
+
+    def connection_use(self) -> ConnectionUse:
+        """The read connections and the write connection together."""
+        readers, writer = self._reader_slots.use(), self._writer_turn.use()
+        return ConnectionUse(
+            readers.size + writer.size,
+            readers.in_use + writer.in_use,
+            readers.waiting + writer.waiting,
+        )
 
     def transaction(self, *, writing: bool, one_statement: bool = False) -> SqliteTransaction:
         return SqliteTransaction(self, writing=writing, one_statement=one_statement)
 
     async def take_reader(self) -> sqlite3.Connection:
         """A read connection (idle or new); `give_back_reader` frees its slot."""
-        await self._reader_slots.acquire()
+        await self._reader_slots.take()
         try:
             if self._closed:
                 raise RuntimeError("the database has been closed")
@@ -210,7 +221,7 @@ class SqliteDriver:
                 return self._idle_readers.pop()
             return connect(self.path, read_only=True)
         except BaseException:
-            self._reader_slots.release()
+            self._reader_slots.give_back()
             raise
 
     def give_back_reader(self, connection: sqlite3.Connection, *, broken: bool) -> None:
@@ -219,11 +230,11 @@ class SqliteDriver:
                 connection.close()
         else:
             self._idle_readers.append(connection)
-        self._reader_slots.release()
+        self._reader_slots.give_back()
 
     async def take_writer(self) -> sqlite3.Connection:
         """The write connection, this process's writers taking turns."""
-        await self._writer_turn.acquire()
+        await self._writer_turn.take()
         try:
             if self._closed:
                 raise RuntimeError("the database has been closed")
@@ -231,7 +242,7 @@ class SqliteDriver:
                 self._writer = connect(self.path, read_only=False)
             return self._writer
         except BaseException:
-            self._writer_turn.release()
+            self._writer_turn.give_back()
             raise
 
     def give_back_writer(self, connection: sqlite3.Connection, *, broken: bool) -> None:
@@ -240,7 +251,7 @@ class SqliteDriver:
                 connection.close()
             if self._writer is connection:
                 self._writer = None
-        self._writer_turn.release()
+        self._writer_turn.give_back()
 
     async def committed(self, connection: sqlite3.Connection) -> None:
         """Counts commits; every CHECKPOINT_EVERY, moves the log into the file (in a thread)."""
@@ -271,8 +282,11 @@ class SqliteDriver:
         for connection in idle:
             with contextlib.suppress(sqlite3.Error):
                 connection.close()
-        async with self._writer_turn:
+        await self._writer_turn.take()
+        try:
             if self._writer is not None:
                 with contextlib.suppress(sqlite3.Error):
                     self._writer.close()
                 self._writer = None
+        finally:
+            self._writer_turn.give_back()

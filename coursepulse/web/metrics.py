@@ -1,6 +1,7 @@
 """Prometheus metrics at /metrics (prometheus-client): requests, GraphQL operations, sign-in
-failures, open websockets, and the event log's events (committed, and read for live
-subscribers). With `serve --workers N` every worker's count (multiprocess mode).
+failures, open websockets, the event log's events (committed, and read for live
+subscribers), webhook deliveries and the database connections in use. With
+`serve --workers N` every worker's count (multiprocess mode).
 
 Each application has a registry of its own (two apps in one process share nothing). Label
 values are bounded: routes are templates (never raw paths), and operation names are the
@@ -8,6 +9,8 @@ clients' `operationName` up to `MAX_OPERATION_NAMES` distinct ones, `other` afte
 `anonymous` without one.
 """
 
+import asyncio
+import contextlib
 import hmac
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -16,7 +19,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from coursepulse.models.db import Database
 from coursepulse.models.rows import ProgressEventRow
+from coursepulse.models.slots import ConnectionUse
 from coursepulse.models.types import utcnow
 from coursepulse.schema.context import OperationSummary
 from coursepulse.settings import Settings
@@ -25,6 +30,8 @@ from coursepulse.web.keys import BROKER, DATABASE, SETTINGS
 #: Distinct operation names kept as label values (a client cannot mint unlimited ones).
 MAX_OPERATION_NAMES = 200
 METRICS_PATH = "/metrics"
+#: How often each process records its database connections' use.
+CONNECTIONS_SAMPLE_SECONDS = 1.0
 
 
 class Metrics:
@@ -92,7 +99,31 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="max",
         )
+        self.db_connections = Gauge(
+            "coursepulse_db_connections",
+            "Database connections this process may hold at once (its pool's size).",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.db_connections_in_use = Gauge(
+            "coursepulse_db_connections_in_use",
+            "Database connections held by a transaction now.",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.db_connections_waiting = Gauge(
+            "coursepulse_db_connections_waiting",
+            "Transactions waiting for a database connection (the pool is exhausted).",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
         self._names: set[str] = set()
+
+    def sample_connections(self, use: ConnectionUse) -> None:
+        """Record how the database connections are used now."""
+        self.db_connections.set(use.size)
+        self.db_connections_in_use.set(use.in_use)
+        self.db_connections_waiting.set(use.waiting)
 
     def subscription_changed(self, field: str, change: int) -> None:
         """A live subscription of `field` started (+1) or ended (-1)."""
@@ -185,7 +216,9 @@ async def metrics_page(request: web.Request) -> web.Response:
         return web.Response(
             status=401, text="metrics need the token\n", headers={"WWW-Authenticate": "Bearer"}
         )
-    registry = request.app[METRICS].registry
+    metrics = request.app[METRICS]
+    metrics.sample_connections(request.app[DATABASE].connection_use())
+    registry = metrics.registry
     if os.environ.get(MULTIPROCESS_DIR):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
@@ -194,13 +227,26 @@ async def metrics_page(request: web.Request) -> web.Response:
     )
 
 
+async def _sample_connections(metrics: Metrics, db: Database) -> None:
+    """Every CONNECTIONS_SAMPLE_SECONDS, record this process's connection use (a scrape of
+    another worker reads it from the shared folder)."""
+    while True:
+        metrics.sample_connections(db.connection_use())
+        await asyncio.sleep(CONNECTIONS_SAMPLE_SECONDS)
+
+
 async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Count the events this process commits and reads for live subscribers."""
+    """Count the events this process commits and reads for live subscribers, and sample
+    its database connections."""
     metrics = app[METRICS]
     db, feeds = app[DATABASE], app[BROKER].feeds
     db.after_events.append(metrics.count_events)
     feeds.read_listeners.append(metrics.event_read)
+    sampler = asyncio.create_task(_sample_connections(metrics, db))
     yield
+    sampler.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sampler
     db.after_events.remove(metrics.count_events)
     feeds.read_listeners.remove(metrics.event_read)
 

@@ -1,0 +1,160 @@
+"""`coursepulse import FILE`: a school exported by `coursepulse export`, loaded into an empty
+database of either kind, all or nothing.
+
+Ids are kept; on PostgreSQL the id sequences are then moved past the highest ids, so new
+rows never collide with imported ones. The file is read a batch at a time (memory stays
+flat), in one transaction: a file cut short, a row that breaks a constraint or an
+interruption leaves the target as it was.
+"""
+
+from sqlalchemy import Table, insert, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from coursepulse.transfer.connection import transaction
+from coursepulse.transfer.export import TransferSummary, database_revision
+from coursepulse.transfer.progress import Progress
+from coursepulse.transfer.records import (
+    Columns,
+    TransferError,
+    check_header,
+    open_for_reading,
+    parse_row,
+    schema_revision,
+    school_tables,
+)
+
+#: Rows inserted per statement batch.
+BATCH = 1_000
+
+
+async def _rows_held(connection: AsyncConnection, tables: list[Table]) -> list[str]:
+    """The names of the tables that hold at least one row."""
+    held = []
+    for table in tables:
+        if await connection.scalar(select(1).select_from(table).limit(1)) is not None:
+            held.append(table.name)
+    return held
+
+
+async def _empty(connection: AsyncConnection, tables: list[Table]) -> None:
+    if connection.dialect.name == "postgresql":
+        names = ", ".join(f'"{table.name}"' for table in tables)
+        await connection.execute(text(f"TRUNCATE {names}"))
+        return
+    for table in reversed(tables):
+        await connection.execute(table.delete())
+
+
+async def _move_sequences(connection: AsyncConnection, tables: list[Table]) -> None:
+    """PostgreSQL: each id sequence continues after the highest id imported."""
+    for table in tables:
+        keys = list(table.primary_key.columns)
+        if len(keys) != 1 or keys[0].name != "id":
+            continue
+        await connection.execute(
+            text(
+                f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'),"  # noqa: S608
+                f' COALESCE((SELECT MAX(id) FROM "{table.name}"), 0) + 1, false)'
+            )
+        )
+
+
+class _Loader:
+    """Inserts rows a batch at a time, table by table, in the header's order."""
+
+    def __init__(self, connection: AsyncConnection, counts: dict[str, int]) -> None:
+        self.connection = connection
+        self.order = list(counts)
+        self.columns = {table.name: Columns.of(table) for table in school_tables()}
+        self.loaded = dict.fromkeys(counts, 0)
+        self.table = ""
+        self.batch: list[dict[str, object]] = []
+
+    async def add(self, name: str, values: object, line_number: int, progress: Progress) -> None:
+        columns = self.columns.get(name)
+        if columns is None:
+            raise TransferError(f"line {line_number}: no table is named {name!r}")
+        if name != self.table:
+            if self.table and self.order.index(name) < self.order.index(self.table):
+                raise TransferError(
+                    f"line {line_number}: {name} rows must come before {self.table} rows"
+                )
+            await self.flush(progress)
+            self.table = name
+            progress.table(name)
+        self.batch.append(columns.decode(values, line_number))
+        if len(self.batch) >= BATCH:
+            await self.flush(progress)
+
+    async def flush(self, progress: Progress) -> None:
+        if not self.batch:
+            return
+        table = self.columns[self.table].table
+        try:
+            await self.connection.execute(insert(table), self.batch)
+        except DBAPIError as error:
+            reason = str(error.orig or error).strip().splitlines()[0][:300]
+            raise TransferError(f"{table.name} rows could not be stored: {reason}") from error
+        self.loaded[self.table] += len(self.batch)
+        progress.advance(len(self.batch))
+        self.batch = []
+
+
+async def import_school(
+    database_url: str, source: str, *, replace: bool = False, bar: bool | None = None
+) -> TransferSummary:
+    """Load the export at `source` (a path, `.gz` for gzip, or `-` for stdin) into the
+    migrated database at `database_url`; returns the rows loaded by table.
+
+    Refuses a database that holds any row, unless `replace`: then what it holds is
+    deleted first, in the same transaction.
+    """
+    tables = school_tables()
+    with open_for_reading(source) as stream:
+        first = stream.readline()
+        if not first.strip():
+            raise TransferError("the file is empty")
+        counts = check_header(first)
+        async with transaction(database_url, writing=True) as connection:
+            revision = await database_revision(connection)
+            if revision != schema_revision():
+                raise TransferError(
+                    f"the database is at schema {revision}, this service's is"
+                    f" {schema_revision()}: run `coursepulse migrate` first"
+                )
+            held = await _rows_held(connection, tables)
+            if held and not replace:
+                raise TransferError(
+                    f"the database is not empty ({', '.join(held)} hold rows): import into an"
+                    " empty database, or pass --replace to delete what it holds first"
+                )
+            if held:
+                await _empty(connection, tables)
+            loader = _Loader(connection, counts)
+            with Progress("imported", sum(counts.values()), bar=bar) as progress:
+                for line_number, line in enumerate(stream, start=2):
+                    if line.strip():
+                        name, values = parse_row(line, line_number)
+                        await loader.add(name, values, line_number, progress)
+                await loader.flush(progress)
+            short = [name for name, count in counts.items() if loader.loaded[name] != count]
+            if short:
+                detail = ", ".join(
+                    f"{name} {loader.loaded[name]} of {counts[name]}" for name in short
+                )
+                raise TransferError(
+                    f"the file does not hold the rows its header announces ({detail}):"
+                    " it may be cut short; nothing was imported"
+                )
+            if connection.dialect.name == "postgresql":
+                await _move_sequences(connection, tables)
+    if connection.dialect.name == "postgresql":
+        await _analyze(database_url)
+    return TransferSummary(loader.loaded)
+
+
+async def _analyze(database_url: str) -> None:
+    """PostgreSQL: fresh planner statistics for the loaded tables (else the first plans guess)."""
+    async with transaction(database_url, writing=True) as connection:
+        await connection.execute(text("ANALYZE"))

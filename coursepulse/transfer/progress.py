@@ -1,0 +1,65 @@
+"""How far an export or import has come: a progress bar when stderr is a terminal, else a
+log line per table and every `EVERY` rows (log collectors and CI want no bar)."""
+
+import logging
+import sys
+from types import TracebackType
+
+from tqdm import tqdm
+
+log = logging.getLogger("coursepulse.transfer")
+
+#: Rows between two log lines within a table, without a terminal.
+EVERY = 100_000
+
+
+class Progress:
+    """Counts rows done (`advance`) out of `total`, table by table (`table`)."""
+
+    def __init__(self, verb: str, total: int, *, bar: bool | None = None) -> None:
+        self.verb = verb
+        self.total = total
+        self.done = 0
+        self._table = ""
+        self._table_done = 0
+        show_bar = sys.stderr.isatty() if bar is None else bar
+        self._bar = (
+            tqdm(total=total, unit=" rows", unit_scale=True, desc=verb, file=sys.stderr)
+            if show_bar
+            else None
+        )
+
+    def table(self, name: str) -> None:
+        """The rows that follow are of table `name`."""
+        self._finish_table()
+        self._table = name
+        self._table_done = 0
+        if self._bar is not None:
+            self._bar.set_description(f"{self.verb} {name}")
+
+    def advance(self, rows: int) -> None:
+        self.done += rows
+        before = self._table_done
+        self._table_done += rows
+        if self._bar is not None:
+            self._bar.update(rows)
+        elif self._table_done // EVERY > before // EVERY:
+            log.info("%s %s: %d rows so far", self.verb, self._table, self._table_done)
+
+    def _finish_table(self) -> None:
+        if self._table and self._table_done and self._bar is None:
+            log.info("%s %s: %d rows", self.verb, self._table, self._table_done)
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        _error: BaseException | None,
+        _traceback: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            self._finish_table()
+        if self._bar is not None:
+            self._bar.close()

@@ -1,0 +1,195 @@
+"""The export file: JSON Lines, UTF-8, optionally gzip-compressed (a name ending in .gz).
+
+Line 1 is the header::
+
+    {"format": "coursepulse-export", "version": 1, "schema": "0010",
+     "source": "sqlite", "exported_at": "2026-12-07T10:00:00+00:00",
+     "tables": {"users": 10001, "api_tokens": 0, ...}}
+
+`schema` is the migration the database was at; `tables` gives every table's row count, in
+the order the rows follow (parents before the rows that refer to them). Every other line
+is one row::
+
+    {"table": "users", "row": {"id": 1, "username": "ada", ..., "created_at": "...+00:00"}}
+
+Timestamps are ISO 8601 in UTC; ids are kept, so certificate numbers, event ids (the
+`after` cursors of clients and webhooks) and every reference stay valid after an import.
+"""
+
+import gzip
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from alembic.script import ScriptDirectory
+from sqlalchemy import Table
+from sqlmodel import SQLModel
+
+from coursepulse import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from coursepulse.models.migrate import alembic_config
+from coursepulse.models.types import UTCDateTime
+
+FORMAT = "coursepulse-export"
+VERSION = 1
+
+
+class TransferError(Exception):
+    """A file or a target that cannot be used, said in a sentence for the operator."""
+
+
+def school_tables() -> list[Table]:
+    """Every table of the school, parents before the tables whose rows refer to them."""
+    return list(SQLModel.metadata.sorted_tables)
+
+
+def schema_revision() -> str:
+    """The newest migration of this version of the service (what its databases are at)."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise TransferError("the service has no migrations")
+    return head
+
+
+def header(source: str, exported_at: datetime, counts: dict[str, int]) -> dict[str, Any]:
+    """The first line of an export of a school with these row counts."""
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "schema": schema_revision(),
+        "source": source,
+        "exported_at": exported_at.isoformat(),
+        "tables": counts,
+    }
+
+
+def check_header(line: str) -> dict[str, int]:
+    """The row counts the header announces; raises TransferError for a file that is not an
+    export, or one of another format version or schema than this service's."""
+    try:
+        head = json.loads(line)
+    except ValueError:
+        head = None
+    if not isinstance(head, dict) or head.get("format") != FORMAT:
+        raise TransferError("this is not a coursepulse export (its first line is no header)")
+    if head.get("version") != VERSION:
+        raise TransferError(
+            f"this export has format version {head.get('version')}; this service reads {VERSION}"
+        )
+    revision = schema_revision()
+    if head.get("schema") != revision:
+        raise TransferError(
+            f"this export is of database schema {head.get('schema')}, this service's is"
+            f" {revision}: export again with the same version of coursepulse as this one"
+            " (after `coursepulse migrate` on the source)"
+        )
+    counts = head.get("tables")
+    known = {table.name for table in school_tables()}
+    if not isinstance(counts, dict) or set(counts) != known:
+        raise TransferError("the export's header does not list this service's tables")
+    return {name: int(count) for name, count in counts.items()}
+
+
+@dataclass(frozen=True)
+class Columns:
+    """How one table's rows are written to and read from the file."""
+
+    table: Table
+    names: tuple[str, ...]
+    timestamps: frozenset[str]
+
+    @classmethod
+    def of(cls, table: Table) -> "Columns":
+        return cls(
+            table=table,
+            names=tuple(column.name for column in table.columns),
+            timestamps=frozenset(
+                column.name for column in table.columns if isinstance(column.type, UTCDateTime)
+            ),
+        )
+
+    def encode(self, row: Any) -> str:
+        """The file's line for a row of the table (values in column order)."""
+        values: dict[str, Any] = {}
+        for name, value in zip(self.names, row, strict=True):
+            values[name] = value.isoformat() if isinstance(value, datetime) else value
+        return json.dumps(
+            {"table": self.table.name, "row": values}, ensure_ascii=False, separators=(",", ":")
+        )
+
+    def decode(self, values: Any, line_number: int) -> dict[str, Any]:
+        """The row's values to insert; raises TransferError for a row of other columns."""
+        if not isinstance(values, dict) or set(values) != set(self.names):
+            raise TransferError(
+                f"line {line_number}: a {self.table.name} row must have exactly the columns"
+                f" {', '.join(self.names)}"
+            )
+        for name in self.timestamps:
+            text = values[name]
+            if text is not None:
+                try:
+                    values[name] = datetime.fromisoformat(text)
+                except (TypeError, ValueError):
+                    raise TransferError(
+                        f"line {line_number}: {self.table.name}.{name} is not a timestamp"
+                    ) from None
+                if values[name].tzinfo is None:
+                    raise TransferError(
+                        f"line {line_number}: {self.table.name}.{name} has no time zone"
+                    )
+        return values
+
+
+def parse_row(line: str, line_number: int) -> tuple[str, Any]:
+    """A row line's table name and values."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        raise TransferError(f"line {line_number} is not JSON (is the file cut short?)") from None
+    if not isinstance(record, dict) or not isinstance(record.get("table"), str):
+        raise TransferError(f"line {line_number} is not a row of the export")
+    return record["table"], record.get("row")
+
+
+def _open_text(path: Path, mode: str, *, gzipped: bool) -> IO[str]:
+    """The file as UTF-8 text with \\n line ends, through gzip if `gzipped`."""
+    if gzipped:
+        return gzip.open(path, mode + "t", encoding="utf-8", newline="\n")
+    return path.open(mode, encoding="utf-8", newline="\n")
+
+
+@contextmanager
+def open_for_writing(target: str) -> Iterator[IO[str]]:
+    """The text stream an export writes to: the file (gzip for `.gz`), or stdout for `-`.
+    A file is written under a temporary name and renamed when complete, so a file of the
+    given name is never a partial export."""
+    if target == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    path = Path(target)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with _open_text(partial, "w", gzipped=path.suffix == ".gz") as stream:
+            yield stream
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(path)
+
+
+@contextmanager
+def open_for_reading(source: str) -> Iterator[IO[str]]:
+    """The text stream an import reads: the file (gzip for `.gz`), or stdin for `-`."""
+    if source == "-":
+        yield sys.stdin
+        return
+    path = Path(source)
+    if not path.is_file():
+        raise TransferError(f"no such file: {source}")
+    with _open_text(path, "r", gzipped=path.suffix == ".gz") as stream:
+        yield stream
