@@ -13,6 +13,7 @@ from types import FrameType
 from aiohttp import web
 from prometheus_client import multiprocess
 
+from coursepulse import telemetry
 from coursepulse.app import create_app
 from coursepulse.logging_setup import configure_logging
 from coursepulse.memory import settle_after_start
@@ -42,18 +43,22 @@ def serve_forever(
     """
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
+    telemetry.start_from_environment()  # before the app: its HTTP spans are set up with it
     app = create_app(settings, migrate_first=migrate_first)
     app.on_startup.append(_settle_memory)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        print=None,
-        access_log=None,
-        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
-        reuse_port=reuse_port or None,
-        loop=loop,
-    )
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            print=None,
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+            reuse_port=reuse_port or None,
+            loop=loop,
+        )
+    finally:
+        telemetry.stop()
 
 
 async def _settle_memory(_app: web.Application) -> None:

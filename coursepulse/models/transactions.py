@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 
+from coursepulse import telemetry
 from coursepulse.models.access import AccessNotice
 from coursepulse.models.sql import Compiled, Statement, as_query
 
@@ -84,10 +85,31 @@ class Transaction(ABC):
             for observe in self._observers:
                 observe(compiled.sql)
             try:
-                raw = await self._fetch(compiled.sql, arguments, offload=query.unbounded)
+                if telemetry.tracing_now():
+                    raw = await self._traced_fetch(compiled.sql, arguments, query.unbounded)
+                else:
+                    raw = await self._fetch(compiled.sql, arguments, offload=query.unbounded)
             except self._integrity_errors as error:
                 raise IntegrityError(compiled.sql, arguments, error) from error
         return compiled, compiled.rows(raw)
+
+    async def _traced_fetch(
+        self, sql: str, arguments: tuple[Any, ...], unbounded: bool
+    ) -> Sequence[Sequence[Any]]:
+        """`_fetch` inside a span for the statement (its SQL; never its parameters), a child
+        of the request's span."""
+        from opentelemetry.trace import SpanKind  # installed where tracing is on
+
+        tracer = telemetry.tracer()
+        assert tracer is not None
+        operation = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else "SQL"
+        system = "postgresql" if self.dialect.name == "postgresql" else "sqlite"
+        with tracer.start_as_current_span(
+            f"{operation} {system}",
+            kind=SpanKind.CLIENT,
+            attributes={"db.system": system, "db.operation": operation, "db.statement": sql},
+        ):
+            return await self._fetch(sql, arguments, offload=unbounded)
 
     async def first(self, statement: Statement, **params: Any) -> Any | None:
         """The first row, or None."""

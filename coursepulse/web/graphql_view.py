@@ -17,10 +17,11 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
+from coursepulse import telemetry
 from coursepulse.resolvers.errors import InvalidCredentials
 from coursepulse.resolvers.viewer import Viewer
 from coursepulse.schema import CoursepulseSchema
-from coursepulse.schema.context import Context, OperationReads
+from coursepulse.schema.context import Context, OperationReads, OperationSummary
 from coursepulse.schema.errors import error_document
 from coursepulse.schema.loaders import Loaders
 from coursepulse.web import graphql_http
@@ -116,6 +117,15 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
         return UNSET
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
+        tracer = telemetry.tracer()
+        if tracer is None or request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._answer(request)
+        with tracer.start_as_current_span("graphql") as span:
+            response = await self._answer(request)
+            _describe_span(span, request.get(OPERATION))
+            return response
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         try:
             answered = await self._run_prepared(request)
             if answered is not None:
@@ -337,6 +347,22 @@ class EncodedResults:
                 self._kept.popitem(last=False)
         identifier = json.dumps(message["id"])
         return f'{{"id":{identifier},"type":"next","payload":{{"data":{kept[1]}}}}}'
+
+
+def _describe_span(span: Any, operation: OperationSummary | None) -> None:
+    """Name the operation's span as OpenTelemetry's GraphQL conventions do (`query Name`)."""
+    if operation is None or operation.type is None:
+        return
+    span.update_name(f"{operation.type} {operation.name}" if operation.name else operation.type)
+    span.set_attribute("graphql.operation.type", operation.type)
+    if operation.name:
+        span.set_attribute("graphql.operation.name", operation.name)
+    if operation.outcome:
+        span.set_attribute("coursepulse.outcome", operation.outcome)
+        if operation.outcome == "internal_error":
+            from opentelemetry.trace import Status, StatusCode
+
+            span.set_status(Status(StatusCode.ERROR, "internal_error"))
 
 
 def outcome_of(errors: list[Any] | None) -> str:
