@@ -11,6 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from sqlalchemy.engine import make_url
+
 from coursepulse.logging_setup import configure_logging
 from coursepulse.models import Role
 from coursepulse.models.db import Database, is_unavailable
@@ -36,6 +38,11 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
+def _shown(database_url: str) -> str:
+    """The URL as printed: without its password."""
+    return make_url(database_url).render_as_string(hide_password=True)
+
+
 async def _with_database(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> Any:
     """Migrate the database, then run `work` on it (disposed of afterwards)."""
     db = Database.from_url(settings.database_url)
@@ -50,7 +57,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     asyncio.run(migrate(settings.database_url))
-    print(f"database is up to date: {settings.database_url}")
+    print(f"database is up to date: {_shown(settings.database_url)}")
     return 0
 
 
@@ -249,7 +256,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     logins = asyncio.run(_with_database(settings, load_demo))
-    print(f"demo data ready in {settings.database_url}. Logins:")
+    print(f"demo data ready in {_shown(settings.database_url)}. Logins:")
     for login in logins:
         print(f"  {login.role.value:<10} {login.username:<12} password: {login.password}")
     return 0
@@ -307,7 +314,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     settings = _settings(args)
     asyncio.run(migrate(settings.database_url))
     summary = asyncio.run(import_school(settings.database_url, args.file, replace=args.replace))
-    print(f"imported {_transfer_summary(summary)} into {settings.database_url}")
+    print(f"imported {_transfer_summary(summary)} into {_shown(settings.database_url)}")
     return 0
 
 
@@ -316,7 +323,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     summary = backup_sqlite(settings.database_url, args.file, overwrite=args.overwrite)
-    print(f"backed up {settings.database_url} to {summary.path} ({summary.bytes} bytes)")
+    print(f"backed up {_shown(settings.database_url)} to {summary.path} ({summary.bytes} bytes)")
     return 0
 
 

@@ -7,18 +7,28 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 
 from coursepulse import telemetry
 from coursepulse.app import create_app
+from coursepulse.models import User, utcnow
 from coursepulse.models.db import Database
 from coursepulse.settings import Settings
 from tests.conftest import PASSWORD, School, graphql
+from tests.test_live import (
+    PROGRESS_UPDATED,
+    TRANSPORT_WS,
+    basic_header,
+    enroll,
+    raw_socket,
+    ws_url,
+)
 
 PROGRESS = "query CourseProgress($c: ID!) { courseProgress(courseId: $c) { progressPercentage } }"
 
@@ -114,32 +124,77 @@ async def test_a_callers_trace_is_continued_and_no_secret_is_recorded(
         assert secret not in recorded
     assert "UPDATE" in recorded  # the statements are there, without their parameters
 
+    # GraphQL over GET carries the document and variables in the query string
+    exporter.clear()
+    secret_query = '{ me { username } } # "hunter2 secret"'
+    await client.get(
+        "/graphql",
+        params={"query": secret_query, "variables": '{"password": "hunter2 secret"}'},
+        headers={**school.student.auth, "Accept": "application/json"},
+    )
+    await client.get("/no/such/page", params={"token": "hunter2 secret"})
+    await client.get("/certificates/tok3n-hunter2secret.pdf")
+    spans = list(exporter.get_finished_spans())
+    assert {
+        span.attributes.get("http.route") for span in spans if span.kind == SpanKind.SERVER
+    } >= {"/graphql"}
+    recorded = " ".join(f"{span.name} {dict(span.attributes or {})}" for span in spans)
+    assert "hunter2" not in recorded
+    assert "/certificates/{token}.pdf" in recorded
 
-async def test_serve_exports_spans_by_otlp_when_an_endpoint_is_set(
-    monkeypatch: pytest.MonkeyPatch, db: Database, settings: Settings, school: School
+
+async def test_a_failed_statement_is_recorded_by_its_type_only(
+    traced: tuple[TestClient, InMemorySpanExporter], school: School, db: Database
 ) -> None:
-    received: list[tuple[str, str, bytes]] = []
+    _client, exporter = traced
+    tracer = telemetry.tracer()
+    assert tracer is not None
+    exporter.clear()
+    with tracer.start_as_current_span("a request"), pytest.raises(IntegrityError):
+        async with db.write() as tx:
+            await tx.execute(
+                insert(User).values(
+                    username="john_doe",  # taken: the driver's message quotes the row
+                    display_name="Someone Else",
+                    password_hash="x",
+                    role="student",
+                    created_at=utcnow(),
+                )
+            )
+    failed = [
+        span
+        for span in exporter.get_finished_spans()
+        if span.name == "INSERT " + ("postgresql" if db.dialect == "postgresql" else "sqlite")
+    ]
+    assert len(failed) == 1
+    assert failed[0].status.status_code == StatusCode.ERROR
+    assert failed[0].status.description in {"UniqueViolationError", "IntegrityError"}
+    assert not failed[0].events
+    assert "john_doe" not in str(dict(failed[0].attributes or {}))
 
-    async def collect(request: web.Request) -> web.Response:
-        received.append((request.path, request.content_type, await request.read()))
-        return web.Response()
 
-    collector = web.Application()
-    collector.router.add_post("/v1/traces", collect)
-    async with TestServer(collector, host="127.0.0.1") as server:
-        assert not telemetry.start_from_environment()  # no endpoint: off
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", str(server.make_url("")).rstrip("/"))
-        monkeypatch.setenv("OTEL_SERVICE_NAME", "coursepulse-test")
-        assert telemetry.start_from_environment()
-        try:
-            async with TestClient(TestServer(create_app(settings, database=db))) as client:
-                await graphql(client, "query Me { me { username } }", as_=school.student)
-        finally:
-            await asyncio.to_thread(telemetry.stop)  # sends what is buffered
-    assert telemetry.tracer() is None
-    assert received, "no spans arrived at the collector"
-    path, content_type, payload = received[0]
-    assert path == "/v1/traces"
-    assert content_type == "application/x-protobuf"
-    assert b"coursepulse-test" in payload
-    assert b"query Me" in b"".join(body for _p, _c, body in received)
+async def test_background_work_and_websockets_make_no_request_spans(
+    traced: tuple[TestClient, InMemorySpanExporter], school: School, db: Database
+) -> None:
+    client, exporter = traced
+    await enroll(client, school, school.student)
+    exporter.clear()
+    async with db.read() as tx:  # outside any request: the webhook worker, a course feed
+        await tx.execute(select(User.id).limit(1))
+    assert not exporter.get_finished_spans()
+
+    # A subscription's websocket lives for hours: its reads belong to no request's trace
+    async with raw_socket(client.session, ws_url(client), TRANSPORT_WS) as live:
+        init = await live.init({"Authorization": basic_header(school.student)})
+        assert init["type"] == "connection_ack"
+        await live.subscribe("1", PROGRESS_UPDATED, courseId=str(school.course_id), after="0")
+        assert (await live.next_event())["kind"] == "ENROLLED"
+    for _ in range(100):  # the server span ends once the server has closed the socket
+        if any(span.kind == SpanKind.SERVER for span in exporter.get_finished_spans()):
+            break
+        await asyncio.sleep(0.02)
+    spans = list(exporter.get_finished_spans())
+    assert [
+        span.attributes.get("http.route") for span in spans if span.kind == SpanKind.SERVER
+    ] == ["/graphql"]
+    assert not [span for span in spans if span.kind == SpanKind.CLIENT]

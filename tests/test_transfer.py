@@ -348,6 +348,17 @@ async def test_a_database_that_holds_a_school_is_refused_unless_replaced(
         (lambda lines: ["{}", *lines[1:]], "not a coursepulse export"),
         (lambda lines: [lines[0].replace('"schema":"', '"schema":"0001x'), *lines[1:]], "schema"),
         (lambda lines: [], "empty"),
+        (
+            lambda lines: [
+                lines[0],
+                *[line.replace('"sequential":false', '"sequential":"yes"') for line in lines[1:]],
+            ],
+            "courses rows could not be stored",
+        ),
+        (
+            lambda lines: [lines[0].replace('"users":11', '"users":"eleven"'), *lines[1:]],
+            "not a number",
+        ),
     ],
     ids=[
         "cut-short",
@@ -357,6 +368,8 @@ async def test_a_database_that_holds_a_school_is_refused_unless_replaced(
         "no-header",
         "old-schema",
         "empty",
+        "wrong-type",
+        "count-not-a-number",
     ],
 )
 async def test_a_damaged_file_imports_nothing(
@@ -585,3 +598,77 @@ async def test_operators_export_import_and_back_up_from_the_command_line(tmp_pat
     missing = run_cli("import", str(tmp_path / "nothing.jsonl"), database_url=target)
     assert missing.returncode == 2
     assert "no such file" in missing.stderr
+
+
+async def test_a_terminal_sees_a_progress_bar(tmp_path: Path) -> None:
+    source, _path = await small_school(tmp_path, "bar")
+    primary, replica = os.openpty()  # stderr is a terminal, as when an operator types it
+
+    def read_all() -> bytes:
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the terminal closed with the process
+                return shown
+            if not chunk:
+                return shown
+            shown += chunk
+
+    try:
+        reading = asyncio.create_task(asyncio.to_thread(read_all))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "coursepulse",
+            "export",
+            str(tmp_path / "seen.jsonl"),
+            env={**os.environ, "COURSEPULSE_DATABASE_URL": source},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=replica,
+        )
+        os.close(replica)
+        assert await asyncio.wait_for(process.wait(), CLI_TIMEOUT) == 0
+        shown = await asyncio.wait_for(reading, CLI_TIMEOUT)
+    finally:
+        os.close(primary)
+    text = shown.decode(errors="replace")
+    assert "exported" in text
+    assert "100%|" in text  # tqdm's bar, filled
+    assert '"level"' not in text  # readable lines on a terminal, not JSON
+
+
+async def test_an_unreadable_file_is_refused_in_a_sentence(
+    tmp_path: Path, database_url: str, db: Database
+) -> None:
+    _url, path = await small_school(tmp_path)
+    packed = gzip.compress(path.read_bytes())
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    not_gzip = tmp_path / "plain.jsonl.gz"
+    not_gzip.write_bytes(path.read_bytes())
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(path.read_bytes().replace(b'"Bench Admin"', b'"Bench \xe9dmin"'))
+    for damaged in (cut, not_gzip, latin):
+        with pytest.raises(TransferError, match="cannot be read"):
+            await import_school(database_url, str(damaged), bar=False)
+    assert set((await count_rows(db)).values()) == {0}
+
+
+async def test_what_an_export_writes_only_its_owner_reads(tmp_path: Path) -> None:
+    url, path = await small_school(tmp_path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    copy = backup_sqlite(url, str(tmp_path / "copy.db"))
+    assert copy.path.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(TransferError, match="cannot write"):
+        await export_school(url, str(tmp_path / "no" / "such" / "folder.jsonl"), bar=False)
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".partial")]
+    with pytest.raises(TransferError, match="no database file"):
+        await export_school(
+            f"sqlite+aiosqlite:///{tmp_path / 'typo.db'}", str(tmp_path / "x.jsonl"), bar=False
+        )
+    assert not (tmp_path / "typo.db").exists()
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    with pytest.raises(TransferError, match="at schema None"):
+        await export_school(f"sqlite+aiosqlite:///{empty}", str(tmp_path / "x.jsonl"), bar=False)

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -93,7 +94,11 @@ class CourseFeed:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"course-feed-{self.course_id}")
+        # A context of its own: the feed serves every subscriber of the course, not the
+        # request that happened to start it (its trace, its request-scoped variables).
+        self._task = asyncio.create_task(
+            self._run(), name=f"course-feed-{self.course_id}", context=contextvars.Context()
+        )
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -108,8 +108,15 @@ class Transaction(ABC):
             f"{operation} {system}",
             kind=SpanKind.CLIENT,
             attributes={"db.system": system, "db.operation": operation, "db.statement": sql},
-        ):
-            return await self._fetch(sql, arguments, offload=unbounded)
+            # A driver's error message may quote a row (PostgreSQL's DETAIL): only its type.
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                return await self._fetch(sql, arguments, offload=unbounded)
+            except Exception as error:
+                telemetry.mark_failed(span, error)
+                raise
 
     async def first(self, statement: Statement, **params: Any) -> Any | None:
         """The first row, or None."""

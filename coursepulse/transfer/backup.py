@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from coursepulse.models.sqlite import BUSY_TIMEOUT_MS
-from coursepulse.transfer.records import TransferError
+from coursepulse.transfer.records import TransferError, private_file, sqlite_file
 
 
 @dataclass(frozen=True)
@@ -26,25 +26,14 @@ class BackupSummary:
     bytes: int
 
 
-def sqlite_path(database_url: str) -> Path:
-    """The file of a SQLite URL; raises TransferError for another database."""
-    url = make_url(database_url)
-    if url.get_backend_name() != "sqlite":
+def backup_sqlite(database_url: str, target: str, *, overwrite: bool = False) -> BackupSummary:
+    """Copy the SQLite database at `database_url` to the file `target`; returns its size."""
+    if make_url(database_url).get_backend_name() != "sqlite":
         raise TransferError(
             "backup copies a SQLite database; on PostgreSQL use pg_dump (or `coursepulse"
             " export`, which reads one consistent snapshot)"
         )
-    if not url.database or url.database == ":memory:":
-        raise TransferError("the database is not a file")
-    path = Path(url.database)
-    if not path.is_file():
-        raise TransferError(f"no database file at {path}")
-    return path
-
-
-def backup_sqlite(database_url: str, target: str, *, overwrite: bool = False) -> BackupSummary:
-    """Copy the SQLite database at `database_url` to the file `target`; returns its size."""
-    source_path = sqlite_path(database_url)
+    source_path = sqlite_file(database_url)
     path = Path(target)
     if path.exists() and not overwrite:
         raise TransferError(f"{path} exists: choose another name, or pass --overwrite")
@@ -52,6 +41,7 @@ def backup_sqlite(database_url: str, target: str, *, overwrite: bool = False) ->
         raise TransferError("the backup cannot replace the database it copies")
     partial = path.with_name(path.name + ".partial")
     partial.unlink(missing_ok=True)
+    private_file(partial).close()  # the copy holds password hashes: its owner's alone
     source = sqlite3.connect(source_path, timeout=BUSY_TIMEOUT_MS / 1000)
     try:
         source.execute("PRAGMA query_only=1")

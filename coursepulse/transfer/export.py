@@ -7,7 +7,8 @@ flat however large the school is; the service may keep running meanwhile.
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, inspect, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coursepulse.models.types import utcnow
@@ -20,6 +21,7 @@ from coursepulse.transfer.records import (
     open_for_writing,
     schema_revision,
     school_tables,
+    sqlite_file,
 )
 
 #: Rows fetched from the database at a time.
@@ -39,6 +41,8 @@ class TransferSummary:
 
 async def database_revision(connection: AsyncConnection) -> str | None:
     """The migration the database is at (None: not migrated)."""
+    if not await connection.run_sync(lambda sync: inspect(sync).has_table("alembic_version")):
+        return None
     return await connection.scalar(text("SELECT version_num FROM alembic_version"))
 
 
@@ -48,6 +52,8 @@ async def export_school(
     """Write every row of the database at `database_url` to `target` (a path, `.gz` for
     gzip, or `-` for stdout); returns the rows written by table."""
     tables = school_tables()
+    if make_url(database_url).get_backend_name() == "sqlite":
+        sqlite_file(database_url)  # an export never makes an empty database of a typo
     async with transaction(database_url, writing=False) as connection:
         revision = await database_revision(connection)
         if revision != schema_revision():

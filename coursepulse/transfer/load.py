@@ -7,14 +7,18 @@ flat), in one transaction: a file cut short, a row that breaks a constraint or a
 interruption leaves the target as it was.
 """
 
+from collections.abc import Iterator
+from typing import IO
+
 from sqlalchemy import Table, insert, select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coursepulse.transfer.connection import transaction
 from coursepulse.transfer.export import TransferSummary, database_revision
 from coursepulse.transfer.progress import Progress
 from coursepulse.transfer.records import (
+    UNREADABLE,
     Columns,
     TransferError,
     check_header,
@@ -60,6 +64,17 @@ async def _move_sequences(connection: AsyncConnection, tables: list[Table]) -> N
         )
 
 
+def _lines(stream: IO[str]) -> Iterator[str]:
+    """The file's lines; a file that cannot be read to its end is a TransferError."""
+    try:
+        yield from stream
+    except UNREADABLE as error:
+        raise TransferError(
+            f"the file cannot be read ({type(error).__name__}: {error}): is it cut short,"
+            " or not what its name says (.gz: gzip, else UTF-8 JSON Lines)?"
+        ) from None
+
+
 class _Loader:
     """Inserts rows a batch at a time, table by table, in the header's order."""
 
@@ -93,7 +108,7 @@ class _Loader:
         table = self.columns[self.table].table
         try:
             await self.connection.execute(insert(table), self.batch)
-        except DBAPIError as error:
+        except StatementError as error:  # the database's refusal, or a value of a wrong type
             reason = str(error.orig or error).strip().splitlines()[0][:300]
             raise TransferError(f"{table.name} rows could not be stored: {reason}") from error
         self.loaded[self.table] += len(self.batch)
@@ -112,7 +127,8 @@ async def import_school(
     """
     tables = school_tables()
     with open_for_reading(source) as stream:
-        first = stream.readline()
+        lines = _lines(stream)
+        first = next(lines, "")
         if not first.strip():
             raise TransferError("the file is empty")
         counts = check_header(first)
@@ -133,7 +149,7 @@ async def import_school(
                 await _empty(connection, tables)
             loader = _Loader(connection, counts)
             with Progress("imported", sum(counts.values()), bar=bar) as progress:
-                for line_number, line in enumerate(stream, start=2):
+                for line_number, line in enumerate(lines, start=2):
                     if line.strip():
                         name, values = parse_row(line, line_number)
                         await loader.add(name, values, line_number, progress)

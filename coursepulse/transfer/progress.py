@@ -2,6 +2,7 @@
 log line per table and every `EVERY` rows (log collectors and CI want no bar)."""
 
 import logging
+import os
 import sys
 from types import TracebackType
 
@@ -11,6 +12,16 @@ log = logging.getLogger("coursepulse.transfer")
 
 #: Rows between two log lines within a table, without a terminal.
 EVERY = 100_000
+
+
+def _terminal_size() -> tuple[int, int]:
+    """The terminal's columns and lines; 80 x 24 where it says 0 (a terminal whose size was
+    never set, as under `script` or a bare pty), on which tqdm would draw nothing."""
+    try:
+        columns, lines = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError):
+        columns, lines = 0, 0
+    return columns or 80, lines or 24
 
 
 class Progress:
@@ -23,8 +34,17 @@ class Progress:
         self._table = ""
         self._table_done = 0
         show_bar = sys.stderr.isatty() if bar is None else bar
+        columns, lines = _terminal_size()
         self._bar = (
-            tqdm(total=total, unit=" rows", unit_scale=True, desc=verb, file=sys.stderr)
+            tqdm(
+                total=total,
+                unit=" rows",
+                unit_scale=total >= 10_000,
+                desc=verb,
+                file=sys.stderr,
+                ncols=columns,
+                nrows=lines,
+            )
             if show_bar
             else None
         )
@@ -62,4 +82,5 @@ class Progress:
         if kind is None:
             self._finish_table()
         if self._bar is not None:
+            self._bar.set_description(self.verb)  # the whole, not the last table
             self._bar.close()

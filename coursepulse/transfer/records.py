@@ -16,9 +16,13 @@ Timestamps are ISO 8601 in UTC; ids are kept, so certificate numbers, event ids 
 `after` cursors of clients and webhooks) and every reference stay valid after an import.
 """
 
+import contextlib
 import gzip
+import io
 import json
+import os
 import sys
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +32,7 @@ from typing import IO, Any
 
 from alembic.script import ScriptDirectory
 from sqlalchemy import Table
+from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
 from coursepulse import models  # noqa: F401  (registers the tables on SQLModel.metadata)
@@ -91,7 +96,9 @@ def check_header(line: str) -> dict[str, int]:
     known = {table.name for table in school_tables()}
     if not isinstance(counts, dict) or set(counts) != known:
         raise TransferError("the export's header does not list this service's tables")
-    return {name: int(count) for name, count in counts.items()}
+    if not all(isinstance(count, int) and count >= 0 for count in counts.values()):
+        raise TransferError("the export's header gives a row count that is not a number")
+    return dict(counts)
 
 
 @dataclass(frozen=True)
@@ -144,6 +151,17 @@ class Columns:
         return values
 
 
+def sqlite_file(database_url: str) -> Path:
+    """The file of a SQLite URL, which must exist; raises TransferError otherwise."""
+    url = make_url(database_url)
+    if not url.database or url.database == ":memory:":
+        raise TransferError("the database is not a file")
+    path = Path(url.database)
+    if not path.is_file():
+        raise TransferError(f"no database file at {path}")
+    return path
+
+
 def parse_row(line: str, line_number: int) -> tuple[str, Any]:
     """A row line's table name and values."""
     try:
@@ -155,28 +173,47 @@ def parse_row(line: str, line_number: int) -> tuple[str, Any]:
     return record["table"], record.get("row")
 
 
-def _open_text(path: Path, mode: str, *, gzipped: bool) -> IO[str]:
-    """The file as UTF-8 text with \\n line ends, through gzip if `gzipped`."""
-    if gzipped:
-        return gzip.open(path, mode + "t", encoding="utf-8", newline="\n")
-    return path.open(mode, encoding="utf-8", newline="\n")
+#: What reading a damaged file raises: a cut-short or false gzip stream, bytes not UTF-8.
+UNREADABLE = (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError)
+
+
+def private_file(path: Path) -> IO[bytes]:
+    """A new file only its owner may read (an export holds password hashes, token digests,
+    webhook secrets and signing keys); raises TransferError when it cannot be made."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as error:
+        raise TransferError(f"cannot write {path}: {error.strerror}") from None
+    return os.fdopen(descriptor, "wb")
 
 
 @contextmanager
 def open_for_writing(target: str) -> Iterator[IO[str]]:
     """The text stream an export writes to: the file (gzip for `.gz`), or stdout for `-`.
-    A file is written under a temporary name and renamed when complete, so a file of the
-    given name is never a partial export."""
+    A file is written under a temporary name, readable by its owner only, synced and
+    renamed when complete, so a file of the given name is never a partial export."""
     if target == "-":
         yield sys.stdout
         sys.stdout.flush()
         return
     path = Path(target)
     partial = path.with_name(path.name + ".partial")
+    raw = private_file(partial)
+    compressed = gzip.GzipFile(fileobj=raw, mode="wb") if path.suffix == ".gz" else None
+    stream = io.TextIOWrapper(compressed or raw, encoding="utf-8", newline="\n")
     try:
-        with _open_text(partial, "w", gzipped=path.suffix == ".gz") as stream:
-            yield stream
+        yield stream
+        stream.flush()
+        stream.detach()  # closing the text stream must not close the file before its sync
+        if compressed is not None:
+            compressed.close()  # writes gzip's trailer; the file stays open
+        raw.flush()
+        os.fsync(raw.fileno())
+        raw.close()
     except BaseException:
+        for close in (stream.close, *([compressed.close] if compressed else []), raw.close):
+            with contextlib.suppress(Exception):
+                close()
         partial.unlink(missing_ok=True)
         raise
     partial.replace(path)
@@ -191,5 +228,9 @@ def open_for_reading(source: str) -> Iterator[IO[str]]:
     path = Path(source)
     if not path.is_file():
         raise TransferError(f"no such file: {source}")
-    with _open_text(path, "r", gzipped=path.suffix == ".gz") as stream:
-        yield stream
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt", encoding="utf-8") as stream:
+            yield stream
+    else:
+        with path.open(encoding="utf-8") as stream:
+            yield stream

@@ -118,10 +118,20 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         tracer = telemetry.tracer()
-        if tracer is None or request.headers.get("Upgrade", "").lower() == "websocket":
+        if tracer is None:
             return await self._answer(request)
-        with tracer.start_as_current_span("graphql") as span:
-            response = await self._answer(request)
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            # A websocket lives for hours: its statements are not one request's.
+            with telemetry.untraced():
+                return await self._answer(request)
+        with tracer.start_as_current_span(
+            "graphql", record_exception=False, set_status_on_exception=False
+        ) as span:
+            try:
+                response = await self._answer(request)
+            except Exception as error:
+                telemetry.mark_failed(span, error)
+                raise
             _describe_span(span, request.get(OPERATION))
             return response
 
