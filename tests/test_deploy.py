@@ -3,7 +3,8 @@ two real `coursepulse serve` replicas on one database, as deploy/compose.yaml wi
 
 Requests are spread over both replicas, a subscription's websocket passes through the
 balancer, a replica that stops closes its websockets with 1001 while the other goes on
-answering, and /metrics is not reachable through the public address.
+answering, and /metrics is not reachable through the public address. A replica told to stop
+(SIGTERM, as `docker stop` does) first finishes the requests under way.
 """
 
 import asyncio
@@ -11,12 +12,15 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import WSMsgType
+from sqlalchemy import func, select
 
+from coursepulse.models import LessonCompletion
 from coursepulse.models.db import Database
 from tests.conftest import School
 from tests.processes import coursepulse_serve, free_port
@@ -165,3 +169,33 @@ async def replica_of_socket(http: aiohttp.ClientSession, ports: list[int]) -> in
         if re.search(r"^coursepulse_websocket_connections 1\.0$", text, re.MULTILINE):
             return index
     raise AssertionError("no replica holds the websocket")
+
+
+async def test_a_stopping_replica_finishes_the_requests_under_way(
+    db: Database, database_url: str, school: School, tmp_path: Path
+) -> None:
+    if db.dialect != "sqlite":
+        pytest.skip("the request is held by SQLite's write lock, taken by the test")
+    path = database_url.removeprefix("sqlite+aiosqlite:///")
+    async with (
+        coursepulse_serve(database_url, tmp_path / "app.log") as (port, process),
+        aiohttp.ClientSession(f"http://127.0.0.1:{port}") as replica,
+    ):
+        await enroll(replica, school, school.student)
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # the completion below waits for this writer
+        try:
+            under_way = asyncio.create_task(complete(replica, school, school.student, 0))
+            await asyncio.sleep(0.5)
+            assert not under_way.done()
+            process.send_signal(signal.SIGTERM)  # what `docker stop` sends
+            await asyncio.sleep(0.5)
+            assert process.returncode is None, "the replica stopped with a request under way"
+        finally:
+            holder.rollback()
+            holder.close()
+        await asyncio.wait_for(under_way, 15)  # answered 200 with the completion
+        async with asyncio.timeout(15):
+            assert await process.wait() == 0
+    async with db.read() as tx:
+        assert await tx.scalar(select(func.count()).select_from(LessonCompletion)) == 1
