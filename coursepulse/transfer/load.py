@@ -1,5 +1,5 @@
 """`coursepulse import FILE`: a school exported by `coursepulse export`, loaded into an empty
-database of either kind, all or nothing.
+database of either kind, all or nothing (INSERTs on SQLite, COPY on PostgreSQL).
 
 Ids are kept; on PostgreSQL the id sequences are then moved past the highest ids, so new
 rows never collide with imported ones. The file is read a batch at a time (memory stays
@@ -10,6 +10,7 @@ interruption leaves the target as it was.
 from collections.abc import Iterator
 from typing import IO
 
+import asyncpg
 from sqlalchemy import Table, insert, select, text
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -107,13 +108,32 @@ class _Loader:
             return
         table = self.columns[self.table].table
         try:
-            await self.connection.execute(insert(table), self.batch)
+            if self.connection.dialect.name == "postgresql":
+                await self._copy(table)
+            else:
+                await self.connection.execute(insert(table), self.batch)
         except StatementError as error:  # the database's refusal, or a value of a wrong type
             reason = str(error.orig or error).strip().splitlines()[0][:300]
+            raise TransferError(f"{table.name} rows could not be stored: {reason}") from error
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, TypeError, ValueError) as error:
+            # COPY: the server's refusal, or a value asyncpg cannot encode for its column
+            reason = str(error).strip().splitlines()[0][:300]
             raise TransferError(f"{table.name} rows could not be stored: {reason}") from error
         self.loaded[self.table] += len(self.batch)
         progress.advance(len(self.batch))
         self.batch = []
+
+    async def _copy(self, table: Table) -> None:
+        """PostgreSQL: the batch by COPY, in the import's transaction (several times faster
+        than INSERTs; the same constraints are checked)."""
+        names = self.columns[self.table].names
+        raw = (await self.connection.get_raw_connection()).driver_connection
+        assert raw is not None
+        await raw.copy_records_to_table(
+            table.name,
+            records=[tuple(row[name] for name in names) for row in self.batch],
+            columns=list(names),
+        )
 
 
 async def import_school(
