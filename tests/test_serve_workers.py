@@ -150,6 +150,8 @@ async def test_one_scrape_of_any_worker_counts_every_workers_requests(
         for text in scrapes:
             assert 'operation_name="Me",operation_type="query",outcome="ok"} 30.0' in text
             assert "coursepulse_websocket_connections 1.0" in text
+            # Both workers' connections: SQLite's 8 readers and 1 writer each
+            assert "coursepulse_db_connections 18.0" in text
         assert "coursepulse_websocket_connections 0.0" in after
     finally:
         server.send_signal(signal.SIGTERM)
