@@ -221,16 +221,25 @@ def open_for_writing(target: str) -> Iterator[IO[str]]:
 
 @contextmanager
 def open_for_reading(source: str) -> Iterator[IO[str]]:
-    """The text stream an import reads: the file (gzip for `.gz`), or stdin for `-`."""
+    """The text stream an import reads: the file, or stdin for `-`; gzip-compressed or not,
+    whatever the name says (gzip's first two bytes tell)."""
     if source == "-":
-        yield sys.stdin
+        yield _text(sys.stdin.buffer)
         return
     path = Path(source)
     if not path.is_file():
         raise TransferError(f"no such file: {source}")
-    if path.suffix == ".gz":
-        with gzip.open(path, "rt", encoding="utf-8") as stream:
-            yield stream
-    else:
-        with path.open(encoding="utf-8") as stream:
-            yield stream
+    with path.open("rb") as raw, _text(raw) as stream:
+        yield stream
+
+
+#: The first two bytes of every gzip stream.
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _text(raw: IO[bytes]) -> IO[str]:
+    """UTF-8 text read from `raw`, through gzip when it starts as gzip does."""
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+    compressed = buffered.peek(2)[:2] == _GZIP_MAGIC
+    binary: IO[bytes] = gzip.GzipFile(fileobj=buffered, mode="rb") if compressed else buffered
+    return io.TextIOWrapper(binary, encoding="utf-8")
