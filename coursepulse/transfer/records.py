@@ -1,4 +1,5 @@
-"""The export file: JSON Lines, UTF-8, optionally gzip-compressed (a name ending in .gz).
+"""The export file: JSON Lines, UTF-8, gzip-compressed when its name ends in .gz (an import
+tells gzip by the first bytes, whatever the name).
 
 Line 1 is the header::
 
