@@ -47,6 +47,7 @@ from sqlmodel import SQLModel
 from coursepulse import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from coursepulse.models.migrate import migrate, schema_engine
 from coursepulse.resolvers.users import hash_password
+from coursepulse.transfer.load import move_sequences
 
 ADMIN_USERNAME = "bench_admin"
 ADMIN_PASSWORD = "bench-admin-password"  # noqa: S105  (a benchmark fixture, not a secret)
@@ -282,15 +283,6 @@ async def recreate_database(database_url: str, *, admin_database: str = "postgre
         await engine.dispose()
 
 
-async def _reset_sequences(connection: AsyncConnection) -> None:
-    """After explicit ids, PostgreSQL's id sequences must continue above them."""
-    for name in ("users", "courses", "lessons", "enrollments", "lesson_completions"):
-        highest = f"COALESCE((SELECT MAX(id) FROM {name}), 0) + 1"  # noqa: S608 (our names)
-        await connection.execute(
-            text(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), {highest}, false)")
-        )
-
-
 async def _largest_course(connection: AsyncConnection) -> tuple[int, int]:
     enrollments = _table("enrollments")
     row = (
@@ -338,7 +330,7 @@ async def fill(engine: AsyncEngine, layout: Layout, *, database: str = "") -> Su
             await autocommit.execute(text("VACUUM ANALYZE"))
     async with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
-            await _reset_sequences(connection)
+            await move_sequences(connection, list(SQLModel.metadata.sorted_tables))
         else:
             await connection.execute(text("ANALYZE"))
         completed = await connection.scalar(

@@ -6,10 +6,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from coursepulse.models.sqlite import BUSY_TIMEOUT_MS
+from coursepulse.models.migrate import schema_engine
 
 
 @asynccontextmanager
@@ -21,11 +20,8 @@ async def transaction(database_url: str, *, writing: bool) -> AsyncIterator[Asyn
     PostgreSQL (as pg_dump reads), a deferred BEGIN in WAL mode on SQLite. Neither holds
     the service's writers back. A write on SQLite takes the write lock at BEGIN IMMEDIATE.
     """
-    url = make_url(database_url)
-    sqlite = url.get_backend_name() == "sqlite"
-    if not sqlite:
-        url = url.set(drivername="postgresql+asyncpg")
-    engine = create_async_engine(url)
+    engine = schema_engine(database_url)  # SQLite: WAL, foreign keys, busy timeout
+    sqlite = engine.dialect.name == "sqlite"
     if sqlite:
         begin = "BEGIN IMMEDIATE" if writing else "BEGIN"
 
@@ -33,11 +29,6 @@ async def transaction(database_url: str, *, writing: bool) -> AsyncIterator[Asyn
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
             # BEGIN is ours to send (the driver's own would wait for the first write).
             dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            cursor.close()
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(connection: Any) -> None:

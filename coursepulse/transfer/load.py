@@ -51,8 +51,9 @@ async def _empty(connection: AsyncConnection, tables: list[Table]) -> None:
         await connection.execute(table.delete())
 
 
-async def _move_sequences(connection: AsyncConnection, tables: list[Table]) -> None:
-    """PostgreSQL: each id sequence continues after the highest id imported."""
+async def move_sequences(connection: AsyncConnection, tables: list[Table]) -> None:
+    """PostgreSQL: each id sequence continues after the highest id in its table (after
+    rows were written with their ids: an import, the benchmark's dataset)."""
     for table in tables:
         keys = list(table.primary_key.columns)
         if len(keys) != 1 or keys[0].name != "id":
@@ -184,7 +185,7 @@ async def import_school(
                     " it may be cut short; nothing was imported"
                 )
             if connection.dialect.name == "postgresql":
-                await _move_sequences(connection, tables)
+                await move_sequences(connection, tables)
     if connection.dialect.name == "postgresql":
         await _analyze(database_url)
     return TransferSummary(loader.loaded)
