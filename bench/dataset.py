@@ -46,6 +46,7 @@ from sqlmodel import SQLModel
 
 from coursepulse import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from coursepulse.models.migrate import migrate, schema_engine
+from coursepulse.resolvers.course_counts import recount
 from coursepulse.resolvers.users import hash_password
 from coursepulse.transfer.load import move_sequences
 
@@ -318,6 +319,8 @@ async def fill(engine: AsyncEngine, layout: Layout, *, database: str = "") -> Su
         counts["enrollments"] = await _insert_all(
             connection, _table("enrollments"), _enrollments(layout)
         )
+        for statement in recount():  # the stored roster totals of the rows just written
+            await connection.execute(statement)
     async with engine.begin() as connection:
         counts["completions"] = await _insert_all(
             connection, _table("lesson_completions"), _completions(layout)
@@ -381,7 +384,9 @@ async def check_consistency(engine: AsyncEngine) -> dict[str, int]:
     - `duplicate_completions`: (enrolment, lesson) pairs stored more than once;
     - `status_mismatch`: COMPLETED without every lesson done (or the reverse, for enrolled
       students), or a completed_at that disagrees with the status;
-    - `total_mismatch`: courses whose total_lessons differs from their lessons.
+    - `total_mismatch`: courses whose total_lessons differs from their lessons;
+    - `roster_count_mismatch`: courses whose stored count of students differs from their
+      active and completed enrolments.
     """
     statements = {
         "counter_mismatch": """
@@ -404,6 +409,13 @@ async def check_consistency(engine: AsyncEngine) -> dict[str, int]:
             LEFT JOIN (SELECT course_id, COUNT(*) AS n FROM lessons GROUP BY course_id) l
               ON l.course_id = c.id
             WHERE c.total_lessons <> COALESCE(l.n, 0)""",
+        "roster_count_mismatch": """
+            SELECT COUNT(*) FROM courses c
+            LEFT JOIN course_counts k ON k.course_id = c.id
+            LEFT JOIN (SELECT course_id, COUNT(*) AS n FROM enrollments
+                       WHERE status IN ('active', 'completed') GROUP BY course_id) e
+              ON e.course_id = c.id
+            WHERE COALESCE(k.enrolled_students, 0) <> COALESCE(e.n, 0)""",
     }
     found: dict[str, int] = {}
     async with engine.connect() as connection:

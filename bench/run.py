@@ -759,6 +759,7 @@ async def run_complete(
         + check["duplicate_completions"]
         + check["status_mismatch"]
         + check["total_mismatch"]
+        + check["roster_count_mismatch"]
         for check in checks
     )
     return result

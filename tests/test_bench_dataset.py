@@ -49,6 +49,7 @@ async def test_tiny_dataset_counters_agree_with_rows(tmp_path: Path) -> None:
             "duplicate_completions": 0,
             "status_mismatch": 0,
             "total_mismatch": 0,
+            "roster_count_mismatch": 0,
         }
         async with engine.connect() as connection:
             enrolled = (

@@ -175,3 +175,62 @@ def test_selections_that_depend_on_variables_are_not_kept() -> None:
         is None
     )
     assert collected_for(parse("{ rows { ... @skip(if: true) { name } } }")) is None
+
+
+async def test_a_list_of_plain_rows_is_read_in_one_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A list whose items are all read as rows skips graphql-core's completion of each
+    item; one item that needs more sends the whole list the general way, with its error."""
+    items: list[object] = []
+    complete_item = StrawberryGraphQLCoreExecutionContext.complete_list_item_value
+
+    def recording(self: Any, item: Any, *rest: Any) -> Any:
+        items.append(item)
+        return complete_item(self, item, *rest)
+
+    monkeypatch.setattr(
+        StrawberryGraphQLCoreExecutionContext, "complete_list_item_value", recording
+    )
+    result = await schema_with(Executor).execute("{ goodRows { name size colour } }")
+    assert result.errors is None
+    assert result.data == {"goodRows": [{"name": "ada", "size": 3, "colour": "RED"}] * 2}
+    assert items == []
+    result = await schema_with(Executor).execute("{ goodRows { name tags } }")
+    assert result.data == {"goodRows": [{"name": "ada", "tags": ["x"]}] * 2}
+    assert len(items) == 4, "a list field in the selection: the general way (and its tags)"
+    items.clear()
+    result = await schema_with(Executor).execute("{ rows { name } }")
+    assert result.data is None
+    assert items == [GOOD, BAD]
+
+
+@strawberry.type
+class Odd:
+    """Values a fast read must not take as they are: each type serializes them its own way."""
+
+    flag: int
+    big: int
+    word: str
+    ident: strawberry.ID
+
+
+@strawberry.type
+class OddQuery:
+    @strawberry.field
+    def odds(self) -> list[Odd]:
+        return [
+            Odd(flag=True, big=2**31 - 1, word=Colour.RED, ident=7),  # type: ignore[arg-type]
+            Odd(flag=-(2**31), big=2**31, word="x", ident="7"),  # type: ignore[arg-type]
+        ]
+
+
+async def test_values_of_another_type_are_serialized_as_graphql_core_does() -> None:
+    document = "{ odds { flag big word ident } }"
+    ours = await strawberry.Schema(query=OddQuery, execution_context_class=Executor).execute(
+        document
+    )
+    general = await strawberry.Schema(
+        query=OddQuery, execution_context_class=StrawberryGraphQLCoreExecutionContext
+    ).execute(document)
+    assert ours.data == general.data
+    assert [e.formatted for e in ours.errors or []] == [e.formatted for e in general.errors or []]
+    assert ours.errors, "2**31 is beyond Int: an error at its field"

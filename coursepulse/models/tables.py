@@ -1,8 +1,8 @@
 """The SQLModel tables of the course-progress domain.
 
 Counters that lists sort or page by (`courses.total_lessons`,
-`enrollments.completed_lessons`) are stored and kept current by the resolvers in
-the same transaction as the rows they count.
+`enrollments.completed_lessons`, `course_counts.enrolled_students`) are stored and kept
+current by the resolvers in the same transaction as the rows they count.
 """
 
 from datetime import datetime
@@ -106,6 +106,22 @@ class CourseInstructor(SQLModel, table=True):
             BigId, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
         )
     )
+
+
+class CourseCount(SQLModel, table=True):
+    """How many students a course's roster lists (enrolments active or completed).
+
+    A row of its own, not a column of `courses`: enrolling updates it under a row lock,
+    which must not queue behind the share lock learner actions hold on the course row.
+    A course nobody ever enrolled in may have no row (0 students).
+    """
+
+    __tablename__ = "course_counts"
+
+    course_id: int = Field(
+        sa_column=Column(BigId, ForeignKey("courses.id", ondelete="CASCADE"), primary_key=True)
+    )
+    enrolled_students: int = Field(default=0, nullable=False)
 
 
 class Lesson(SQLModel, table=True):

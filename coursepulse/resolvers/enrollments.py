@@ -30,6 +30,7 @@ from coursepulse.resolvers.access import (
     is_course_staff,
     visible_course,
 )
+from coursepulse.resolvers.course_counts import count_enrolment
 from coursepulse.resolvers.errors import AlreadyEnrolled, Forbidden, NotEnrolled, NotFound
 from coursepulse.resolvers.lookups import next_lesson_id
 from coursepulse.resolvers.outbox import ACTIVITY_EVENT_INTERVAL_SECONDS, append_event
@@ -172,6 +173,7 @@ async def enroll(tx: Transaction, viewer: Viewer | None, course_id: int) -> Prog
             completed_at = await tx.scalar(_LAST_COMPLETION, enrollment_id=enrollment.id)
         enrollment = enrollment._replace(status=standing.status, completed_at=completed_at)
         await save_enrollment(tx, enrollment)
+    await count_enrolment(tx, course_id, +1)
     await append_event(
         tx,
         kind=ProgressEventKind.ENROLLED,
@@ -190,6 +192,7 @@ async def unenroll(tx: Transaction, viewer: Viewer | None, course_id: int) -> in
         status=EnrollmentStatus.UNENROLLED, completed_at=None, last_accessed_at=now
     )
     await save_enrollment(tx, enrollment)
+    await count_enrolment(tx, course_id, -1)
     await append_event(
         tx,
         kind=ProgressEventKind.UNENROLLED,

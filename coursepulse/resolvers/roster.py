@@ -21,6 +21,7 @@ from coursepulse.models.sql import Query, nulls_last, one_of, outer_first
 from coursepulse.models.transactions import Transaction
 from coursepulse.models.types import utcnow
 from coursepulse.resolvers.access import staff_course
+from coursepulse.resolvers.course_counts import enrolled_students
 from coursepulse.resolvers.errors import InvalidInput
 from coursepulse.resolvers.subscriptions import last_event_id
 from coursepulse.resolvers.validation import clean_text
@@ -197,7 +198,10 @@ async def course_students(
     if per_page < 1:
         raise InvalidInput("perPage must be 1 or more", field="perPage")
     per_page = min(per_page, MAX_PER_PAGE)
-    counted = await tx.scalar(_count_query(*shape), **params)
+    if shape == (False, False, False):
+        counted = await enrolled_students(tx, course_id)  # stored: no walk of the course
+    else:
+        counted = await tx.scalar(_count_query(*shape), **params)
     offset = (page - 1) * per_page
     rows = await tx.all(
         _page_query(

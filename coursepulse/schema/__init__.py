@@ -104,8 +104,16 @@ class CoursepulseSchema(Schema):
         *,
         one_statement: bool,
     ) -> tuple[dict[str, Any] | None, list[GraphQLError], int]:
-        """The operation's data, its errors as raised, and the statements its reads ran."""
-        own = context.for_operation(one_statement=one_statement)
+        """The operation's data, its errors as raised, and the statements its reads ran.
+
+        The request's own context serves the first run (its reads are still unused): a
+        copy with reads of its own is made only to run again.
+        """
+        if context.reads.unused:
+            context.reads.one_statement = one_statement
+            own = context
+        else:
+            own = context.for_operation(one_statement=one_statement)
         try:
             result = execute(
                 self._schema,

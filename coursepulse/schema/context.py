@@ -33,6 +33,7 @@ class OperationReads:
         self._tx: Transaction | None = None
         self._lock = asyncio.Lock()
         self._statements_before = 0
+        self._closed = False
 
     async def tx(self) -> Transaction:
         """The operation's read transaction, begun on first use."""
@@ -45,6 +46,16 @@ class OperationReads:
         return self._tx
 
     @property
+    def unused(self) -> bool:
+        """True while no transaction was begun or ended: how it reads may still be set."""
+        return (
+            self._scope is None
+            and self._tx is None
+            and self._statements_before == 0
+            and (not self._closed)
+        )
+
+    @property
     def statements(self) -> int:
         """The statements the operation's reads have run so far."""
         return self._statements_before + (self._tx.statements if self._tx else 0)
@@ -52,6 +63,7 @@ class OperationReads:
     async def close(self) -> None:
         """End the transaction; the next use begins a new one (and sees newer commits)."""
         async with self._lock:
+            self._closed = True
             if self._tx is not None:
                 self._statements_before += self._tx.statements
             scope, self._scope, self._tx = self._scope, None, None

@@ -15,29 +15,60 @@ progress bar) is read the same way as a whole: one dictionary built from its att
 without graphql-core's per-field machinery (a path, a call and an awaitable check per
 field). Any field that would need more sends the whole object the general way.
 
-Relies on graphql-core 3.3's `Executor.execute_field` and `collect_and_execute_subfields`
-and on Strawberry marking its attribute resolvers `_is_default` (both pinned in
-pyproject.toml).
+A list of such objects (a roster's students, a course's lessons) is read row after row
+in one loop, without graphql-core's completion of each item; any item that would need
+more sends the whole list the general way.
+
+A field Strawberry resolves with its default resolver (`getattr`) is read with
+`operator.attrgetter`, and a value of the exact Python type a built-in scalar serializes
+as itself (a `str` for String and ID, a `bool` for Boolean, an `int` within 32 bits for
+Int) is taken as it is.
+
+Relies on graphql-core 3.3's `Executor.execute_field`, `collect_and_execute_subfields` and
+`complete_iterable_value`, and on Strawberry marking its attribute resolvers `_is_default`
+and keeping its field on the graphql-core field's `strawberry-definition` extension (both
+pinned in pyproject.toml).
 """
 
+from collections.abc import Callable, Iterable
+from operator import attrgetter
 from typing import Any
 
 from graphql import (
     DirectiveNode,
     DocumentNode,
+    GraphQLBoolean,
     GraphQLEnumType,
+    GraphQLField,
+    GraphQLID,
+    GraphQLInt,
     GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLResolveInfo,
     GraphQLScalarType,
+    GraphQLString,
     Node,
 )
 from graphql.execution.collect_fields import CollectedFields, FieldDetailsList, GroupedFieldSet
 from graphql.pyutils import Path, Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.field import StrawberryField
 
-#: How a plain leaf field is read: its resolver, its scalar or enum type, and whether null
-#: is allowed.
-_Leaf = tuple[Any, GraphQLScalarType | GraphQLEnumType, bool]
+#: How a plain leaf field is read: the value's getter, its scalar or enum type, whether
+#: null is allowed, and the Python type whose values the type serializes as they are
+#: (None: every value is serialized).
+_Leaf = tuple[Callable[[Any], Any], GraphQLScalarType | GraphQLEnumType, bool, type | None]
+#: The built-in scalars that give a value of this exact type back unchanged (Int: within
+#: 32 bits, checked in `_read_leaf`).
+_AS_IS: dict[GraphQLScalarType, type] = {
+    GraphQLString: str,
+    GraphQLID: str,
+    GraphQLBoolean: bool,
+    GraphQLInt: int,
+}
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 #: How a row of plain leaves is read: (response key, leaf) for every selected field.
 _RowReader = tuple[tuple[str, _Leaf], ...]
 
@@ -89,7 +120,8 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             and self.middleware_manager.get_field_resolver(resolve) is not resolve
         ):
             return None
-        return resolve, leaf, nullable
+        as_is = _AS_IS.get(leaf) if isinstance(leaf, GraphQLScalarType) else None
+        return _getter(field, resolve), leaf, nullable, as_is
 
     def execute_field(
         self,
@@ -129,6 +161,52 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             return_type, result, path, grouped_field_set, new_defer_usages, position_context
         )
 
+    def complete_iterable_value(
+        self,
+        item_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo,
+        path: Path,
+        items: Iterable[Any],
+        position_context: Any,
+    ) -> Any:
+        rows = self._plain_rows(item_type, field_details_list, items)
+        if rows is not None:
+            return rows
+        return super().complete_iterable_value(
+            item_type, field_details_list, info, path, items, position_context
+        )
+
+    def _plain_rows(
+        self, item_type: GraphQLOutputType, field_details_list: FieldDetailsList, items: Any
+    ) -> list[dict[str, Any]] | None:
+        """The list's objects read as rows; None when the list or one of its items needs
+        the general path (a directive such as `@stream` on the field, an abstract or leaf
+        item type, an item that is null, awaitable or checked by `is_type_of`, a field that
+        needs more than a plain read)."""
+        if type(items) is not list and type(items) is not tuple:
+            return None
+        object_type = item_type.of_type if isinstance(item_type, GraphQLNonNull) else item_type
+        if not isinstance(object_type, GraphQLObjectType) or object_type.is_type_of is not None:
+            return None
+        if any(details.node.directives for details in field_details_list):
+            return None
+        grouped_field_set, new_defer_usages, _ = self.collect_subfields(
+            object_type, field_details_list
+        )
+        if new_defer_usages:
+            return None
+        reader = self._row_reader(object_type, grouped_field_set)
+        if reader is None:
+            return None
+        rows: list[dict[str, Any]] = []
+        for item in items:
+            row = _read_row(item, reader) if item is not None else None
+            if row is None:
+                return None
+            rows.append(row)
+        return rows
+
     def _row_reader(
         self, return_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
     ) -> _RowReader | None:
@@ -153,14 +231,30 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         return reader
 
 
+def _getter(field: GraphQLField, resolve: Any) -> Callable[[Any], Any]:
+    """How the field's value is read from its object: `attrgetter` for a field Strawberry
+    reads with `getattr`, else its resolver (called without info, as Strawberry does for a
+    field without one of its own)."""
+    definition = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    if (
+        isinstance(definition, StrawberryField)
+        and definition.is_basic_field
+        and definition.default_resolver is getattr
+    ):
+        return attrgetter(definition.python_name)
+    return lambda source: resolve(source, None)
+
+
 def _read_leaf(source: Any, plain: _Leaf) -> Any:
     """The field's serialized value, or Undefined when the general path must report it
     (null in a non-null field, a value the type cannot serialize, a failing attribute)."""
-    resolve, leaf, nullable = plain
+    get, leaf, nullable, as_is = plain
     try:
-        value = resolve(source, None)
+        value = get(source)
         if value is None:
             return None if nullable else Undefined
+        if type(value) is as_is and (as_is is not int or _INT_MIN <= value <= _INT_MAX):
+            return value
         serialized = leaf.serialize(value)
     except Exception:  # the general path reports it
         return Undefined
