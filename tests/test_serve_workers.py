@@ -55,6 +55,31 @@ def two_workers(tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     return server, f"http://127.0.0.1:{port}"
 
 
+def listening_sockets(port: int) -> int:
+    """Sockets listening on the local port (read from /proc/net/tcp): one per worker, as
+    each binds its own with SO_REUSEPORT once its application has started."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+async def wait_for_workers(base: str, workers: int, deadline: float) -> None:
+    """Wait until every worker listens (a slow machine starts the second one later)."""
+    port = int(base.rsplit(":", 1)[1])
+    while listening_sockets(port) < workers:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"fewer than {workers} workers listen on port {port}")
+        await asyncio.sleep(0.1)
+
+
 async def wait_ready(base: str, deadline: float) -> None:
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
@@ -130,6 +155,7 @@ async def test_one_scrape_of_any_worker_counts_every_workers_requests(
     server, base = two_workers
     try:
         await wait_ready(base, time.monotonic() + 30)
+        await wait_for_workers(base, 2, time.monotonic() + 30)
         # Each request on a connection of its own: the kernel spreads them over both workers
         connector = aiohttp.TCPConnector(force_close=True)
         async with aiohttp.ClientSession(connector=connector) as session:
