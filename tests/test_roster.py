@@ -993,3 +993,23 @@ async def test_resolver_course_progress_for_someone_else(
             await enrollments.course_progress(
                 tx, roster_school.school.instructor.viewer, course_id, roster_school.leaver.id
             )
+
+
+async def test_a_roster_reads_no_password_hash_or_email_and_its_total_in_the_course_read(
+    client: TestClient, roster_school: Roster, count_statements: StatementCounter
+) -> None:
+    """A page reads the accounts' shown columns only; its total comes with the course."""
+    variables = {"courseId": str(roster_school.course_id)}
+    admin = roster_school.school.admin
+    assert "errors" not in await graphql(client, ROSTER, variables, as_=admin)
+    for order_by in EXPECTED_ORDER:
+        count_statements.statements.clear()
+        with count_statements:
+            body = await graphql(client, ROSTER, {**variables, "orderBy": order_by}, as_=admin)
+        assert body["data"]["courseStudents"]["total"] == len(LEARNERS)
+        read = " ".join(count_statements.statements).lower()
+        assert "password_hash" not in read, order_by
+        assert "email" not in read, order_by
+        # The course with its stored count, then the page: no count of the enrolments.
+        assert count_statements.count == 2, count_statements.statements
+        assert "count(" not in read, order_by

@@ -240,8 +240,9 @@ async def test_filters_keep_the_statement_count(
             body = await graphql(client, FILTERED, variables, as_=school.instructor)
         assert "errors" not in body
         counts.append(count_statements.count)
-    # The course and its staff, the count, the page: filters add no statement
-    assert counts == [4, 4, 4]
+    # The course with its stored count of students, its staff, the page; a filter counts
+    # its students instead (one statement), and adds no other
+    assert counts == [3, 4, 4]
 
 
 async def test_the_resolver_refuses_a_bad_status(db: Database, school: School) -> None:

@@ -114,6 +114,18 @@ async def staff_course(
     return course
 
 
+async def require_staff(
+    tx: Transaction, viewer: Viewer, course_id: int, course: CourseRow | None
+) -> CourseRow:
+    """`staff_course`'s checks on a course row read already (with more in its statement):
+    `not_found`, or `forbidden` for non-staff."""
+    if course is None or not await can_see_course(tx, viewer, course):
+        raise NotFound(f"Course {course_id} not found")
+    if not await is_course_staff(tx, viewer, course_id):
+        raise Forbidden("Only the course's instructors and admins may do this")
+    return course
+
+
 def require_author(viewer: Viewer | None) -> Viewer:
     """The viewer if instructor or admin (who may create courses), else `forbidden`."""
     viewer = require_viewer(viewer)

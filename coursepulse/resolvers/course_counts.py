@@ -11,15 +11,20 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import Executable
 
-from coursepulse.models import ENROLLED_STATUSES, CourseCount, Enrollment
+from coursepulse.models import ENROLLED_STATUSES, Course, CourseCount, Enrollment
+from coursepulse.models.rows import CourseRow
 from coursepulse.models.sql import Query, one_of
 from coursepulse.models.transactions import Transaction
 
 _COUNTS = CourseCount.__table__
+_COURSES = Course.__table__
 _ENROLLMENTS = Enrollment.__table__
 
-_ENROLLED_STUDENTS = Query(
-    select(_COUNTS.c.enrolled_students).where(_COUNTS.c.course_id == bindparam("course_id"))
+
+_COURSE_WITH_STUDENTS = Query(
+    select(_COURSES, _COUNTS.c.enrolled_students)
+    .select_from(_COURSES.outerjoin(_COUNTS, _COUNTS.c.course_id == _COURSES.c.id))
+    .where(_COURSES.c.id == bindparam("course_id"))
 )
 
 
@@ -43,9 +48,12 @@ def _change_query(dialect_insert: Any) -> Query:
 _CHANGE = {"sqlite": _change_query(sqlite_insert), "postgresql": _change_query(postgresql_insert)}
 
 
-async def enrolled_students(tx: Transaction, course_id: int) -> int:
-    """How many students the course's roster lists (active or completed enrolments)."""
-    return int(await tx.scalar(_ENROLLED_STUDENTS, course_id=course_id) or 0)
+async def course_with_students(tx: Transaction, course_id: int) -> tuple[CourseRow | None, int]:
+    """The course row (None when there is none) and its count of students, in one read."""
+    row = await tx.first(_COURSE_WITH_STUDENTS, course_id=course_id)
+    if row is None:
+        return None, 0
+    return CourseRow._make(row[:-1]), int(row[-1] or 0)
 
 
 async def count_enrolment(tx: Transaction, course_id: int, change: int) -> None:

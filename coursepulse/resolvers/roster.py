@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cache
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Integer, bindparam, func, literal, or_, select
 
@@ -16,16 +17,16 @@ from coursepulse.models import (
     LessonTime,
     User,
 )
-from coursepulse.models.rows import CourseRow, EnrollmentRow, LessonRow, UserRow
+from coursepulse.models.rows import CourseRow, EnrollmentRow, LessonRow
 from coursepulse.models.sql import Query, nulls_last, one_of, outer_first
 from coursepulse.models.transactions import Transaction
 from coursepulse.models.types import utcnow
-from coursepulse.resolvers.access import staff_course
-from coursepulse.resolvers.course_counts import enrolled_students
+from coursepulse.resolvers.access import require_staff, staff_course
+from coursepulse.resolvers.course_counts import course_with_students
 from coursepulse.resolvers.errors import InvalidInput
 from coursepulse.resolvers.subscriptions import last_event_id
 from coursepulse.resolvers.validation import clean_text
-from coursepulse.resolvers.viewer import Viewer
+from coursepulse.resolvers.viewer import Viewer, require_viewer
 
 MAX_PER_PAGE = 100
 SEARCH_MAX = 100
@@ -42,12 +43,21 @@ class StudentOrder(StrEnum):
     DISPLAY_NAME = "display_name"
 
 
+class RosterUser(NamedTuple):
+    """What a roster shows of a student's account (never their email or password hash)."""
+
+    id: int
+    username: str
+    display_name: str
+    avatar: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class RosterRow:
-    """One student of the roster: their enrolment and their user row."""
+    """One student of the roster: their enrolment and their account."""
 
     enrollment: EnrollmentRow
-    user: UserRow
+    user: RosterUser
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +161,7 @@ def _page_query(
     # it returns: in a thread on SQLite. A near page in an indexed order walks the index,
     # checking the status (and the time) of each enrolment on the way.
     return Query(
-        select(_ENROLLMENTS, _USERS)
+        select(_ENROLLMENTS, *_STUDENT)
         .select_from(
             outer_first(_USERS, _ENROLLMENTS, _USERS.c.id == _ENROLLMENTS.c.user_id)
             if order_by is StudentOrder.DISPLAY_NAME
@@ -162,6 +172,23 @@ def _page_query(
         .limit(bindparam("limit"))
         .offset(bindparam("offset")),
         unbounded=searching or far or idle or status or order_by is StudentOrder.DISPLAY_NAME,
+    )
+
+
+#: The account columns a roster row shows, after the enrolment's (see `_roster_row`).
+_STUDENT = (
+    _USERS.c.username.label("student_username"),
+    _USERS.c.display_name.label("student_display_name"),
+    _USERS.c.avatar.label("student_avatar"),
+)
+_ENROLLMENT_WIDTH = len(_ENROLLMENTS.columns)
+
+
+def _roster_row(row: Any) -> RosterRow:
+    """A page statement's row as the enrolment and the student's account."""
+    return RosterRow(
+        EnrollmentRow._make(row[:_ENROLLMENT_WIDTH]),
+        RosterUser(row.user_id, row.student_username, row.student_display_name, row.student_avatar),
     )
 
 
@@ -192,14 +219,16 @@ async def course_students(
     only those with no learner action (an access, or the enrolment for a student who
     never acted) for at least that many days.
     """
-    course, params, shape = await _scope(tx, viewer, course_id, search, status, inactive_days)
+    course, students, params, shape = await _scope(
+        tx, viewer, course_id, search, status, inactive_days
+    )
     if page < 1:
         raise InvalidInput("page must be 1 or more", field="page")
     if per_page < 1:
         raise InvalidInput("perPage must be 1 or more", field="perPage")
     per_page = min(per_page, MAX_PER_PAGE)
     if shape == (False, False, False):
-        counted = await enrolled_students(tx, course_id)  # stored: no walk of the course
+        counted = students  # stored: no walk of the course's enrolments
     else:
         counted = await tx.scalar(_count_query(*shape), **params)
     offset = (page - 1) * per_page
@@ -218,7 +247,7 @@ async def course_students(
     )
     return RosterPage(
         course=course,
-        rows=[RosterRow(enrollment, user) for enrollment, user in rows],
+        rows=[_roster_row(row) for row in rows],
         total=counted or 0,
         per_page=per_page,
         page=page,
@@ -232,10 +261,12 @@ async def _scope(
     search: str | None,
     status: EnrollmentStatus | None,
     inactive_days: int | None,
-) -> tuple[CourseRow, dict[str, object], tuple[bool, bool, bool]]:
-    """The course (for its staff only), the statements' parameters for these filters, and
-    which filters apply (search, status, inactivity)."""
-    course = await staff_course(tx, viewer, course_id)
+) -> tuple[CourseRow, int, dict[str, object], tuple[bool, bool, bool]]:
+    """The course (for its staff only) and its count of students, the statements'
+    parameters for these filters, and which filters apply (search, status, inactivity)."""
+    viewer = require_viewer(viewer)
+    found, students = await course_with_students(tx, course_id)
+    course = await require_staff(tx, viewer, course_id, found)
     params: dict[str, object] = {"course_id": course_id}
     if search is not None and (
         needle := clean_text(search, field="search", max_length=SEARCH_MAX, required=False)
@@ -245,7 +276,12 @@ async def _scope(
         params["status"] = str(status)
     if inactive_days is not None:
         params["idle_since"] = idle_since(inactive_days)
-    return course, params, ("pattern" in params, "status" in params, "idle_since" in params)
+    return (
+        course,
+        students,
+        params,
+        ("pattern" in params, "status" in params, "idle_since" in params),
+    )
 
 
 #: Students read per statement when the whole filtered roster is exported.
@@ -265,12 +301,12 @@ async def all_students(
 ) -> tuple[CourseRow, list[RosterRow]]:
     """The course and every student its roster lists with these filters, in the roster's
     order (an export: read in batches of EXPORT_BATCH, all in the caller's snapshot)."""
-    course, params, shape = await _scope(tx, viewer, course_id, search, status, inactive_days)
+    course, _, params, shape = await _scope(tx, viewer, course_id, search, status, inactive_days)
     query = _page_query(order_by, descending, shape[0], True, status=shape[1], idle=shape[2])
     students: list[RosterRow] = []
     while True:
         rows = await tx.all(query, **params, limit=EXPORT_BATCH, offset=len(students))
-        students.extend(RosterRow(enrollment, user) for enrollment, user in rows)
+        students.extend(_roster_row(row) for row in rows)
         if len(rows) < EXPORT_BATCH:
             return course, students
 

@@ -33,6 +33,7 @@ pinned in pyproject.toml).
 from collections.abc import Callable, Iterable
 from operator import attrgetter
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from graphql import (
     DirectiveNode,
@@ -47,6 +48,7 @@ from graphql import (
     GraphQLOutputType,
     GraphQLResolveInfo,
     GraphQLScalarType,
+    GraphQLSchema,
     GraphQLString,
     Node,
 )
@@ -72,6 +74,11 @@ _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 #: How a row of plain leaves is read: (response key, leaf) for every selected field.
 _RowReader = tuple[tuple[str, _Leaf], ...]
 
+
+#: How each schema's fields are read (`Executor.plain_leaf`), by type and field name.
+_PLAIN_LEAVES: "WeakKeyDictionary[GraphQLSchema, dict[tuple[str, str], _Leaf | None]]" = (
+    WeakKeyDictionary()
+)
 
 #: Selections collected for a document, kept with it across requests: by the type and
 #: the field nodes (owned by the document, so their ids stay theirs) they were collected for.
@@ -103,7 +110,19 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         return known
 
     def plain_leaf(self, parent_type: GraphQLObjectType, name: str) -> _Leaf | None:
-        """How to read the field directly, or None when it takes the general path."""
+        """How to read the field directly, or None when it takes the general path (kept
+        with the schema, for executions without middleware)."""
+        if self.middleware_manager is not None:
+            return self._plain_leaf(parent_type, name)
+        known = _PLAIN_LEAVES.get(self.schema)
+        if known is None:
+            known = _PLAIN_LEAVES[self.schema] = {}
+        key = (parent_type.name, name)
+        if key not in known:
+            known[key] = self._plain_leaf(parent_type, name)
+        return known[key]
+
+    def _plain_leaf(self, parent_type: GraphQLObjectType, name: str) -> _Leaf | None:
         field = self.schema.get_field(parent_type, name)
         if field is None or field.args:
             return None

@@ -29,7 +29,7 @@ from coursepulse.resolvers.progress import (
     format_time_spent,
 )
 from coursepulse.resolvers.roster import CourseStats as CourseStatsRecord
-from coursepulse.resolvers.roster import RosterPage
+from coursepulse.resolvers.roster import RosterPage, RosterUser
 from coursepulse.resolvers.webhooks import deliveries_page_size, event_kinds
 from coursepulse.schema.context import Context
 from coursepulse.schema.enums import (
@@ -345,7 +345,7 @@ class Student:
     _record: strawberry.Private[ProgressRecord]
 
     @classmethod
-    def from_rows(cls, record: ProgressRecord, user: UserRow) -> "Student":
+    def from_rows(cls, record: ProgressRecord, user: UserRow | RosterUser) -> "Student":
         enrollment = record.enrollment
         return cls(
             user_id=gid(user.id),
