@@ -55,6 +55,11 @@ def configure_logging(level: str = "INFO", log_format: LogFormat = "auto") -> No
     """Log to stderr at `level`, as JSON lines or text (`auto`: JSON unless stderr is a
     terminal)."""
     use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+    # Neither format shows a record's thread, process name or source line: not worked out
+    # for every record (the logging HOWTO's "Optimization"; the access log has one a request).
+    logging.logThreads = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None  # type: ignore[attr-defined]
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

@@ -24,6 +24,8 @@ from graphql import OperationType as AstOperationType
 from strawberry import Schema
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.name_converter import NameConverter
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
@@ -450,6 +452,21 @@ def _refuse(context: ExecutionContext, error: GraphQLError) -> None:
     context.pre_execution_errors = [error]
 
 
+class CachedNameConverter(NameConverter):
+    """Strawberry's names, each worked out once: Strawberry asks again for every argument
+    of every resolver call (camelCase from snake_case, a string walk each time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._names: dict[str, str] = {}
+
+    def apply_naming_config(self, name: str) -> str:
+        converted = self._names.get(name)
+        if converted is None:
+            converted = self._names[name] = super().apply_naming_config(name)
+        return converted
+
+
 def build_schema(settings: Settings | None = None, limits: Limits | None = None) -> Schema:
     """The schema with its error mapping, abuse limits and parse/validation caches."""
     schema = CoursepulseSchema(
@@ -458,6 +475,7 @@ def build_schema(settings: Settings | None = None, limits: Limits | None = None)
         subscription=Subscription,
         execution_context_class=SharedEventExecutor,
         extensions=[DomainErrors, FreshLoaders, Documents],
+        config=StrawberryConfig(name_converter=CachedNameConverter()),
     )
     schema.documents = DocumentPolicy(schema._schema, settings or Settings(), limits or Limits())
     return schema
