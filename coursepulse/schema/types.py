@@ -39,6 +39,18 @@ from coursepulse.schema.enums import (
     Role,
 )
 
+#: Enrolment statuses by their stored value: a dict lookup, where calling the enum per row
+#: of a roster page is a slow path of `enum`.
+_STATUSES: dict[str, models.EnrollmentStatus] = {
+    str(status): status for status in models.EnrollmentStatus
+}
+
+
+def enrollment_status(value: str) -> models.EnrollmentStatus:
+    """The status a stored value names (ValueError for one that names none, as the enum)."""
+    found = _STATUSES.get(value)
+    return found if found is not None else models.EnrollmentStatus(value)
+
 
 def gid(value: int | None) -> strawberry.ID:
     """The contract's ID form of a database integer."""
@@ -228,7 +240,7 @@ class Progress:
         return cls(
             course_id=gid(enrollment.course_id),
             user_id=gid(enrollment.user_id),
-            status=models.EnrollmentStatus(enrollment.status),
+            status=enrollment_status(enrollment.status),
             progress_percentage=record.percentage,
             completed_lessons=enrollment.completed_lessons,
             total_lessons=record.course.total_lessons,
@@ -352,7 +364,7 @@ class Student:
             username=user.username,
             display_name=user.display_name,
             avatar=user.avatar,
-            status=models.EnrollmentStatus(enrollment.status),
+            status=enrollment_status(enrollment.status),
             progress_percentage=record.percentage,
             completed_lessons=enrollment.completed_lessons,
             enrolled_at=enrollment.enrolled_at,

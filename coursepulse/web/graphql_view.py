@@ -6,6 +6,7 @@ from collections import OrderedDict
 from functools import cached_property
 from typing import Any
 
+import orjson
 from aiohttp import web
 from cross_web import HTTPException
 from graphql import GraphQLError, OperationDefinitionNode, get_operation_ast, parse
@@ -208,8 +209,12 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
         """The JSON answer in the negotiated media type; 400 for a request error under
         graphql-response+json (its body then has no `data`)."""
         media_type = sub_response.get(MEDIA_TYPE, graphql_http.JSON)
-        sub_response.text = self.encode_json(response_data)
+        try:
+            sub_response.body = orjson.dumps(response_data)
+        except TypeError:  # a value orjson does not encode (an int beyond 64 bits)
+            sub_response.body = self.encode_json(response_data).encode()
         sub_response.content_type = media_type
+        sub_response.charset = "utf-8"
         if (
             media_type == graphql_http.GRAPHQL_RESPONSE
             and isinstance(response_data, dict)
