@@ -322,6 +322,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"- Load before the runs: {results['load_average']} (1, 5, 15 min).",
         f"- Answers checked before timing: {results['check']}.",
     ]
+    steadiness = run.steadiness_line(results.get("cpu_loop_ms", []))
+    if steadiness:
+        lines.append(steadiness)
     if results.get("skipped"):
         lines.append(f"- Skipped: {results['skipped']}")
     lines += [
@@ -366,6 +369,7 @@ async def benchmark(args: argparse.Namespace, plan: run.Plan) -> dict[str, Any]:
         "load_average": ", ".join(f"{value:.2f}" for value in os.getloadavg()),
         "scenarios": {},
         "check": "-",
+        "cpu_loop_ms": run.cpu_steadiness(),
     }
     reason = await run.postgres_reachable(args.postgres_url)
     if reason:

@@ -250,6 +250,48 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return total
 
 
+#: A fixed piece of pure Python work, timed on the server's CPU by `cpu_steadiness`.
+_PROBE = (
+    "import time\n"
+    "for _ in range({samples}):\n"
+    "    started = time.perf_counter(); total = 0\n"
+    "    for i in range(200_000): total += i\n"
+    "    print(round((time.perf_counter() - started) * 1000, 2), flush=True)\n"
+    "    time.sleep(0.1)\n"
+)
+
+
+def cpu_steadiness(samples: int = 12) -> list[float]:
+    """Milliseconds the same loop took, sample after sample, on the server's CPU.
+
+    On a shared host a CPU's speed changes from one second to the next while the machine
+    looks idle (the load shows nothing): the spread says how far requests/s of runs taken
+    at different moments can be compared. Interleaved ratios hold better.
+    """
+    probe = subprocess.run(
+        ["taskset", "-c", SERVER_CPU, sys.executable, "-c", _PROBE.format(samples=samples)]
+        if shutil.which("taskset")
+        else [sys.executable, "-c", _PROBE.format(samples=samples)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return [float(line) for line in probe.stdout.split()]
+
+
+def steadiness_line(samples: list[float]) -> str | None:
+    """The report's line on how steady the server's CPU was, or None without samples."""
+    if not samples:
+        return None
+    fastest, slowest = min(samples), max(samples)
+    return (
+        f"- CPU {SERVER_CPU}'s speed: the same loop took {fastest:.1f}-{slowest:.1f} ms over "
+        f"{len(samples)} samples taken outside the runs (median "
+        f"{statistics.median(samples):.1f}; the slowest {100 * (slowest / fastest - 1):.0f}% "
+        "over the fastest). Ratios of interleaved runs are steadier than requests/s."
+    )
+
+
 def busy_cpu_seconds() -> float:
     """CPU time the whole machine spent busy since boot (all CPUs, from /proc/stat)."""
     with contextlib.suppress(OSError, ValueError, IndexError):
@@ -1253,6 +1295,9 @@ def markdown(results: dict[str, Any]) -> str:
             f"- Other processes kept {statistics.mean(others):.2f} CPUs busy on average during "
             f"the wrk runs (max {max(others):.2f}): 0 on a quiet machine."
         )
+    steadiness = steadiness_line(machine.get("cpu_loop_ms", []))
+    if steadiness:
+        lines.append(steadiness)
     if base:
         low = scenarios["baseline"]["requests_per_second"]["min"]
         high = scenarios["baseline"]["requests_per_second"]["max"]
@@ -1482,6 +1527,7 @@ async def main_async(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
         "machine": machine_info(wrk),
         "scenarios": {},
     }
+    results["machine"]["cpu_loop_ms"] = cpu_steadiness()
     scenarios: dict[str, Any] = results["scenarios"]
     layout = dataset.Layout.for_scale(plan.scale)
     with work_directory(args.keep) as work:
@@ -1610,6 +1656,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run, write the results, print the Markdown table; returns the exit status."""
     args, plan = parse_args(argv)
     results = asyncio.run(main_async(args, plan))
+    results["machine"]["cpu_loop_ms"] = [
+        *results["machine"].get("cpu_loop_ms", []),
+        *cpu_steadiness(),
+    ]
     results["total_seconds"] = round(time.monotonic() - STARTED, 1)
     results["targets"] = targets(results)
     latest_json, latest_md = write_results(results, args.output_dir)
