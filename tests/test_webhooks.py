@@ -867,3 +867,31 @@ async def test_an_admins_webhook_for_every_course_stops_when_they_are_no_longer_
         row = {row.id: row for row in await webhooks.every_webhook(tx)}[webhook_id]
     assert row.disabled_at is not None
     assert "no longer manages" in row.disabled_reason
+
+
+async def test_news_at_the_moment_of_stopping_does_not_keep_the_worker_running(
+    db: Database, settings: Settings
+) -> None:
+    """Python 3.11's `asyncio.wait_for` returns the awaited result, swallowing the
+    cancellation, when both arrive in one turn of the loop: a worker woken as it was
+    stopped went on polling, and the application's clean-up waited for it forever."""
+    from coursepulse.app import worker_config
+    from coursepulse.delivery.sender import Sender
+    from coursepulse.delivery.worker import WebhookWorker
+
+    sender = Sender(timeout_seconds=1.0, allow_private=True)
+    await sender.start()
+    try:
+        loop = asyncio.get_running_loop()
+        for _ in range(5):
+            worker = WebhookWorker(db, sender, worker_config(delivering(settings)))
+            worker.start()
+            await asyncio.sleep(0.1)  # waiting for news
+            worker.wake()
+            started = loop.time()
+            # (a timeout would cancel `stop`, which then returns as if it had stopped)
+            await asyncio.wait_for(worker.stop(), 5)
+            assert loop.time() - started < 2, "stop waited for a worker that went on"
+            assert worker.stopped
+    finally:
+        await sender.close()

@@ -95,6 +95,11 @@ class WebhookWorker:
     def start(self, ready: asyncio.Event | None = None) -> None:
         self._task = asyncio.create_task(self._run(ready), name="webhook-worker")
 
+    @property
+    def stopped(self) -> bool:
+        """True once `stop` has ended the worker's loop (or it never started)."""
+        return self._task is None or self._task.done()
+
     async def stop(self) -> None:
         """Stop looking, cancel the sends under way and let go of their claims, so another
         process (or this one restarted) goes on at once. An event cut off mid-send is sent
@@ -125,8 +130,12 @@ class WebhookWorker:
             await ready.wait()
         ticked_at = -float("inf")
         while True:
+            # Not `asyncio.wait_for`: on Python 3.11 it returns the news, swallowing the
+            # cancellation, when `stop` comes in the same turn of the loop as a wake-up;
+            # the worker then went on and `stop` waited for it forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._news.wait(), self.config.poll_seconds)
+                async with asyncio.timeout(self.config.poll_seconds):
+                    await self._news.wait()
             self._news.clear()
             now = time.monotonic()
             if not self._active and now - ticked_at < self.config.poll_seconds:

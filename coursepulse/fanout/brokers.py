@@ -168,7 +168,10 @@ class PostgresBroker:
     async def _keep_listening(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._lost.wait(), self.PING_INTERVAL)
+                # Not `asyncio.wait_for`, which on Python 3.11 can swallow a cancellation
+                # that comes in the same turn of the loop as the event (see delivery/worker.py).
+                async with asyncio.timeout(self.PING_INTERVAL):
+                    await self._lost.wait()
             except TimeoutError:
                 if await self._alive():
                     continue
