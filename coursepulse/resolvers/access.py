@@ -108,17 +108,14 @@ async def staff_course(
 ) -> CourseRow:
     """The course for authoring or instructor views: `not_found`, or `forbidden` for non-staff."""
     viewer = require_viewer(viewer)
-    course = await visible_course(tx, viewer, course_id, lock=lock)
-    if not await is_course_staff(tx, viewer, course_id):
-        raise Forbidden("Only the course's instructors and admins may do this")
-    return course
+    return await require_staff(tx, viewer, course_id, await get_course(tx, course_id, lock=lock))
 
 
 async def require_staff(
     tx: Transaction, viewer: Viewer, course_id: int, course: CourseRow | None
 ) -> CourseRow:
-    """`staff_course`'s checks on a course row read already (with more in its statement):
-    `not_found`, or `forbidden` for non-staff."""
+    """`staff_course`'s checks on a course row read already (a roster reads it with its
+    count of students): `not_found`, or `forbidden` for non-staff."""
     if course is None or not await can_see_course(tx, viewer, course):
         raise NotFound(f"Course {course_id} not found")
     if not await is_course_staff(tx, viewer, course_id):

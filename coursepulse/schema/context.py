@@ -48,12 +48,7 @@ class OperationReads:
     @property
     def unused(self) -> bool:
         """True while no transaction was begun or ended: how it reads may still be set."""
-        return (
-            self._scope is None
-            and self._tx is None
-            and self._statements_before == 0
-            and (not self._closed)
-        )
+        return self._tx is None and not self._closed
 
     @property
     def statements(self) -> int:
