@@ -47,6 +47,7 @@ from graphql import (
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLResolveInfo,
+    GraphQLResolveInfoHelpers,
     GraphQLScalarType,
     GraphQLSchema,
     GraphQLString,
@@ -94,6 +95,16 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         super().__init__(*args, **kwargs)
         #: The document's selections collected by earlier requests (see `collected_for`).
         self.collected = collected
+
+    @property
+    def async_helpers(self) -> GraphQLResolveInfoHelpers:  # type: ignore[override]
+        """The resolve infos' helpers, made when asked (kept, their bound methods would
+        tie the executor into a reference cycle: see `__init__`)."""
+        return GraphQLResolveInfoHelpers(gather=self.gather_async_work, track=self.track_async_work)
+
+    @async_helpers.setter
+    def async_helpers(self, _helpers: GraphQLResolveInfoHelpers) -> None:
+        pass
 
     def collect_subfields(
         self, return_type: GraphQLObjectType, field_details_list: FieldDetailsList
