@@ -8,20 +8,45 @@ the access log names the path without its query string, never a header.
 
 import json
 import logging
+import math
 import sys
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
+
 LogFormat = Literal["auto", "json", "text"]
+
+
+class _Clock:
+    """ISO 8601 times to the millisecond, in UTC; the date and time of a second is worked out
+    once for all the records of that second (the access log writes one a request)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def iso(self, created: float) -> str:
+        """`created` (seconds since the epoch) as `2026-12-07T07:10:00.123+00:00`."""
+        fraction, whole = math.modf(created)  # as `datetime.fromtimestamp` rounds
+        second, micro = divmod(int(whole) * 1_000_000 + round(fraction * 1_000_000), 1_000_000)
+        if second != self._second:
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = second
+        return f"{self._prefix}.{micro // 1000:03d}+00:00"
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, process, message, the record's
     fields, and the exception's traceback when there is one."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._clock = _Clock()
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": self._clock.iso(record.created),
             "level": record.levelname,
             "logger": record.name,
             "process": record.process,
@@ -32,7 +57,10 @@ class JsonFormatter(logging.Formatter):
             entry.update({key: value for key, value in fields.items() if value is not None})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        try:
+            return orjson.dumps(entry, default=str).decode()
+        except TypeError:  # what orjson does not encode (an int beyond 64 bits, a non-str key)
+            return json.dumps(entry, default=str, ensure_ascii=False)
 
 
 class TextFormatter(logging.Formatter):

@@ -3,6 +3,7 @@ terminal) with its request id, viewer, operation name, type and outcome, and no 
 
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +142,21 @@ async def test_the_service_writes_json_lines_when_not_on_a_terminal(
     assert request["viewer_id"] == school.student.id
     assert request["logger"] == "coursepulse.access"
     assert school.student.auth["Authorization"].split()[1] not in log.read_text()
+
+
+def test_a_json_line_has_the_record_time_to_the_millisecond_in_utc() -> None:
+    formatter = JsonFormatter()
+    # Around the end of a second, where rounding to the microsecond carries into it.
+    for created in (1796647075.1189995, 1796647075.9999996, 1796647076.0, 1796647076.0004999):
+        record = logging.LogRecord("coursepulse.access", logging.INFO, "", 0, "m", (), None)
+        record.created = created
+        expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+        assert json.loads(formatter.format(record))["time"] == expected
+
+
+def test_a_field_json_cannot_hold_as_a_number_is_still_logged() -> None:
+    record = logging.LogRecord("coursepulse.access", logging.INFO, "", 0, "m", (), None)
+    record.fields = {"big": 2**70, "when": datetime(2026, 12, 7, tzinfo=UTC), "name": "Zoë"}
+    line = JsonFormatter().format(record)
+    assert json.loads(line)["big"] == 2**70
+    assert json.loads(line)["name"] == "Zoë"

@@ -14,6 +14,7 @@ import contextlib
 import hmac
 import os
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
@@ -118,6 +119,9 @@ class Metrics:
             multiprocess_mode="livesum",
         )
         self._names: set[str] = set()
+        #: Each labelled counter or histogram met, by metric and label values (a few dozen:
+        #: the label values are bounded). `labels()` takes a lock and checks its values.
+        self._children: dict[tuple[object, ...], Any] = {}
 
     def sample_connections(self, use: ConnectionUse) -> None:
         """Record how the database connections are used now."""
@@ -176,11 +180,19 @@ class Metrics:
         operation: OperationSummary | None,
     ) -> None:
         """Count a finished request (and its GraphQL operation, when it ran one)."""
-        self.requests.labels(route_of(request), request.method, str(status)).inc()
+        self._child(self.requests, route_of(request), request.method, str(status)).inc()
         if operation is not None and operation.type is not None and operation.outcome:
             name = self.operation_name(operation.name)
-            self.operations.labels(name, operation.type, operation.outcome).inc()
-            self.operation_seconds.labels(name, operation.type).observe(seconds)
+            self._child(self.operations, name, operation.type, operation.outcome).inc()
+            self._child(self.operation_seconds, name, operation.type).observe(seconds)
+
+    def _child(self, metric: Counter | Histogram, *values: str) -> Any:
+        """The metric's child for these label values (made once)."""
+        key = (metric, *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
 
 def route_of(request: web.Request) -> str:
