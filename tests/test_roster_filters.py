@@ -240,9 +240,10 @@ async def test_filters_keep_the_statement_count(
             body = await graphql(client, FILTERED, variables, as_=school.instructor)
         assert "errors" not in body
         counts.append(count_statements.count)
-    # The course with its stored count of students, its staff, the page; a filter counts
-    # its students instead (one statement), and adds no other
-    assert counts == [3, 4, 4]
+    # Unfiltered: the course with its stored count of students, whether the viewer is its
+    # staff and the page, in one statement. Filtered: the course with its count, its
+    # staff, the count of the students the filter keeps, the page; no other.
+    assert counts == [1, 4, 4]
 
 
 async def test_the_resolver_refuses_a_bad_status(db: Database, school: School) -> None:

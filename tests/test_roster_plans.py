@@ -20,10 +20,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from coursepulse.models import Course, Enrollment, User
 from coursepulse.models.db import Database
 from coursepulse.models.migrate import schema_engine
-from coursepulse.resolvers.roster import StudentOrder, _count_query, _page_query
+from coursepulse.resolvers.roster import (
+    StudentOrder,
+    _count_query,
+    _course_page_query,
+    _page_query,
+)
 
 USERS = 3_000
 LARGE_COURSE_STUDENTS = 2_000
+#: Courses in the school; three of them have students.
+COURSES = 300
 ORDERS = [
     (order, descending, searching)
     for order in StudentOrder
@@ -35,7 +42,8 @@ FILTERS = [(False, False), (True, False), (False, True), (True, True)]
 
 
 async def _fill(connection: AsyncConnection) -> None:
-    """Three courses (2,000, 600 and 60 students) and 3,000 users, some never active."""
+    """300 courses, three with students (2,000, 600 and 60), and 3,000 users, some never
+    active."""
     chance = random.Random(7)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     await connection.execute(
@@ -65,7 +73,7 @@ async def _fill(connection: AsyncConnection) -> None:
                 "created_at": start,
                 "updated_at": start,
             }
-            for number in (1, 2, 3)
+            for number in range(1, COURSES + 1)
         ],
     )
     rows: list[dict[str, Any]] = []
@@ -100,6 +108,18 @@ def _postgres_problems(plan: dict[str, Any]) -> list[str]:
     for child in plan.get("Plans", []):
         problems += _postgres_problems(child)
     return problems
+
+
+def _page_sorted_alone(plan: dict[str, Any]) -> list[str]:
+    """`_postgres_problems` of a statement that reads a page and sorts it again: its top
+    Sort is one of the page's rows when a Limit (the page) is below it."""
+    if plan["Node Type"] == "Sort" and _has_limit(plan):
+        return [problem for child in plan.get("Plans", []) for problem in _postgres_problems(child)]
+    return _postgres_problems(plan)
+
+
+def _has_limit(plan: dict[str, Any]) -> bool:
+    return plan["Node Type"] == "Limit" or any(_has_limit(child) for child in plan.get("Plans", []))
 
 
 def _sqlite_problems(details: list[str]) -> list[str]:
@@ -162,6 +182,50 @@ async def test_every_roster_page_order_walks_an_index(filled: Database) -> None:
                 counted = _count_query(False, status, idle).compiled(connection.dialect)
                 if problems := await _problems(connection, counted.sql, counted.arguments(params)):
                     found[f"count status={status} idle={idle}"] = problems
+    finally:
+        await engine.dispose()
+    assert found == {}
+
+
+async def test_a_roster_page_read_with_its_course_sorts_the_page_alone(filled: Database) -> None:
+    """The unfiltered roster reads its course, count and page in one statement: the page
+    walks its index as above; what is sorted again is its own rows (at most a page)."""
+    engine = schema_engine(filled.url)
+    found: dict[str, list[str]] = {}
+    try:
+        async with engine.connect() as connection:
+            postgres = connection.dialect.name == "postgresql"
+            if postgres:
+                await connection.exec_driver_sql("SET enable_seqscan = off")
+            params = {"course_id": 1, "user_id": 2, "limit": 20, "offset": 40}
+            for order in StudentOrder:
+                for descending in (True, False):
+                    compiled = _course_page_query(order, descending).compiled(connection.dialect)
+                    arguments = compiled.arguments(params)
+                    if postgres:
+                        result = await connection.exec_driver_sql(
+                            f"EXPLAIN (FORMAT JSON) {compiled.sql}", arguments
+                        )
+                        document = result.scalar_one()
+                        plan = json.loads(document) if isinstance(document, str) else document
+                        problems = _page_sorted_alone(plan[0]["Plan"])
+                    else:
+                        result = await connection.exec_driver_sql(
+                            f"EXPLAIN QUERY PLAN {compiled.sql}", arguments
+                        )
+                        details = [row[-1] for row in result.all()]
+                        # The page is read by its own plan (materialized): reading its rows
+                        # back and the outer ORDER BY go over what it gave.
+                        outer = details[-1] == "USE TEMP B-TREE FOR ORDER BY"
+                        problems = _sqlite_problems(
+                            [
+                                detail
+                                for detail in (details[:-1] if outer else details)
+                                if not detail.startswith("SCAN page")
+                            ]
+                        )
+                    if problems:
+                        found[f"{order} descending={descending}"] = problems
     finally:
         await engine.dispose()
     assert found == {}

@@ -1,6 +1,6 @@
 """Who may see and change what: course visibility and course staff."""
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, exists, select
 
 from coursepulse.models import (
     ENROLLED_STATUSES,
@@ -19,12 +19,14 @@ from coursepulse.resolvers.viewer import Viewer, require_viewer
 _COURSES = Course.__table__
 _INSTRUCTORS = CourseInstructor.__table__
 _ENROLLMENTS = Enrollment.__table__
-_IS_INSTRUCTOR = Query(
-    select(_INSTRUCTORS.c.user_id).where(
-        _INSTRUCTORS.c.course_id == bindparam("course_id"),
-        _INSTRUCTORS.c.user_id == bindparam("user_id"),
-    )
+#: The viewer (`user_id`) is one of the course's (`course_id`) instructors.
+_INSTRUCTS = (
+    _INSTRUCTORS.c.course_id == bindparam("course_id"),
+    _INSTRUCTORS.c.user_id == bindparam("user_id"),
 )
+_IS_INSTRUCTOR = Query(select(_INSTRUCTORS.c.user_id).where(*_INSTRUCTS))
+#: The same as a column of another statement (a roster page reads it with the course).
+INSTRUCTS = exists().where(*_INSTRUCTS)
 _IS_ENROLLED = Query(
     select(_ENROLLMENTS.c.id).where(
         _ENROLLMENTS.c.course_id == bindparam("course_id"),
@@ -40,23 +42,31 @@ _COURSE_FOR_UPDATE = Query(_COURSE.with_for_update())
 _COURSE_FOR_SHARE = Query(_COURSE.with_for_update(read=True))
 
 
-async def is_course_staff(tx: Transaction, viewer: Viewer | None, course_id: int) -> bool:
-    """True for admins and for the course's instructors."""
+async def is_course_staff(
+    tx: Transaction, viewer: Viewer | None, course_id: int, *, instructs: bool | None = None
+) -> bool:
+    """True for admins and for the course's instructors (`instructs`: whether the viewer
+    instructs it, when read already with `INSTRUCTS`)."""
     if viewer is None:
         return False
     if viewer.is_admin:
         return True
+    if instructs is not None:
+        return instructs
     found = await tx.first(_IS_INSTRUCTOR, course_id=course_id, user_id=viewer.user_id)
     return found is not None
 
 
-async def can_see_course(tx: Transaction, viewer: Viewer | None, course: CourseRow) -> bool:
-    """Published courses are public; others are seen by their staff and enrolled students."""
+async def can_see_course(
+    tx: Transaction, viewer: Viewer | None, course: CourseRow, *, instructs: bool | None = None
+) -> bool:
+    """Published courses are public; others are seen by their staff and enrolled students
+    (`instructs` as for `is_course_staff`)."""
     if course.status == CourseStatus.PUBLISHED:
         return True
     if viewer is None:
         return False
-    if await is_course_staff(tx, viewer, course.id):
+    if await is_course_staff(tx, viewer, course.id, instructs=instructs):
         return True
     enrolled = await tx.first(_IS_ENROLLED, course_id=course.id, user_id=viewer.user_id)
     return enrolled is not None
@@ -112,13 +122,19 @@ async def staff_course(
 
 
 async def require_staff(
-    tx: Transaction, viewer: Viewer, course_id: int, course: CourseRow | None
+    tx: Transaction,
+    viewer: Viewer,
+    course_id: int,
+    course: CourseRow | None,
+    *,
+    instructs: bool | None = None,
 ) -> CourseRow:
     """`staff_course`'s checks on a course row read already (a roster reads it with its
-    count of students): `not_found`, or `forbidden` for non-staff."""
-    if course is None or not await can_see_course(tx, viewer, course):
+    count of students, and whether the viewer `instructs` it): `not_found`, or
+    `forbidden` for non-staff."""
+    if course is None or not await can_see_course(tx, viewer, course, instructs=instructs):
         raise NotFound(f"Course {course_id} not found")
-    if not await is_course_staff(tx, viewer, course_id):
+    if not await is_course_staff(tx, viewer, course_id, instructs=instructs):
         raise Forbidden("Only the course's instructors and admins may do this")
     return course
 

@@ -21,9 +21,14 @@ _COURSES = Course.__table__
 _ENROLLMENTS = Enrollment.__table__
 
 
+#: A course's columns followed by its count of students (None before its first student).
+COURSE_WITH_STUDENTS = (*_COURSES.c, _COUNTS.c.enrolled_students)
+#: The courses with their counts, for statements that read both (see `course_row`).
+COURSES_WITH_COUNTS = _COURSES.outerjoin(_COUNTS, _COUNTS.c.course_id == _COURSES.c.id)
+_COURSE_WIDTH = len(_COURSES.columns)
 _COURSE_WITH_STUDENTS = Query(
-    select(_COURSES, _COUNTS.c.enrolled_students)
-    .select_from(_COURSES.outerjoin(_COUNTS, _COUNTS.c.course_id == _COURSES.c.id))
+    select(*COURSE_WITH_STUDENTS)
+    .select_from(COURSES_WITH_COUNTS)
     .where(_COURSES.c.id == bindparam("course_id"))
 )
 
@@ -50,10 +55,15 @@ _CHANGE = {"sqlite": _change_query(sqlite_insert), "postgresql": _change_query(p
 
 async def course_with_students(tx: Transaction, course_id: int) -> tuple[CourseRow | None, int]:
     """The course row (None when there is none) and its count of students, in one read."""
-    row = await tx.first(_COURSE_WITH_STUDENTS, course_id=course_id)
+    return course_row(await tx.first(_COURSE_WITH_STUDENTS, course_id=course_id))
+
+
+def course_row(row: Any) -> tuple[CourseRow | None, int]:
+    """The course and its count of students from a row that starts with
+    `COURSE_WITH_STUDENTS` (None and 0 for no row)."""
     if row is None:
         return None, 0
-    return CourseRow._make(row[:-1]), int(row[-1] or 0)
+    return CourseRow._make(row[:_COURSE_WIDTH]), int(row[_COURSE_WIDTH] or 0)
 
 
 async def count_enrolment(tx: Transaction, course_id: int, change: int) -> None:

@@ -1,15 +1,17 @@
 """What instructors see: the course roster and course statistics."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Integer, bindparam, func, literal, or_, select
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, literal, or_, select, true
 
 from coursepulse.models import (
     ENROLLED_STATUSES,
+    Course,
     Enrollment,
     EnrollmentStatus,
     Lesson,
@@ -21,8 +23,13 @@ from coursepulse.models.rows import CourseRow, EnrollmentRow, LessonRow
 from coursepulse.models.sql import Query, nulls_last, one_of, outer_first
 from coursepulse.models.transactions import Transaction
 from coursepulse.models.types import utcnow
-from coursepulse.resolvers.access import require_staff, staff_course
-from coursepulse.resolvers.course_counts import course_with_students
+from coursepulse.resolvers.access import INSTRUCTS, require_staff, staff_course
+from coursepulse.resolvers.course_counts import (
+    COURSE_WITH_STUDENTS,
+    COURSES_WITH_COUNTS,
+    course_row,
+    course_with_students,
+)
 from coursepulse.resolvers.errors import InvalidInput
 from coursepulse.resolvers.subscriptions import last_event_id
 from coursepulse.resolvers.validation import clean_text
@@ -75,6 +82,7 @@ class RosterPage:
         return (self.total + self.per_page - 1) // self.per_page
 
 
+_COURSES = Course.__table__
 _ENROLLMENTS = Enrollment.__table__
 _USERS = User.__table__
 _LESSONS = Lesson.__table__
@@ -92,28 +100,32 @@ _SEARCH = or_(
 )
 
 
-def _order(order_by: StudentOrder, descending: bool) -> list[ColumnElement]:  # type: ignore[type-arg]
-    """The ORDER BY of a roster page: each order is a walk down one index (models/tables.py).
+#: What each roster order sorts by, each key with whether its NULLs sort last: each order
+#: is a walk down one index (models/tables.py). The tie-break is the enrolment id, or the
+#: user id for names (the index is on users; a student has one enrolment per course, so
+#: either is unique). Students who never opened the course sort last in both directions.
+#: Within one course total_lessons is constant: completed lessons order like progress.
+_ORDER_KEYS: dict[StudentOrder, tuple[tuple[ColumnElement[Any], bool], ...]] = {
+    StudentOrder.LAST_ACCESSED: (
+        (_ENROLLMENTS.c.last_accessed_at, True),
+        (_ENROLLMENTS.c.id, False),
+    ),
+    StudentOrder.PROGRESS: ((_ENROLLMENTS.c.completed_lessons, False), (_ENROLLMENTS.c.id, False)),
+    StudentOrder.DISPLAY_NAME: ((func.lower(_USERS.c.display_name), False), (_USERS.c.id, False)),
+    StudentOrder.ENROLLED_AT: ((_ENROLLMENTS.c.enrolled_at, False), (_ENROLLMENTS.c.id, False)),
+}
 
-    The tie-break is the enrolment id, or the user id for names (the index is on users;
-    a student has one enrolment per course, so either is unique).
-    """
 
-    def way(column: ColumnElement) -> ColumnElement:  # type: ignore[type-arg]
-        return column.desc() if descending else column.asc()
-
-    if order_by is StudentOrder.LAST_ACCESSED:
-        # Students who never opened the course sort last in both directions.
-        return [
-            nulls_last(_ENROLLMENTS.c.last_accessed_at, descending=descending),
-            way(_ENROLLMENTS.c.id),
-        ]
-    if order_by is StudentOrder.PROGRESS:
-        # Within one course total_lessons is constant: completed lessons order like progress.
-        return [way(_ENROLLMENTS.c.completed_lessons), way(_ENROLLMENTS.c.id)]
-    if order_by is StudentOrder.DISPLAY_NAME:
-        return [way(func.lower(_USERS.c.display_name)), way(_USERS.c.id)]
-    return [way(_ENROLLMENTS.c.enrolled_at), way(_ENROLLMENTS.c.id)]
+def _ordered(
+    keys: Sequence[tuple[ColumnElement[Any], bool]], descending: bool
+) -> list[ColumnElement[Any]]:
+    """The ORDER BY terms for these keys (see `_ORDER_KEYS`) in one direction."""
+    return [
+        nulls_last(key, descending=descending)
+        if last
+        else (key.desc() if descending else key.asc())
+        for key, last in keys
+    ]
 
 
 def _conditions(searching: bool, status: bool, idle: bool) -> list[ColumnElement[bool]]:
@@ -156,22 +168,58 @@ def _page_query(
     idle: bool = False,
 ) -> Query:
     """One page of the roster in one order: each shape is compiled once."""
-    conditions = _conditions(searching, status, idle)
     # A search, a time filter, a name order (no index) or a far page reads more rows than
     # it returns: in a thread on SQLite. A near page in an indexed order walks the index,
     # checking the status (and the time) of each enrolment on the way.
     return Query(
+        _page_select(order_by, descending, searching, status, idle),
+        unbounded=searching or far or idle or status or order_by is StudentOrder.DISPLAY_NAME,
+    )
+
+
+def _page_select(
+    order_by: StudentOrder, descending: bool, searching: bool, status: bool, idle: bool
+) -> Select[Any]:
+    """The statement of a roster page (`_page_query`)."""
+    return (
         select(_ENROLLMENTS, *_STUDENT)
         .select_from(
             outer_first(_USERS, _ENROLLMENTS, _USERS.c.id == _ENROLLMENTS.c.user_id)
             if order_by is StudentOrder.DISPLAY_NAME
             else _ENROLLMENTS.join(_USERS, _USERS.c.id == _ENROLLMENTS.c.user_id)
         )
-        .where(*conditions)
-        .order_by(*_order(order_by, descending))
+        .where(*_conditions(searching, status, idle))
+        .order_by(*_ordered(_ORDER_KEYS[order_by], descending))
         .limit(bindparam("limit"))
-        .offset(bindparam("offset")),
-        unbounded=searching or far or idle or status or order_by is StudentOrder.DISPLAY_NAME,
+        .offset(bindparam("offset"))
+    )
+
+
+@cache
+def _course_page_query(order_by: StudentOrder, descending: bool) -> Query:
+    """The course, its count of students, whether the viewer (`user_id`) instructs it,
+    and a near page of its whole roster, in one statement (`_course_page`).
+
+    The page is `_page_query`'s statement, carrying its order's keys so that the rows
+    joined to the course (none when the page is empty) keep the page's order; the course
+    is read by key, so what is sorted again is the page alone.
+    """
+    keys = _ORDER_KEYS[order_by]
+    page = (
+        _page_select(order_by, descending, False, False, False)
+        .add_columns(*(key.label(f"order_key_{number}") for number, (key, _) in enumerate(keys)))
+        .subquery("page")
+    )
+    page_keys = [(page.c[f"order_key_{number}"], last) for number, (_, last) in enumerate(keys)]
+    return Query(
+        select(
+            *COURSE_WITH_STUDENTS,
+            INSTRUCTS.label("instructs"),
+            *(column.label(f"page_{column.key}") for column in page.c),
+        )
+        .select_from(COURSES_WITH_COUNTS.outerjoin(page, true()))
+        .where(_COURSES.c.id == bindparam("course_id"))
+        .order_by(*_ordered(page_keys, descending))
     )
 
 
@@ -182,14 +230,17 @@ _STUDENT = (
     _USERS.c.avatar.label("student_avatar"),
 )
 _ENROLLMENT_WIDTH = len(_ENROLLMENTS.columns)
+_ROW_WIDTH = _ENROLLMENT_WIDTH + len(_STUDENT)
+#: Where a page's columns start in `_course_page_query`'s rows.
+_PAGE_START = len(COURSE_WITH_STUDENTS) + 1
 
 
-def _roster_row(row: Any) -> RosterRow:
-    """A page statement's row as the enrolment and the student's account."""
-    return RosterRow(
-        EnrollmentRow._make(row[:_ENROLLMENT_WIDTH]),
-        RosterUser(row.user_id, row.student_username, row.student_display_name, row.student_avatar),
-    )
+def _roster_row(row: Any, start: int = 0) -> RosterRow:
+    """A page statement's row (from its column `start` on) as the enrolment and the
+    student's account."""
+    enrollment = EnrollmentRow._make(row[start : start + _ENROLLMENT_WIDTH])
+    username, display_name, avatar = row[start + _ENROLLMENT_WIDTH : start + _ROW_WIDTH]
+    return RosterRow(enrollment, RosterUser(enrollment.user_id, username, display_name, avatar))
 
 
 def _like_pattern(needle: str) -> str:
@@ -219,6 +270,16 @@ async def course_students(
     only those with no learner action (an access, or the enrolment for a student who
     never acted) for at least that many days.
     """
+    offset = (page - 1) * per_page
+    if (
+        search is None
+        and status is None
+        and inactive_days is None
+        and page >= 1
+        and 1 <= per_page <= MAX_PER_PAGE
+        and offset <= FAR_PAGE_OFFSET
+    ):
+        return await _course_page(tx, viewer, course_id, order_by, descending, page, per_page)
     course, students, params, shape = await _scope(
         tx, viewer, course_id, search, status, inactive_days
     )
@@ -249,6 +310,37 @@ async def course_students(
         course=course,
         rows=[_roster_row(row) for row in rows],
         total=counted or 0,
+        per_page=per_page,
+        page=page,
+    )
+
+
+async def _course_page(
+    tx: Transaction,
+    viewer: Viewer | None,
+    course_id: int,
+    order_by: StudentOrder,
+    descending: bool,
+    page: int,
+    per_page: int,
+) -> RosterPage:
+    """`course_students` without filters, for a near page: what `_scope` and the page
+    read, in one statement."""
+    viewer = require_viewer(viewer)
+    rows = await tx.all(
+        _course_page_query(order_by, descending),
+        course_id=course_id,
+        user_id=viewer.user_id,
+        limit=per_page,
+        offset=(page - 1) * per_page,
+    )
+    found, students = course_row(rows[0] if rows else None)
+    instructs = bool(rows[0].instructs) if rows else False
+    course = await require_staff(tx, viewer, course_id, found, instructs=instructs)
+    return RosterPage(
+        course=course,
+        rows=[_roster_row(row, _PAGE_START) for row in rows if row.page_id is not None],
+        total=students,
         per_page=per_page,
         page=page,
     )
