@@ -95,6 +95,12 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         super().__init__(*args, **kwargs)
         #: The document's selections collected by earlier requests (see `collected_for`).
         self.collected = collected
+        #: How this schema's fields are read, kept across executions (without middleware).
+        self._leaves: dict[tuple[str, str], _Leaf | None] | None = None
+        if self.middleware_manager is None:
+            self._leaves = _PLAIN_LEAVES.get(self.schema)
+            if self._leaves is None:
+                self._leaves = _PLAIN_LEAVES[self.schema] = {}
 
     @property
     def async_helpers(self) -> GraphQLResolveInfoHelpers:  # type: ignore[override]
@@ -123,15 +129,15 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
     def plain_leaf(self, parent_type: GraphQLObjectType, name: str) -> _Leaf | None:
         """How to read the field directly, or None when it takes the general path (kept
         with the schema, for executions without middleware)."""
-        if self.middleware_manager is not None:
-            return self._plain_leaf(parent_type, name)
-        known = _PLAIN_LEAVES.get(self.schema)
+        known = self._leaves
         if known is None:
-            known = _PLAIN_LEAVES[self.schema] = {}
+            return self._plain_leaf(parent_type, name)
         key = (parent_type.name, name)
-        if key not in known:
-            known[key] = self._plain_leaf(parent_type, name)
-        return known[key]
+        try:
+            return known[key]
+        except KeyError:
+            plain = known[key] = self._plain_leaf(parent_type, name)
+            return plain
 
     def _plain_leaf(self, parent_type: GraphQLObjectType, name: str) -> _Leaf | None:
         field = self.schema.get_field(parent_type, name)
