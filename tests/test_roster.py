@@ -1017,10 +1017,10 @@ async def test_resolver_course_progress_for_someone_else(
 
 
 async def test_a_roster_reads_no_password_hash_or_email_and_its_total_in_the_course_read(
-    client: TestClient, roster_school: Roster, count_statements: StatementCounter
+    client: TestClient, db: Database, roster_school: Roster, count_statements: StatementCounter
 ) -> None:
-    """A page reads the accounts' shown columns only; its total comes with the course, in
-    the page's own statement."""
+    """A page reads the accounts' shown columns only; its total comes with the course (on
+    PostgreSQL in the page's own statement)."""
     variables = {"courseId": str(roster_school.course_id)}
     admin = roster_school.school.admin
     assert "errors" not in await graphql(client, ROSTER, variables, as_=admin)
@@ -1032,7 +1032,8 @@ async def test_a_roster_reads_no_password_hash_or_email_and_its_total_in_the_cou
         read = " ".join(count_statements.statements).lower()
         assert "password_hash" not in read, order_by
         assert "email" not in read, order_by
-        # The course with its stored count and the page, in one statement: no count of
-        # the enrolments.
-        assert count_statements.count == 1, count_statements.statements
+        # The course with its stored count and the page (in one statement on PostgreSQL):
+        # no count of the enrolments.
+        expected = 1 if db.dialect == "postgresql" else 2
+        assert count_statements.count == expected, count_statements.statements
         assert "count(" not in read, order_by
