@@ -159,8 +159,9 @@ class Compiled:
     #: Values bound in the statement itself (constants), by parameter name.
     constants: dict[str, Any]
     binds: tuple[Callable[[Any], Any] | None, ...]
-    results: tuple[Callable[[Any], Any] | None, ...]
-    processes_results: bool
+    #: Where a result column's values need converting (a timestamp given its UTC offset):
+    #: each such column's position and converter, the others are taken as they come.
+    converted: tuple[tuple[int, Callable[[Any], Any]], ...]
     make_row: RowMaker
     #: True when a row is one table's row type (its first element is the row itself).
     whole_row: bool
@@ -180,18 +181,18 @@ class Compiled:
     def rows(self, raw: Sequence[Sequence[Any]]) -> list[Any]:
         """The driver's rows as the statement's row type, each value processed by its type."""
         make = self.make_row
-        if not self.processes_results:
+        converted = self.converted
+        if not converted:
             return [make(item) for item in raw]
-        results = self.results
-        return [
-            make(
-                [
-                    value if process is None or value is None else process(value)
-                    for process, value in zip(results, item, strict=True)
-                ]
-            )
-            for item in raw
-        ]
+        rows = []
+        for item in raw:
+            values = list(item)
+            for index, convert in converted:
+                value = values[index]
+                if value is not None:
+                    values[index] = convert(value)
+            rows.append(make(values))
+        return rows
 
 
 class Query:
@@ -236,9 +237,17 @@ def _sqlite_utc(value: str) -> datetime:
 
 def _result_processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
     """The column type's own converter; one C call for SQLite timestamps instead of two layers."""
-    if isinstance(type_, UTCDateTime) and dialect.name == "sqlite":
-        return _sqlite_utc
+    if isinstance(type_, UTCDateTime):
+        return _sqlite_utc if dialect.name == "sqlite" else _aware_utc
     return type_._cached_result_processor(dialect, None)
+
+
+def _aware_utc(value: datetime) -> datetime:
+    """A driver's timestamp in UTC (`UTCDateTime.process_result_value`; asyncpg gives
+    `timestamptz` in UTC already)."""
+    if value.tzinfo is UTC:
+        return value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _column_of(entry: Any) -> Column[Any] | None:
@@ -321,8 +330,9 @@ def compile_statement(statement: Executable, dialect: Dialect) -> Compiled:
         names=names,
         constants={name: value for name, value in constants.items() if name in names},
         binds=tuple(processors.get(name) for name in names),
-        results=results,
-        processes_results=any(process is not None for process in results),
+        converted=tuple(
+            (index, process) for index, process in enumerate(results) if process is not None
+        ),
         make_row=_row_maker(entries) if entries else tuple,
         whole_row=bool(entries) and len(_whole_tables([_column_of(e) for e in entries]) or ()) == 1,
     )
