@@ -491,7 +491,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(args.log_level or Settings().log_level, Settings().log_format)
+    settings = Settings()
+    configure_logging(
+        args.log_level or settings.log_level, settings.log_format, settings.log_flush_seconds
+    )
     try:
         return int(args.func(args))
     except DomainError as error:

@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -79,16 +80,82 @@ class TextFormatter(logging.Formatter):
         return f"{head} {pairs}" + (f"\n{rest}" if rest else "") if pairs else line
 
 
-def configure_logging(level: str = "INFO", log_format: LogFormat = "auto") -> None:
+class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes its lines in batches: at most `interval` seconds after
+    they were logged, at once when a batch reaches `batch_bytes`, and, with every line
+    before it, as soon as a record of WARNING or above arrives (so an error is never held
+    back). Flushed when logging shuts down (at exit) and when closed.
+
+    One write per request (the access log's line) was a tenth of a request's CPU under load;
+    a write per batch costs a fraction of it. Like nginx's `access_log ... buffer= flush=`,
+    lines of the last `interval` seconds are lost if the process is killed outright.
+    """
+
+    def __init__(self, interval: float = 0.5, batch_bytes: int = 64 * 1024) -> None:
+        super().__init__()
+        self.interval = interval
+        self.batch_bytes = batch_bytes
+        self._lines: list[str] = []
+        self._size = 0
+        self._stopped = threading.Event()
+        self._flusher = threading.Thread(
+            target=self._flush_regularly, name="log-flusher", daemon=True
+        )
+        self._flusher.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        self._lines.append(line)
+        self._size += len(line)
+        if record.levelno >= logging.WARNING or self._size >= self.batch_bytes:
+            self._write()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write()
+
+    def close(self) -> None:
+        self._stopped.set()
+        self.flush()
+        super().close()
+
+    def _write(self) -> None:
+        """Write the batch (the handler's lock held)."""
+        if not self._lines:
+            return
+        text, self._lines, self._size = "".join(self._lines), [], 0
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except Exception:  # as StreamHandler: a broken stream must not break the service
+            self.handleError(logging.makeLogRecord({"msg": text[:200]}))
+
+    def _flush_regularly(self) -> None:
+        while not self._stopped.wait(self.interval):
+            self.flush()
+
+
+def configure_logging(
+    level: str = "INFO", log_format: LogFormat = "auto", flush_seconds: float = 0.5
+) -> None:
     """Log to stderr at `level`, as JSON lines or text (`auto`: JSON unless stderr is a
-    terminal)."""
+    terminal); JSON lines in batches at most `flush_seconds` apart (0: each at once)."""
     use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
     # Neither format shows a record's thread, process name or source line: not worked out
     # for every record (the logging HOWTO's "Optimization"; the access log has one a request).
     logging.logThreads = False
     logging.logMultiprocessing = False
     logging._srcfile = None  # type: ignore[attr-defined]
-    handler = logging.StreamHandler()
+    # A terminal shows each line as it comes; a log collector gets them in batches.
+    handler = (
+        BatchedStreamHandler(flush_seconds)
+        if use_json and flush_seconds > 0
+        else logging.StreamHandler()
+    )
     handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     # aiohttp's own access log duplicates ours.

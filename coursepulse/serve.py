@@ -67,7 +67,7 @@ async def _settle_memory(_app: web.Application) -> None:
 
 
 def _worker(settings: Settings, number: int, migrate_first: bool) -> None:
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, settings.log_flush_seconds)
     log.info("worker %d (pid %d) serving", number, os.getpid())
     serve_forever(settings, reuse_port=True, migrate_first=migrate_first)
 

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     #: `json` (one object per line), `text`, or `auto`: JSON unless stderr is a terminal.
     log_format: Literal["auto", "json", "text"] = "auto"
+    #: JSON log lines are written in batches at most this many seconds apart (a warning or
+    #: error at once, with the lines before it); 0 writes every line as it comes.
+    log_flush_seconds: float = Field(default=0.5, ge=0, le=60)
     #: /metrics: `on`, `off`, or `token:<secret>` (scrapes send `Authorization: Bearer <secret>`).
     metrics: str = "on"
     #: Requests slower than this many seconds are logged as warnings.

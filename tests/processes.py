@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 #: Seconds a server process may take to start answering /readyz.
 STARTUP_SECONDS = 30.0
+#: How long a server may take to stop when asked before it is killed.
+STOP_SECONDS = 10
 
 
 def free_port() -> int:
@@ -36,7 +38,9 @@ async def coursepulse_serve(
     env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[tuple[int, asyncio.subprocess.Process]]:
     """A `coursepulse serve` process on `port` (a free one by default), ready: its port and
-    process. Killed at the end if it still runs; its output goes to `log` (appended)."""
+    process. Stopped at the end if it still runs (SIGTERM, as a process manager does, so
+    its log is complete; killed if it has not stopped within STOP_SECONDS); its output
+    goes to `log` (appended)."""
     port = port or free_port()
     environment = {
         **os.environ,
@@ -63,7 +67,12 @@ async def coursepulse_serve(
         yield port, process
     finally:
         if process.returncode is None:
-            process.kill()
+            process.terminate()
+            try:
+                async with asyncio.timeout(STOP_SECONDS):
+                    await process.wait()
+            except TimeoutError:
+                process.kill()
         await process.wait()
 
 

@@ -1,8 +1,12 @@
 """The access log as an operator reads it: one JSON object per request (when not on a
 terminal) with its request id, viewer, operation name, type and outcome, and no secret."""
 
+import asyncio
+import io
 import json
 import logging
+import signal
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from coursepulse.logging_setup import JsonFormatter, TextFormatter
+from coursepulse.logging_setup import BatchedStreamHandler, JsonFormatter, TextFormatter
 from coursepulse.models.db import Database
 from tests.conftest import PASSWORD, School, graphql
 from tests.processes import coursepulse_serve
@@ -126,15 +130,23 @@ async def test_the_service_writes_json_lines_when_not_on_a_terminal(
     log = tmp_path / "serve.log"
     env = {"COURSEPULSE_LOG_LEVEL": "INFO"}
     async with (
-        coursepulse_serve(database_url, log, env=env) as (port, _process),
+        coursepulse_serve(database_url, log, env=env) as (port, process),
         aiohttp.ClientSession() as http,
-        http.post(
+    ):
+        async with http.post(
             f"http://127.0.0.1:{port}/graphql",
             json={"query": "query Me { me { username } }", "operationName": "Me"},
             headers={**school.student.auth, "X-Request-ID": "from-the-test"},
-        ) as response,
-    ):
-        assert response.status == 200
+        ) as response:
+            assert response.status == 200
+        # While it runs, the line is written within COURSEPULSE_LOG_FLUSH_SECONDS (0.5).
+        for _ in range(100):
+            if "from-the-test" in log.read_text():
+                break
+            await asyncio.sleep(0.05)
+        assert "from-the-test" in log.read_text()
+        process.send_signal(signal.SIGTERM)
+        assert await process.wait() == 0
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     request = next(line for line in lines if line.get("request_id") == "from-the-test")
     assert (request["operation_name"], request["operation_type"]) == ("Me", "query")
@@ -160,3 +172,41 @@ def test_a_field_json_cannot_hold_as_a_number_is_still_logged() -> None:
     line = JsonFormatter().format(record)
     assert json.loads(line)["big"] == 2**70
     assert json.loads(line)["name"] == "Zoë"
+
+
+def _record(level: int, message: str) -> logging.LogRecord:
+    return logging.LogRecord("coursepulse.access", level, "", 0, message, (), None)
+
+
+def test_batched_lines_wait_for_their_batch_and_a_warning_takes_them_along() -> None:
+    stream = io.StringIO()
+    handler = BatchedStreamHandler(interval=60, batch_bytes=1_000)
+    handler.setStream(stream)
+    try:
+        handler.handle(_record(logging.INFO, "first"))
+        handler.handle(_record(logging.INFO, "second"))
+        assert stream.getvalue() == ""
+        handler.handle(_record(logging.WARNING, "third"))
+        assert stream.getvalue().splitlines() == ["first", "second", "third"]
+        for number in range(200):  # a full batch is written without waiting
+            handler.handle(_record(logging.INFO, f"line {number:03d}"))
+        written = stream.getvalue().splitlines()
+        assert len(written) > 3
+        assert written[3:] == [f"line {number:03d}" for number in range(len(written) - 3)]
+    finally:
+        handler.close()
+    assert stream.getvalue().splitlines()[-1] == "line 199"  # closing writes the rest
+
+
+def test_batched_lines_are_written_within_the_interval() -> None:
+    stream = io.StringIO()
+    handler = BatchedStreamHandler(interval=0.05)
+    handler.setStream(stream)
+    try:
+        handler.handle(_record(logging.INFO, "soon"))
+        deadline = time.monotonic() + 5
+        while "soon" not in stream.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stream.getvalue() == "soon\n"
+    finally:
+        handler.close()
