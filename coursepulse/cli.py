@@ -83,6 +83,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     log.info(
         "serving on http://%s:%s/graphql with %d worker(s)", settings.host, settings.port, workers
     )
+    # A server's access log is written in batches (the workers set theirs up alike).
+    configure_logging(
+        args.log_level or settings.log_level, settings.log_format, settings.log_flush_seconds
+    )
     if workers == 1:
         serve_forever(settings, migrate_first=migrate_first)
         return 0
@@ -491,10 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings()
-    configure_logging(
-        args.log_level or settings.log_level, settings.log_format, settings.log_flush_seconds
-    )
+    configure_logging(args.log_level or Settings().log_level, Settings().log_format)
     try:
         return int(args.func(args))
     except DomainError as error:

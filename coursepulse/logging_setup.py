@@ -140,7 +140,7 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure_logging(
-    level: str = "INFO", log_format: LogFormat = "auto", flush_seconds: float = 0.5
+    level: str = "INFO", log_format: LogFormat = "auto", flush_seconds: float = 0.0
 ) -> None:
     """Log to stderr at `level`, as JSON lines or text (`auto`: JSON unless stderr is a
     terminal); JSON lines in batches at most `flush_seconds` apart (0: each at once)."""
