@@ -6,11 +6,18 @@ from typing import Any
 
 import pytest
 import strawberry
-from graphql import ExecutionResult, execute, parse
+from graphql import (
+    ExecutionResult,
+    GraphQLEnumType,
+    GraphQLEnumValue,
+    GraphQLError,
+    execute,
+    parse,
+)
 from graphql.execution import collect_fields
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from coursepulse.schema.executor import Executor, collected_for
+from coursepulse.schema.executor import Executor, _enum_serializer, collected_for
 
 
 @strawberry.enum
@@ -234,3 +241,15 @@ async def test_values_of_another_type_are_serialized_as_graphql_core_does() -> N
     assert ours.data == general.data
     assert [e.formatted for e in ours.errors or []] == [e.formatted for e in general.errors or []]
     assert ours.errors, "2**31 is beyond Int: an error at its field"
+
+
+def test_an_enum_is_serialized_once_per_value_and_type() -> None:
+    enum_type = GraphQLEnumType("Color", {"RED": GraphQLEnumValue("red")})
+    serialize = _enum_serializer(enum_type)
+    assert [serialize("red"), serialize("red")] == ["RED", "RED"]
+    with pytest.raises(GraphQLError):
+        serialize("blue")  # refused every time, never remembered
+    with pytest.raises(GraphQLError):
+        serialize("blue")
+    with pytest.raises(GraphQLError):
+        serialize(["red"])  # unhashable: serialized (and refused) as it comes
