@@ -1,17 +1,37 @@
-"""The Subscription root: live progress events, replayed from the log on request."""
+"""The Subscription root: live progress events, replayed from the log on request.
+
+Each subscription is a `LiveStream` (fanout/stream.py). On graphql-transport-ws an idle
+stream parks between events (web/live_operations.py), and when the operation runs
+again the resolver picks the same stream up (`RESUME`): checked, replayed and counted
+once, when the subscription began.
+"""
 
 from collections.abc import AsyncGenerator
+from functools import partial
+from typing import NamedTuple
 
 import strawberry
+from graphql import ExecutionResult, OperationDefinitionNode
 
-from coursepulse.fanout.stream import stream_events
+from coursepulse.fanout.stream import RESUME, LiveStream
+from coursepulse.models.db import Database
+from coursepulse.models.rows import ProgressEventRow
 from coursepulse.resolvers import subscriptions
 from coursepulse.resolvers.validation import parse_id
+from coursepulse.resolvers.viewer import Viewer
 from coursepulse.schema.context import Context
-from coursepulse.schema.shared_events import shared_payload
+from coursepulse.schema.shared_events import EventKey, event_key, executed_result, shared_payload
 from coursepulse.schema.types import ProgressEvent
 
 Info = strawberry.Info[Context]
+
+
+class StreamTag(NamedTuple):
+    """What a live stream's subscription document is, kept with the stream."""
+
+    field: str
+    operation: OperationDefinitionNode
+    key: EventKey
 
 
 def _after(after: strawberry.ID | None) -> int | None:
@@ -21,22 +41,52 @@ def _after(after: strawberry.ID | None) -> int | None:
     return 0 if text == "0" else parse_id(text, field="after")
 
 
-async def _events(
-    info: Info, course_id: int, after: int | None, user_id: int | None
-) -> AsyncGenerator[ProgressEvent, None]:
+def _resumed(info: Info) -> LiveStream | None:
+    """The parked stream of this operation, when the operation runs again to deliver it."""
+    stream = RESUME.get()
+    if stream is None or stream.closed or stream.tag is None or stream.tag.field != info.field_name:
+        return None
+    return stream
+
+
+def _stream(info: Info, course_id: int, after: int | None, user_id: int | None) -> LiveStream:
+    """A new stream, counted as a live subscription until it closes."""
     context = info.context
+    stream = LiveStream(context.db, context.feeds, course_id, after=after, user_id=user_id)
     opened = context.subscriptions_open
-    field = info.field_name
     if opened is not None:
-        opened(field, 1)
+        opened(info.field_name, 1)
+        stream.on_close = partial(opened, info.field_name, -1)
+    return stream
+
+
+async def _events(info: Info, stream: LiveStream) -> AsyncGenerator[ProgressEvent, None]:
+    raw = info._raw_info
+    # Strawberry's resolve info carries the coerced values (graphql-core's, an object).
+    variables = getattr(raw.variable_values, "coerced", raw.variable_values)
+    stream.tag = StreamTag(
+        info.field_name, raw.operation, event_key(raw.operation, raw.fragments, variables)
+    )
+    feeds = info.context.feeds
     try:
-        async for event in stream_events(
-            context.db, context.feeds, course_id, after=after, user_id=user_id
-        ):
-            yield shared_payload(context.feeds, event)
+        async for event in stream:
+            yield shared_payload(feeds, event)
     finally:
-        if opened is not None:
-            opened(field, -1)
+        await stream.aclose()
+
+
+def executed_event(stream: LiveStream, event: ProgressEventRow) -> ExecutionResult | None:
+    """The result of the stream's document on `event`, when a subscriber with the same
+    document had it executed already (schema/shared_events.py); None otherwise."""
+    tag: StreamTag | None = stream.tag
+    if tag is None:
+        return None
+    return executed_result(shared_payload(stream.feeds, event), tag.operation, tag.key)
+
+
+async def _authorize_activity(db: Database, viewer: Viewer | None, course_id: int) -> None:
+    async with db.read() as tx:
+        await subscriptions.authorize_course_activity(tx, viewer, course_id)
 
 
 @strawberry.type
@@ -49,10 +99,15 @@ class Subscription:
     async def progress_updated(
         self, info: Info, courseId: strawberry.ID, after: strawberry.ID | None = None
     ) -> AsyncGenerator[ProgressEvent, None]:
-        course_id, after_id = parse_id(courseId, field="courseId"), _after(after)
-        async with info.context.db.read() as tx:
-            user_id = await subscriptions.authorize_own_progress(tx, info.context.viewer, course_id)
-        async for event in _events(info, course_id, after_id, user_id):
+        stream = _resumed(info)
+        if stream is None:
+            course_id, after_id = parse_id(courseId, field="courseId"), _after(after)
+            async with info.context.db.read() as tx:
+                user_id = await subscriptions.authorize_own_progress(
+                    tx, info.context.viewer, course_id
+                )
+            stream = _stream(info, course_id, after_id, user_id)
+        async for event in _events(info, stream):
             yield event
 
     @strawberry.subscription(
@@ -61,17 +116,16 @@ class Subscription:
     async def course_activity(
         self, info: Info, courseId: strawberry.ID, after: strawberry.ID | None = None
     ) -> AsyncGenerator[ProgressEvent, None]:
-        course_id, after_id = parse_id(courseId, field="courseId"), _after(after)
-        db, viewer, grants = info.context.db, info.context.viewer, info.context.access
-
-        async def authorize() -> None:
-            async with db.read() as tx:
-                await subscriptions.authorize_course_activity(tx, viewer, course_id)
-
-        await authorize()
-        events = _events(info, course_id, after_id, None)
-        if grants is not None and viewer is not None:
-            # Ends with `forbidden` once the viewer is no longer the course's staff.
-            events = grants.guarded(grants.watch(viewer.user_id, course_id, authorize), events)
-        async for event in events:
+        stream = _resumed(info)
+        if stream is None:
+            course_id, after_id = parse_id(courseId, field="courseId"), _after(after)
+            db, viewer, grants = info.context.db, info.context.viewer, info.context.access
+            recheck = partial(_authorize_activity, db, viewer, course_id)
+            await recheck()
+            stream = _stream(info, course_id, after_id, None)
+            if grants is not None and viewer is not None:
+                # Ends with `forbidden` once the viewer is no longer the course's staff.
+                grant = stream.grant = grants.watch(viewer.user_id, course_id, recheck)
+                grant.wake = stream.interrupt
+        async for event in _events(info, stream):
             yield event
