@@ -12,7 +12,6 @@ in `RESUME` so that its consumer picks it up where it parked (web/live_operation
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import ContextVar
-from typing import Any
 
 from coursepulse.fanout.access import LiveGrant, forbidden
 from coursepulse.fanout.feed import Feeds, Overflowed, Subscription
@@ -60,8 +59,6 @@ class LiveStream:
         "feeds",
         "grant",
         "last_id",
-        "on_close",
-        "tag",
         "user_id",
         "waker",
     )
@@ -84,10 +81,6 @@ class LiveStream:
         self.last_id = 0
         #: Ends the stream with `forbidden` once it ends (see `LiveGrant.wake`).
         self.grant: LiveGrant | None = None
-        #: Called once when the stream closes.
-        self.on_close: Callable[[], None] | None = None
-        #: Whatever its consumer keeps with it (schema/subscription.py).
-        self.tag: Any = None
         #: Called when a parked stream has something to deliver (once until `settle`).
         self.waker: Callable[[], None] | None = None
         self.closed = False
@@ -232,6 +225,9 @@ class LiveStream:
         if not self._parked:
             await self.close()
 
+    def ended(self) -> None:
+        """Called once, as the stream closes (for subclasses)."""
+
     async def close(self) -> None:
         """End the stream: no longer subscribed, its grant no longer checked."""
         if self.closed:
@@ -242,9 +238,7 @@ class LiveStream:
         grant, self.grant = self.grant, None
         if grant is not None:
             grant.release()
-        on_close, self.on_close = self.on_close, None
-        if on_close is not None:
-            on_close()
+        self.ended()
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
             subscription.listener = None

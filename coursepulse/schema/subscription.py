@@ -1,14 +1,12 @@
 """The Subscription root: live progress events, replayed from the log on request.
 
-Each subscription is a `LiveStream` (fanout/stream.py). On graphql-transport-ws an idle
-stream parks between events (web/live_operations.py), and when the operation runs
-again the resolver picks the same stream up (`RESUME`): checked, replayed and counted
-once, when the subscription began.
+Each subscription is a `SubscriptionStream` (a LiveStream, fanout/stream.py). On
+graphql-transport-ws an idle stream parks between events (web/live_operations.py), and
+when the operation runs again the resolver picks the same stream up (`RESUME`):
+checked, replayed and counted once, when the subscription began.
 """
 
 from collections.abc import AsyncGenerator
-from functools import partial
-from typing import NamedTuple
 
 import strawberry
 from graphql import ExecutionResult, OperationDefinitionNode
@@ -26,12 +24,32 @@ from coursepulse.schema.types import ProgressEvent
 Info = strawberry.Info[Context]
 
 
-class StreamTag(NamedTuple):
-    """What a live stream's subscription document is, kept with the stream."""
+class SubscriptionStream(LiveStream):
+    """A subscription's stream as the schema keeps it: its document (to find the results
+    executed for it, schema/shared_events.py), its count in the metrics, and how its
+    viewer's right to it is checked again."""
 
-    field: str
-    operation: OperationDefinitionNode
-    key: EventKey
+    __slots__ = ("field", "gauge", "key", "operation", "viewer")
+
+    def __init__(self, info: Info, course_id: int, after: int | None, user_id: int | None) -> None:
+        context = info.context
+        super().__init__(context.db, context.feeds, course_id, after=after, user_id=user_id)
+        self.field = info.field_name
+        self.viewer = context.viewer
+        self.operation: OperationDefinitionNode | None = None
+        self.key: EventKey | None = None
+        #: Counts live subscriptions by field (metrics), while the stream is open.
+        self.gauge = context.subscriptions_open
+        if self.gauge is not None:
+            self.gauge(self.field, 1)
+
+    def ended(self) -> None:
+        if self.gauge is not None:
+            self.gauge(self.field, -1)
+
+    async def recheck_activity(self) -> None:
+        """Raises a DomainError once the viewer may no longer follow the course's activity."""
+        await _authorize_activity(self.db, self.viewer, self.course_id)
 
 
 def _after(after: strawberry.ID | None) -> int | None:
@@ -41,32 +59,20 @@ def _after(after: strawberry.ID | None) -> int | None:
     return 0 if text == "0" else parse_id(text, field="after")
 
 
-def _resumed(info: Info) -> LiveStream | None:
+def _resumed(info: Info) -> SubscriptionStream | None:
     """The parked stream of this operation, when the operation runs again to deliver it."""
     stream = RESUME.get()
-    if stream is None or stream.closed or stream.tag is None or stream.tag.field != info.field_name:
-        return None
-    return stream
+    if isinstance(stream, SubscriptionStream) and stream.field == info.field_name:
+        return None if stream.closed else stream
+    return None
 
 
-def _stream(info: Info, course_id: int, after: int | None, user_id: int | None) -> LiveStream:
-    """A new stream, counted as a live subscription until it closes."""
-    context = info.context
-    stream = LiveStream(context.db, context.feeds, course_id, after=after, user_id=user_id)
-    opened = context.subscriptions_open
-    if opened is not None:
-        opened(info.field_name, 1)
-        stream.on_close = partial(opened, info.field_name, -1)
-    return stream
-
-
-async def _events(info: Info, stream: LiveStream) -> AsyncGenerator[ProgressEvent, None]:
+async def _events(info: Info, stream: SubscriptionStream) -> AsyncGenerator[ProgressEvent, None]:
     raw = info._raw_info
     # Strawberry's resolve info carries the coerced values (graphql-core's, an object).
     variables = getattr(raw.variable_values, "coerced", raw.variable_values)
-    stream.tag = StreamTag(
-        info.field_name, raw.operation, event_key(raw.operation, raw.fragments, variables)
-    )
+    stream.operation = raw.operation
+    stream.key = event_key(raw.operation, raw.fragments, variables)
     feeds = info.context.feeds
     try:
         async for event in stream:
@@ -78,10 +84,10 @@ async def _events(info: Info, stream: LiveStream) -> AsyncGenerator[ProgressEven
 def executed_event(stream: LiveStream, event: ProgressEventRow) -> ExecutionResult | None:
     """The result of the stream's document on `event`, when a subscriber with the same
     document had it executed already (schema/shared_events.py); None otherwise."""
-    tag: StreamTag | None = stream.tag
-    if tag is None:
+    if not isinstance(stream, SubscriptionStream) or stream.operation is None:
         return None
-    return executed_result(shared_payload(stream.feeds, event), tag.operation, tag.key)
+    assert stream.key is not None
+    return executed_result(shared_payload(stream.feeds, event), stream.operation, stream.key)
 
 
 async def _authorize_activity(db: Database, viewer: Viewer | None, course_id: int) -> None:
@@ -106,7 +112,7 @@ class Subscription:
                 user_id = await subscriptions.authorize_own_progress(
                     tx, info.context.viewer, course_id
                 )
-            stream = _stream(info, course_id, after_id, user_id)
+            stream = SubscriptionStream(info, course_id, after_id, user_id)
         async for event in _events(info, stream):
             yield event
 
@@ -119,13 +125,13 @@ class Subscription:
         stream = _resumed(info)
         if stream is None:
             course_id, after_id = parse_id(courseId, field="courseId"), _after(after)
-            db, viewer, grants = info.context.db, info.context.viewer, info.context.access
-            recheck = partial(_authorize_activity, db, viewer, course_id)
-            await recheck()
-            stream = _stream(info, course_id, after_id, None)
+            viewer, grants = info.context.viewer, info.context.access
+            await _authorize_activity(info.context.db, viewer, course_id)
+            stream = SubscriptionStream(info, course_id, after_id, None)
             if grants is not None and viewer is not None:
                 # Ends with `forbidden` once the viewer is no longer the course's staff.
-                grant = stream.grant = grants.watch(viewer.user_id, course_id, recheck)
+                grant = grants.watch(viewer.user_id, course_id, stream.recheck_activity)
                 grant.wake = stream.interrupt
+                stream.grant = grant
         async for event in _events(info, stream):
             yield event
