@@ -84,8 +84,12 @@ class ParkedOperation:
 class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """Strawberry's graphql-transport-ws handler, with operations that park."""
 
-    #: Operations whose streams parked, by id (made on the first).
-    parked: dict[str, ParkedOperation] | None = None
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Operations whose streams parked, by id (made on the first). Every attribute is
+        #: set here: added later, on a server with thousands of sockets, it would no
+        #: longer fit CPython's compact layout of the handler's attributes.
+        self.parked: dict[str, ParkedOperation] | None = None
 
     # ---- hooks for subclasses -------------------------------------------------------------
 

@@ -128,9 +128,12 @@ class TransportWSHandler(ParkingTransportWSHandler):
     """`graphql-transport-ws` with sign-in throttling answers, per-user quotas, and
     subscriptions that wait without a task (web/live_operations.py)."""
 
-    identity: str | None = None
-    #: Whose quota the socket's operations count in (kept once `identity` is given back).
-    operations_identity: str | None = None
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Whose sockets this one counts in, once acknowledged (until it is given back).
+        self.identity: str | None = None
+        #: Whose quota the socket's operations count in (kept once `identity` is given back).
+        self.operations_identity: str | None = None
 
     async def handle_connection_init(self, message: TransportInitMessage) -> None:
         try:
@@ -149,6 +152,15 @@ class TransportWSHandler(ParkingTransportWSHandler):
     def _forget_init_timer(self, timer: "asyncio.Task[None]") -> None:
         if self.connection_init_timeout_task is timer:
             self.connection_init_timeout_task = None
+
+    async def handle_message(self, message: TransportMessage) -> None:
+        try:
+            await super().handle_message(message)
+        finally:
+            # What lives on of it is kept where it is used (the operation, the context);
+            # the loop that read it would keep it whole until the next message.
+            if isinstance(message, dict):
+                message.clear()
 
     async def send_message(self, message: TransportMessage) -> None:
         if message["type"] == "connection_ack" and self.identity is None:
@@ -204,8 +216,11 @@ class TransportWSHandler(ParkingTransportWSHandler):
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     """The legacy `graphql-ws` protocol with an init timeout, 4403, one init, and quotas."""
 
-    identity: str | None = None
-    connection_init_received: bool = False
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Set here, not later: see ParkingTransportWSHandler.__init__.
+        self.identity: str | None = None
+        self.connection_init_received = False
 
     async def handle(self) -> None:
         seconds = self.context.settings.ws_init_timeout_seconds
