@@ -759,7 +759,7 @@ def test_access_notices_survive_the_notify_payload() -> None:
 # ---- live grants, without a server ---------------------------------------------------------
 
 
-async def test_an_ended_grant_stops_its_stream_whether_waiting_or_between_events(
+async def test_an_ended_grant_stops_its_stream_before_replay_between_events_or_waiting(
     db: Database, school: School
 ) -> None:
     async with db.write() as tx:
@@ -775,6 +775,13 @@ async def test_an_ended_grant_stops_its_stream_whether_waiting_or_between_events
         grant = stream.grant = grants.watch(1, school.course_id, allowed)
         grant.wake = stream.interrupt
         return stream, grant
+
+    # Before its replay: nothing is replayed
+    unread, grant = granted_stream()
+    grant.end()
+    with pytest.raises(Forbidden):
+        await anext(unread)
+    await unread.aclose()
 
     # Between events: the consumer holds the first event when the grant ends
     between, grant = granted_stream()

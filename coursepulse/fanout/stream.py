@@ -100,6 +100,7 @@ class LiveStream:
         if self._subscription is None:
             await self._open()
         if self._replaying:
+            self._check_grant()
             replayed = await self._replayed()
             if replayed is not None:
                 return replayed
@@ -147,9 +148,7 @@ class LiveStream:
         subscription = self._subscription
         assert subscription is not None
         while True:
-            grant = self.grant
-            if grant is not None and grant.ended:
-                raise forbidden()
+            self._check_grant()
             try:
                 event = subscription.take()
             except Overflowed:
@@ -159,6 +158,11 @@ class LiveStream:
             if self._delivers(event):
                 self.last_id = event.id
                 return event
+
+    def _check_grant(self) -> None:
+        """Raises `forbidden` once the stream's grant ended."""
+        if self.grant is not None and self.grant.ended:
+            raise forbidden()
 
     def _delivers(self, event: ProgressEventRow) -> bool:
         return event.id > self.last_id and (self.user_id is None or event.user_id == self.user_id)
