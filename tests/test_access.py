@@ -22,12 +22,14 @@ from sqlalchemy import delete, select, text, update
 
 from coursepulse.app import create_app
 from coursepulse.cli import main
-from coursepulse.fanout.access import LiveGrants
-from coursepulse.models import ApiToken, CourseInstructor, Role
+from coursepulse.fanout.access import LiveGrant, LiveGrants
+from coursepulse.fanout.feed import Feeds
+from coursepulse.fanout.stream import LiveStream
+from coursepulse.models import ApiToken, CourseInstructor, ProgressEventKind, Role
 from coursepulse.models.access import AccessChange, AccessNotice
 from coursepulse.models.db import Database
 from coursepulse.models.migrate import schema_engine
-from coursepulse.resolvers import courses, users
+from coursepulse.resolvers import courses, enrollments, users
 from coursepulse.resolvers.errors import Forbidden, InvalidCredentials
 from coursepulse.settings import Settings
 from coursepulse.web.keys import BROKER
@@ -757,49 +759,61 @@ def test_access_notices_survive_the_notify_payload() -> None:
 # ---- live grants, without a server ---------------------------------------------------------
 
 
-async def test_an_ended_grant_stops_its_stream_whether_waiting_or_between_events() -> None:
-    grants = LiveGrants()
-    closed: list[str] = []
-
-    async def source(name: str, wake: asyncio.Event) -> AsyncIterator[int]:
-        try:
-            yield 1
-            await wake.wait()
-            yield 2
-        finally:
-            closed.append(name)
+async def test_an_ended_grant_stops_its_stream_before_replay_between_events_or_waiting(
+    db: Database, school: School
+) -> None:
+    async with db.write() as tx:
+        await enrollments.enroll(tx, school.student.viewer, school.course_id)
+    grants, feeds = LiveGrants(), Feeds(db)
 
     async def allowed() -> None:
         return None
 
-    # Between events: the consumer holds the first event when the grant ends
-    between = grants.watch(1, 10, allowed)
-    stream = grants.guarded(between, source("between", asyncio.Event()))
-    assert await anext(stream) == 1
-    between.end()
+    def granted_stream() -> tuple[LiveStream, LiveGrant]:
+        """A stream replaying the course from its start, under a grant of its own."""
+        stream = LiveStream(db, feeds, school.course_id, after=0)
+        grant = stream.grant = grants.watch(1, school.course_id, allowed)
+        grant.wake = stream.interrupt
+        return stream, grant
+
+    # Before its replay: nothing is replayed
+    unread, grant = granted_stream()
+    grant.end()
     with pytest.raises(Forbidden):
-        await anext(stream)
+        await anext(unread)
+    await unread.aclose()
 
-    # Waiting: the consumer waits for the next event when the grant ends
-    waiting = grants.watch(1, 10, allowed)
-    stream = grants.guarded(waiting, source("waiting", asyncio.Event()))
-    assert await anext(stream) == 1
+    # Between events: the consumer holds the first event when the grant ends
+    between, grant = granted_stream()
+    try:
+        assert (await anext(between)).kind == ProgressEventKind.ENROLLED
+        grant.end()
+        with pytest.raises(Forbidden):
+            await anext(between)
 
-    async def consume() -> BaseException | None:
-        try:
-            await anext(stream)
-        except Forbidden as error:
-            current = asyncio.current_task()
-            assert current is not None
-            assert current.cancelling() == 0, "the cancellation used to wake it was taken back"
-            return error
-        return None
+        # Waiting: the consumer waits for the next event when the grant ends
+        waiting, grant = granted_stream()
+        assert (await anext(waiting)).kind == ProgressEventKind.ENROLLED
 
-    consumer = asyncio.create_task(consume())
-    await until(lambda: waiting._waiting)
-    waiting.end()
-    assert isinstance(await consumer, Forbidden)
+        async def consume() -> BaseException | None:
+            try:
+                await anext(waiting)
+            except Forbidden as error:
+                current = asyncio.current_task()
+                assert current is not None
+                assert current.cancelling() == 0, "no cancellation was used to wake it"
+                return error
+            return None
 
-    # Both sources were closed, and the grants forgotten
-    assert sorted(closed) == ["between", "waiting"]
-    assert len(grants) == 0
+        consumer = asyncio.create_task(consume())
+        await until(lambda: waiting._subscription is not None and waiting._subscription._waiter)
+        grant.end()
+        assert isinstance(await consumer, Forbidden)
+        await between.aclose()
+        await waiting.aclose()
+
+        # Both streams left the feed, and the grants were forgotten
+        assert school.course_id not in feeds.course_ids
+        assert len(grants) == 0
+    finally:
+        await feeds.close()

@@ -53,6 +53,8 @@ from coursepulse.schema.types import ProgressEvent as EventType
 from coursepulse.settings import Settings
 from coursepulse.web.graphql_view import CoursepulseGraphQLView
 from coursepulse.web.keys import BROKER
+from coursepulse.web.revocation import ACCESS
+from coursepulse.web.ws_protocols import WS_QUOTA
 from tests.conftest import Account, School, graphql, make_course, make_user
 
 TRANSPORT_WS = "graphql-transport-ws"
@@ -945,6 +947,74 @@ async def test_client_that_never_sends_connection_init_is_closed_with_4408(
     async with raw_socket(http, ws_url(client), TRANSPORT_WS) as socket:
         closed = await socket.receive()
     assert (closed["frame"], closed["code"]) == (WSMsgType.CLOSE, 4408)
+
+
+# ---- idle subscriptions -------------------------------------------------------------------
+
+ACTIVITY_KINDS = """
+subscription Kinds($courseId: ID!, $after: ID) {
+  courseActivity(courseId: $courseId, after: $after) { id kind }
+}
+"""
+ACTIVITY_LESSONS = """
+subscription Lessons($courseId: ID!, $after: ID) {
+  courseActivity(courseId: $courseId, after: $after) { id lessonId }
+}
+"""
+
+
+def operation_tasks() -> list[str]:
+    """The running tasks that serve websocket operations (run one, or deliver to one)."""
+    names = [task.get_coro().__qualname__ for task in asyncio.all_tasks() if not task.done()]
+    return [name for name in names if name.endswith(("run_operation", "._deliver"))]
+
+
+async def test_idle_subscriptions_wait_without_a_task_and_each_gets_its_own_selection(
+    client: TestClient, db: Database, school: School, http: aiohttp.ClientSession
+) -> None:
+    app = client.server.app
+    await enroll(client, school, school.student)
+    enrolled = await last_event_id(db)
+    course = str(school.course_id)
+    async with raw_socket(http, ws_url(client), TRANSPORT_WS) as socket:
+        ack = await socket.init({"Authorization": basic_header(school.instructor)})
+        assert ack["type"] == "connection_ack"
+        # Given a dashboard following the course twice on one socket, with two selections
+        for operation_id, document in (("kinds", ACTIVITY_KINDS), ("lessons", ACTIVITY_LESSONS)):
+            await socket.subscribe(operation_id, document, courseId=course, after=str(enrolled - 1))
+        replayed = {message["id"] for message in [await socket.receive(), await socket.receive()]}
+        assert replayed == {"kinds", "lessons"}
+
+        # When both wait for the next event, no task is kept for them
+        await until(lambda: operation_tasks() == [])
+        assert followers(app, school.course_id) == 2
+
+        # And when a lesson is completed, each hears it with the fields it asked for
+        await complete(client, school, school.student, 0)
+        heard = {}
+        for _ in range(2):
+            message = await socket.receive()
+            assert message["type"] == "next", message
+            heard[message["id"]] = message["payload"]["data"]["courseActivity"]
+        event_id = str(await last_event_id(db))
+        assert heard == {
+            "kinds": {"id": event_id, "kind": "LESSON_COMPLETED"},
+            "lessons": {"id": event_id, "lessonId": str(school.lesson_ids[0])},
+        }
+        await until(lambda: operation_tasks() == [])
+
+        # When one is completed, it is no longer followed; the other goes on
+        await socket.send({"type": "complete", "id": "kinds"})
+        await until(lambda: followers(app, school.course_id) == 1)
+        await complete(client, school, school.student, 1)
+        message = await socket.receive()
+        assert (message["type"], message["id"]) == ("next", "lessons")
+        assert message["payload"]["data"]["courseActivity"]["lessonId"] == str(school.lesson_ids[1])
+    # And once the socket closes, nothing of it is left: no follower, no grant, no place
+    await until(lambda: followers(app, school.course_id) == 0)
+    assert len(app[ACCESS].grants) == 0
+    assert not app[WS_QUOTA].operations
+    assert operation_tasks() == []
 
 
 # ---- many subscribers ---------------------------------------------------------------------

@@ -7,49 +7,57 @@ grant to check again (`recheck`, the resolvers' own rule); if the rule now
 refuses, the grant ends and the subscription finishes with `forbidden`, while
 the websocket stays open for its other operations.
 
-Ending costs nothing per event: a grant remembers whether its task is waiting
-for the next event, and only then is that wait cancelled (and the cancellation
-turned into the error), the way `asyncio.timeout` turns one into TimeoutError.
+Ending costs nothing per event: the subscription's stream (fanout/stream.py)
+looks at `ended` before each event, and a grant that ends tells the stream
+(`wake`) so that one waiting for its next event, or parked, ends at once.
 """
 
-import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
 
 from coursepulse.resolvers.errors import Forbidden
 
-T = TypeVar("T")
-
 ENDED_MESSAGE = "Your access to this course's live activity ended"
+
+
+def forbidden() -> Forbidden:
+    """The error a subscription ends with once its grant ended."""
+    return Forbidden(ENDED_MESSAGE)
 
 
 class LiveGrant:
     """One running subscription's right to go on."""
 
-    __slots__ = ("_cancelled", "_task", "_waiting", "course_id", "ended", "recheck", "user_id")
+    __slots__ = ("course_id", "ended", "owner", "recheck", "user_id", "wake")
 
     def __init__(
-        self, user_id: int, course_id: int, recheck: Callable[[], Awaitable[None]]
+        self,
+        user_id: int,
+        course_id: int,
+        recheck: Callable[[], Awaitable[None]],
+        owner: "LiveGrants | None" = None,
     ) -> None:
         self.user_id = user_id
         self.course_id = course_id
         #: Raises a DomainError when the user may no longer follow what this grant covers.
         self.recheck = recheck
         self.ended = False
-        self._task: asyncio.Task[object] | None = None
-        self._waiting = False
-        self._cancelled = False
+        #: Told when the grant ends (the subscription's stream).
+        self.wake: Callable[[], None] | None = None
+        self.owner = owner
 
     def end(self) -> None:
         """Stop the subscription: it ends with `forbidden` before its next event."""
         if self.ended:
             return
         self.ended = True
-        task = self._task
-        if self._waiting and task is not None and not task.done():
-            # The task waits inside `LiveGrants.guarded` for the next event: wake it.
-            self._cancelled = True
-            task.cancel()
+        if self.wake is not None:
+            self.wake()
+
+    def release(self) -> None:
+        """The subscription is over: its grant is no longer checked."""
+        self.wake = None
+        if self.owner is not None:
+            self.owner.forget(self)
 
 
 class LiveGrants:
@@ -61,7 +69,7 @@ class LiveGrants:
     def watch(
         self, user_id: int, course_id: int, recheck: Callable[[], Awaitable[None]]
     ) -> LiveGrant:
-        grant = LiveGrant(user_id, course_id, recheck)
+        grant = LiveGrant(user_id, course_id, recheck, owner=self)
         self._by_user.setdefault(user_id, set()).add(grant)
         return grant
 
@@ -85,29 +93,3 @@ class LiveGrants:
 
     def __len__(self) -> int:
         return sum(len(grants) for grants in self._by_user.values())
-
-    async def guarded(self, grant: LiveGrant, events: AsyncGenerator[T, None]) -> AsyncIterator[T]:
-        """`events` for as long as the grant holds; then `forbidden`."""
-        try:
-            while not grant.ended:
-                # The task that waits now (whoever iterates this generator) is the one to wake.
-                task = grant._task = asyncio.current_task()
-                grant._waiting = True
-                try:
-                    item = await anext(events)
-                except StopAsyncIteration:
-                    return
-                except asyncio.CancelledError:
-                    if not grant._cancelled or task is None:
-                        raise
-                    # Our own cancellation, not the connection's: take it back.
-                    grant._cancelled = False
-                    task.uncancel()
-                    break
-                finally:
-                    grant._waiting = False
-                yield item
-            raise Forbidden(ENDED_MESSAGE)
-        finally:
-            self.forget(grant)
-            await events.aclose()

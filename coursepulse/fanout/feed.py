@@ -28,10 +28,11 @@ class Subscription:
     """One subscriber's bounded queue of events of one course.
 
     Thousands of these wait idle at once, so the queue is allocated only while
-    events are waiting, and a single future wakes the one consumer.
+    events are waiting, and a single future wakes the one consumer. A consumer that
+    does not wait (a parked stream, fanout/stream.py) is told through `listener`.
     """
 
-    __slots__ = ("_events", "_waiter", "buffer", "course_id", "overflowed", "start")
+    __slots__ = ("_events", "_waiter", "buffer", "course_id", "listener", "overflowed", "start")
 
     def __init__(self, course_id: int, buffer: int, start: int = 0) -> None:
         self.course_id = course_id
@@ -41,6 +42,8 @@ class Subscription:
         self.overflowed = False
         self._events: deque[ProgressEventRow] | None = None
         self._waiter: asyncio.Future[None] | None = None
+        #: Called when an event arrives (or `interrupt` is called) and nobody waits in `wait`.
+        self.listener: Callable[[], None] | None = None
 
     def offer(self, event: ProgressEventRow) -> None:
         """Queue an event without waiting; a full queue marks the subscription overflowed."""
@@ -55,24 +58,55 @@ class Subscription:
             self._events = None
         else:
             self._events.append(event)
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        self.interrupt()
+
+    def interrupt(self) -> None:
+        """Wake the consumer (the one waiting in `wait`, else the `listener`)."""
+        waiter = self._waiter
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(None)
+        elif self.listener is not None:
+            self.listener()
+
+    def peek(self) -> ProgressEventRow | None:
+        """The next event without taking it; None when none waits. Raises `Overflowed`
+        once the subscriber fell too far behind."""
+        if self.overflowed:
+            raise Overflowed()
+        return self._events[0] if self._events else None
+
+    def take(self) -> ProgressEventRow | None:
+        """The next event, taken from the queue; None when none waits. Raises `Overflowed`
+        once the subscriber fell too far behind."""
+        if self.overflowed:
+            raise Overflowed()
+        events = self._events
+        if not events:
+            return None
+        event = events.popleft()
+        if not events:
+            self._events = None
+        return event
+
+    async def wait(self) -> None:
+        """Returns once an event is waiting, the subscription overflowed, or `interrupt`
+        was called."""
+        if self._events or self.overflowed:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
 
     async def next(self) -> ProgressEventRow:
         """The next event; raises `Overflowed` once the subscriber fell too far behind."""
         while True:
-            if self.overflowed:
-                raise Overflowed()
-            if self._events:
-                event = self._events.popleft()
-                if not self._events:
-                    self._events = None
+            event = self.take()
+            if event is not None:
                 return event
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await self.wait()
 
 
 class CourseFeed:

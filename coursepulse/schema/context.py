@@ -22,8 +22,11 @@ class OperationReads:
 
     One transaction means one consistent view of the data (a percentage and the lessons
     it counts agree) and one BEGIN instead of one per batch; it takes a connection only
-    when a first statement runs.
+    when a first statement runs. A websocket keeps one for its whole life (its context's),
+    so it is small: slots, and its lock made when first needed.
     """
+
+    __slots__ = ("_closed", "_db", "_lock", "_scope", "_statements_before", "_tx", "one_statement")
 
     def __init__(self, db: Database, *, one_statement: bool = False) -> None:
         self._db = db
@@ -31,14 +34,21 @@ class OperationReads:
         self.one_statement = one_statement
         self._scope: AbstractAsyncContextManager[Transaction] | None = None
         self._tx: Transaction | None = None
-        self._lock = asyncio.Lock()
+        self._lock: asyncio.Lock | None = None
         self._statements_before = 0
         self._closed = False
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Serialises beginning and ending the transaction."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
 
     async def tx(self) -> Transaction:
         """The operation's read transaction, begun on first use."""
         if self._tx is None:
-            async with self._lock:
+            async with self.lock:
                 if self._tx is None:
                     scope = self._db.read(one_statement=self.one_statement)
                     self._tx = await scope.__aenter__()
@@ -57,6 +67,9 @@ class OperationReads:
 
     async def close(self) -> None:
         """End the transaction; the next use begins a new one (and sees newer commits)."""
+        if self._lock is None:  # never begun: nothing to end
+            self._closed = True
+            return
         async with self._lock:
             self._closed = True
             if self._tx is not None:
@@ -66,7 +79,7 @@ class OperationReads:
             await scope.__aexit__(None, None, None)
 
 
-@dataclass
+@dataclass(slots=True)
 class OperationSummary:
     """What the access log says of a request's GraphQL operation (name, type, outcome)."""
 
@@ -87,7 +100,7 @@ class OperationSummary:
                 return
 
 
-@dataclass
+@dataclass(slots=True)
 class Context:
     db: Database
     settings: Settings

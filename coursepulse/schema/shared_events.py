@@ -43,6 +43,38 @@ SHARED_EVENTS = 4096
 RESULTS_PER_EVENT = 8
 
 
+#: What tells one subscription document's executions on an event apart (see `event_key`).
+EventKey = tuple[int, tuple[tuple[str, str], ...]]
+
+
+def event_key(
+    operation: OperationDefinitionNode,
+    fragments: dict[str, FragmentDefinitionNode],
+    variables: dict[str, Any],
+) -> EventKey:
+    """The key of an operation's executions on one event: the operation, and the values
+    of the variables the event's fields can see (`variables` are the coerced ones).
+
+    The root field's own arguments (`courseId`, `after`, which differ between
+    subscribers) shape the stream, not the event's answer, whose root resolver returns
+    the event as it is.
+    """
+    used = _per_event_variables(operation, fragments)
+    return (id(operation), _frozen({name: variables[name] for name in used if name in variables}))
+
+
+def executed_result(
+    payload: ProgressEvent, operation: OperationDefinitionNode, key: EventKey
+) -> ExecutionResult | None:
+    """The result of executing `operation` on the event, when some subscriber's
+    execution of it (with the same `key`) is kept; None otherwise. Only results without
+    errors are kept, so this is what that subscriber was sent."""
+    cached = payload.shared_results.get(key)
+    if cached is not None and cached[0] is operation:
+        return cached[1]  # type: ignore[no-any-return]
+    return None
+
+
 def shared_payload(feeds: Feeds, event: EventRow) -> ProgressEvent:
     """The GraphQL object of a log row, the same object for every subscriber of the app
     (kept with the application's feeds)."""
@@ -64,30 +96,22 @@ class SharedEventExecutor(Executor):
     def build_per_event_executor(self, payload: Any) -> Any:
         """An executor for one event; when the event was executed already, its answer."""
         if isinstance(payload, ProgressEvent):
-            cached = payload.shared_results.get(self._key())
-            if cached is not None and cached[0] is self.operation:
-                return _Answered(cached[1])
+            executed = executed_result(payload, self.operation, self._key())
+            if executed is not None:
+                return _Answered(executed)
         return super().build_per_event_executor(payload)
 
-    def _key(self) -> tuple[int, tuple[tuple[str, str], ...]]:
-        # Only the variables the event's fields can see: the root field's own arguments
-        # (`courseId`, `after`, which differ between subscribers) shape the stream, not
-        # the event's answer, whose root resolver returns the event as it is.
-        used = _per_event_variables(self.operation, self.fragment_definitions)
-        coerced = self.variable_values.coerced
-        return (
-            id(self.operation),
-            _frozen({name: coerced[name] for name in used if name in coerced}),
-        )
+    def _key(self) -> EventKey:
+        return event_key(self.operation, self.fragment_definitions, self.variable_values.coerced)
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         payload = self.root_value
         if not isinstance(payload, ProgressEvent):
             return super().execute_operation(serially)
         key = self._key()
-        cached = payload.shared_results.get(key)
-        if cached is not None and cached[0] is self.operation:
-            return cached[1]
+        executed = executed_result(payload, self.operation, key)
+        if executed is not None:
+            return executed
         result = super().execute_operation(serially)
         if is_awaitable(result):
             return self._remember_later(payload, key, result)

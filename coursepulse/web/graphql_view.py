@@ -42,6 +42,7 @@ from coursepulse.web.keys import (
 from coursepulse.web.metrics import METRICS
 from coursepulse.web.revocation import ACCESS
 from coursepulse.web.throttle import client_address
+from coursepulse.web.websockets import WebSocketAdapter, WebSocketResponse
 from coursepulse.web.ws_protocols import LegacyWSHandler, TransportWSHandler
 
 
@@ -49,6 +50,8 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
     # Our limits, sign-in answers and init timeouts on both protocols (web/ws_protocols.py).
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
+    # Small objects for sockets that live for hours (web/websockets.py).
+    websocket_adapter_class = WebSocketAdapter  # type: ignore[assignment]
 
     async def get_context(
         self, request: web.Request, response: web.Response | web.WebSocketResponse
@@ -81,7 +84,7 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
         self, request: web.Request, subprotocol: str | None
     ) -> web.WebSocketResponse:
         """A websocket that pings its peer, so dead connections are noticed and closed."""
-        websocket = web.WebSocketResponse(
+        websocket = WebSocketResponse(
             protocols=[subprotocol] if subprotocol else [],
             heartbeat=request.app[SETTINGS].ws_heartbeat_seconds,
         )
@@ -95,6 +98,8 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Authenticate from connection_init's Authorization (any case), else keep the headers'."""
         params = context.connection_params or {}
+        # Needed only here: the socket does not keep them (a password, or a token) for life.
+        context.connection_params = None
         header = next(
             (
                 value

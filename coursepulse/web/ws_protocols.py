@@ -22,9 +22,6 @@ from typing import Any
 from aiohttp import web
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.exceptions import WebSocketDisconnected
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
-    BaseGraphQLTransportWSHandler,
-)
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage as TransportInitMessage,
 )
@@ -44,6 +41,7 @@ from strawberry.types.unset import UnsetType
 from coursepulse.resolvers.errors import RateLimited
 from coursepulse.schema.context import Context
 from coursepulse.schema.errors import error_entry
+from coursepulse.web.live_operations import ParkingTransportWSHandler
 from coursepulse.web.throttle import client_address
 
 #: Close code for a refused connection_init: too many sign-in failures, or too many sockets.
@@ -126,16 +124,43 @@ def _close_reason(error: RateLimited) -> str:
     return f"{error.code}: {error.message}"[:120]
 
 
-class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    """`graphql-transport-ws` with sign-in throttling answers and per-user quotas."""
+class TransportWSHandler(ParkingTransportWSHandler):
+    """`graphql-transport-ws` with sign-in throttling answers, per-user quotas, and
+    subscriptions that wait without a task (web/live_operations.py)."""
 
-    identity: str | None = None
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Whose sockets this one counts in, once acknowledged (until it is given back).
+        self.identity: str | None = None
+        #: Whose quota the socket's operations count in (kept once `identity` is given back).
+        self.operations_identity: str | None = None
 
     async def handle_connection_init(self, message: TransportInitMessage) -> None:
         try:
             await super().handle_connection_init(message)
         except RateLimited as error:
             await self.websocket.close(code=CLOSE_RATE_LIMITED, reason=_close_reason(error))
+
+    def on_request_accepted(self) -> None:
+        super().on_request_accepted()
+        timer = self.connection_init_timeout_task
+        if timer is not None:
+            # Once it is over (connection_init came, or time ran out), the timer's task
+            # is not kept for the rest of the connection.
+            timer.add_done_callback(self._forget_init_timer)
+
+    def _forget_init_timer(self, timer: "asyncio.Task[None]") -> None:
+        if self.connection_init_timeout_task is timer:
+            self.connection_init_timeout_task = None
+
+    async def handle_message(self, message: TransportMessage) -> None:
+        try:
+            await super().handle_message(message)
+        finally:
+            # What lives on of it is kept where it is used (the operation, the context);
+            # the loop that read it would keep it whole until the next message.
+            if isinstance(message, dict):
+                message.clear()
 
     async def send_message(self, message: TransportMessage) -> None:
         if message["type"] == "connection_ack" and self.identity is None:
@@ -146,7 +171,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 reason = _close_reason(_too_many_sockets(quota))
                 await self.websocket.close(code=CLOSE_RATE_LIMITED, reason=reason)
                 raise WebSocketDisconnected
-            self.identity = identity
+            self.identity = self.operations_identity = identity
         await super().send_message(message)
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
@@ -164,7 +189,20 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if operation is None or operation.task is None:
             quota.end_operation(identity)  # Strawberry's per-connection limit refused it
         else:
-            operation.task.add_done_callback(lambda _task: quota.end_operation(identity))
+            operation.task.add_done_callback(self._operation_over)
+
+    def _operation_over(self, _task: object) -> None:
+        """An operation that counted in the quota ended (its task, or parked: itself)."""
+        if self.operations_identity is not None:
+            _quota(self.context).end_operation(self.operations_identity)
+
+    def hold_place(self) -> bool:
+        """A parked operation keeps its place in the quota until it ends, not its task."""
+        task = asyncio.current_task()
+        return task is not None and task.remove_done_callback(self._operation_over) > 0
+
+    def release_place(self) -> None:
+        self._operation_over(None)
 
     async def shutdown(self) -> None:
         try:
@@ -178,8 +216,11 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     """The legacy `graphql-ws` protocol with an init timeout, 4403, one init, and quotas."""
 
-    identity: str | None = None
-    connection_init_received: bool = False
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Set here, not later: see ParkingTransportWSHandler.__init__.
+        self.identity: str | None = None
+        self.connection_init_received = False
 
     async def handle(self) -> None:
         seconds = self.context.settings.ws_init_timeout_seconds

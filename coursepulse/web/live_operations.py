@@ -1,0 +1,235 @@
+"""graphql-transport-ws subscriptions that wait without a task of their own.
+
+Strawberry runs each operation in a task: for a subscription waiting for its next
+event, that task holds the whole stack of the execution (the operation's task,
+Strawberry's result stream and extension hooks, graphql-core's executor, the
+resolver's generators), about 20 KiB per subscription: 200 MB for 10,000 dashboards
+following a course, almost all of it idle.
+
+Here a live stream (fanout/stream.py) parks instead of waiting: the operation's task
+ends without `complete`, Strawberry's stack with it, and only a `ParkedOperation` is
+kept. When the stream has something to deliver, a task delivers it:
+
+- an event that a subscriber with the same document had executed already (the usual
+  case: schema/shared_events.py executes an event once for all of them) is sent as
+  Strawberry sends an error-free result: `next` with `{"data": ...}`;
+- anything else (the first subscriber of an event, the end of the stream, an error)
+  runs the operation through Strawberry again, whose resolver takes the stream up
+  where it parked (`RESUME`): every rule, hook and error of the normal path applies.
+
+A parked operation stays in the handler's `operations` (so its id stays taken and
+counts towards the limits); `complete` or the socket closing ends it as it ends any.
+"""
+
+import asyncio
+import contextvars
+from contextlib import suppress
+from typing import Any
+
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
+
+from coursepulse.fanout.stream import PARK, RESUME, LiveStream, Parking
+from coursepulse.schema.context import Context
+from coursepulse.schema.subscription import executed_event
+
+
+class Parked(BaseException):
+    """Ends an operation's task quietly: its stream parked (never leaves `run_operation`).
+
+    Not an Exception, so that Strawberry's handlers, which answer any Exception with
+    an error, let it through.
+    """
+
+
+class ParkedOperation:
+    """A subscription whose stream parked, with what delivering to it needs."""
+
+    __slots__ = ("context", "ended", "handler", "holds_place", "operation", "stream", "task")
+
+    def __init__(
+        self,
+        handler: "ParkingTransportWSHandler",
+        operation: Operation[Context, None],
+        stream: LiveStream,
+        context: contextvars.Context,
+    ) -> None:
+        self.handler = handler
+        self.operation = operation
+        self.stream = stream
+        #: The context variables of the operation's task, for the tasks that deliver.
+        self.context = context
+        #: The task delivering to it now, if any.
+        self.task: asyncio.Task[None] | None = None
+        #: Whether its end gives back a place (`ParkingTransportWSHandler.hold_place`).
+        self.holds_place = False
+        self.ended = False
+
+    def wake(self) -> None:
+        """The stream has something to deliver: start a task for it, unless one runs."""
+        if self.task is None and not self.ended:
+            self.handler.start_delivery(self)
+
+    async def end(self) -> None:
+        """The operation is over: forget it and close its stream (once)."""
+        if self.ended:
+            return
+        self.ended = True
+        self.handler.forget_parked(self)
+        await self.stream.close()
+
+
+class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """Strawberry's graphql-transport-ws handler, with operations that park."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Operations whose streams parked, by id (made on the first). Every attribute is
+        #: set here: added later, on a server with thousands of sockets, it would no
+        #: longer fit CPython's compact layout of the handler's attributes.
+        self.parked: dict[str, ParkedOperation] | None = None
+
+    # ---- hooks for subclasses -------------------------------------------------------------
+
+    def hold_place(self) -> bool:
+        """Called in an operation's task as its stream first parks; True when the
+        operation holds something that `release_place` must give back once it ends
+        (instead of when the task ends)."""
+        return False
+
+    def release_place(self) -> None:
+        """A parked operation for which `hold_place` said True ended."""
+
+    # ---- parking ------------------------------------------------------------------------
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        """Strawberry's, except that when the operation's stream parks the task ends
+        without `complete`, and the operation is kept (parked)."""
+        await self._run(operation)
+
+    async def _run(self, operation: Operation[Context, None]) -> bool:
+        """Run the operation; True when its stream parked and the operation is kept."""
+        parking = Parking()
+        token = PARK.set(parking)
+        parked = kept = False
+        try:
+            await super().run_operation(operation)
+        except Parked:
+            parked = True
+        finally:
+            PARK.reset(token)
+            stream = parking.stream
+            if stream is not None:
+                kept = parked and self._keep(operation, stream)
+                if not kept:
+                    await stream.close()
+        return kept
+
+    async def _send_result_stream(
+        self, operation: Operation[Context, None], result_source: Any
+    ) -> None:
+        await super()._send_result_stream(operation, result_source)
+        parking = PARK.get()
+        if parking is not None and parking.stream is not None:
+            raise Parked  # the results ended because the stream parked: no `complete`
+
+    def _keep(self, operation: Operation[Context, None], stream: LiveStream) -> bool:
+        """Keep the operation parked; False when it ended meanwhile (or is not this one's)."""
+        if stream.closed or self.operations.get(operation.id) is not operation:
+            return False
+        parked = self.parked.get(operation.id) if self.parked is not None else None
+        if parked is not None:  # parked again, by the task delivering to it
+            return parked.stream is stream
+        if self.parked is None:
+            self.parked = {}
+        parked = self.parked[operation.id] = ParkedOperation(
+            self, operation, stream, contextvars.copy_context()
+        )
+        parked.holds_place = self.hold_place()
+        operation.task = None  # the finished task is not kept
+        stream.waker = parked.wake
+        if not stream.settle():
+            parked.wake()
+        return True
+
+    def forget_parked(self, parked: ParkedOperation) -> None:
+        operation_id = parked.operation.id
+        if self.parked is not None and self.parked.get(operation_id) is parked:
+            del self.parked[operation_id]
+        if parked.holds_place:
+            self.release_place()
+
+    def start_delivery(self, parked: ParkedOperation) -> None:
+        task = asyncio.create_task(self._deliver(parked), context=parked.context)
+        parked.task = parked.operation.task = task
+        task.add_done_callback(_retrieve)
+
+    async def _deliver(self, parked: ParkedOperation) -> None:
+        """Deliver what the parked stream has; the stream ends parked again, or the
+        operation over."""
+        stream, operation = parked.stream, parked.operation
+        kept = False
+        try:
+            while True:
+                await self._send_executed(operation, stream)
+                if stream.settle():
+                    kept = True
+                    return
+                if not await self._resume(operation, stream):
+                    break
+            # Strawberry ended the operation (and said so), unless the stream was not
+            # taken up again: then it ends here.
+            if self.operations.get(operation.id) is operation:
+                await operation.send_operation_message({"id": operation.id, "type": "complete"})
+        finally:
+            if kept:
+                parked.task = operation.task = None
+            else:
+                await parked.end()
+
+    async def _send_executed(self, operation: Operation[Context, None], stream: LiveStream) -> None:
+        """Send the waiting events whose results were executed already, in order."""
+        while not stream.ending:
+            event = stream.ready()
+            if event is None:
+                return
+            result = executed_event(stream, event)
+            if result is None:
+                return
+            stream.consume(event)
+            try:
+                await operation.send_next(result)  # type: ignore[arg-type]
+            except Exception as error:
+                # As Strawberry's run_operation ends an operation that failed.
+                await self.handle_task_exception(error)
+                with suppress(Exception):
+                    await operation.send_operation_message({"id": operation.id, "type": "complete"})
+                self.operations.pop(operation.id, None)
+                raise
+
+    async def _resume(self, operation: Operation[Context, None], stream: LiveStream) -> bool:
+        """Run the operation again, its resolver taking the stream up where it parked;
+        True when the stream parked again."""
+        token = RESUME.set(stream)
+        try:
+            return await self._run(operation)
+        finally:
+            RESUME.reset(token)
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        parked = self.parked.get(operation_id) if self.parked is not None else None
+        if parked is None:
+            await super().cleanup_operation(operation_id)
+            return
+        self.operations.pop(operation_id, None)
+        if parked.task is not None:
+            parked.task.cancel()
+        await parked.end()
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Failures were reported where they happened (as Strawberry's `_task_done` does)."""
+    if not task.cancelled():
+        task.exception()

@@ -1,0 +1,77 @@
+"""A websocket's server-side objects stay small and speak the protocol as Strawberry does.
+
+Real sockets on a real port (aiohttp's client), on SQLite and PostgreSQL.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import WSMsgType
+
+from coursepulse.models.db import Database
+from coursepulse.settings import Settings
+from coursepulse.web.keys import WEBSOCKETS
+from coursepulse.web.websockets import WebSocketResponse
+from tests.conftest import School
+from tests.test_live import (  # noqa: F401  (_asyncio_debug: an autouse fixture)
+    COURSE_ACTIVITY,
+    TRANSPORT_WS,
+    _asyncio_debug,
+    basic_header,
+    enroll,
+    last_event_id,
+    raw_socket,
+    until,
+    ws_url,
+)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def test_what_aiohttp_sets_on_a_live_websocket_later_is_kept_in_slots(
+    serve: Any, settings: Settings, db: Database, school: School, http: aiohttp.ClientSession
+) -> None:
+    """Attributes set after `__init__` would each cost a live socket a whole dictionary
+    (web/websockets.py): after its sign-in, a subscription and heartbeats, a socket has
+    no attribute in its dictionary that a new one does not have."""
+    client = await serve(settings.model_copy(update={"ws_heartbeat_seconds": 0.05}))
+    await enroll(client, school, school.student)
+    enrolled = await last_event_id(db)
+    async with raw_socket(http, ws_url(client), TRANSPORT_WS) as socket:
+        ack = await socket.init({"Authorization": basic_header(school.instructor)})
+        assert ack["type"] == "connection_ack"
+        course = str(school.course_id)
+        await socket.subscribe("1", COURSE_ACTIVITY, courseId=course, after=str(enrolled - 1))
+        assert int((await socket.next_event())["id"]) == enrolled
+        # A few heartbeats: the client reads, so it answers the server's pings
+        reading = asyncio.create_task(socket.websocket.receive())
+        await asyncio.sleep(0.3)
+        (websocket,) = client.server.app[WEBSOCKETS]
+        assert isinstance(websocket, WebSocketResponse)
+        assert not websocket.closed
+        late = set(vars(websocket)) - set(vars(WebSocketResponse(heartbeat=1.0, protocols=[])))
+        reading.cancel()
+    assert late == set()
+
+
+async def test_a_binary_websocket_message_closes_the_socket_as_invalid(
+    serve: Any, settings: Settings, school: School, http: aiohttp.ClientSession
+) -> None:
+    client = await serve(settings)
+    async with http.ws_connect(ws_url(client), protocols=[TRANSPORT_WS]) as websocket:
+        await websocket.send_json(
+            {"type": "connection_init", "payload": {"Authorization": basic_header(school.student)}}
+        )
+        assert (await websocket.receive_json(timeout=5))["type"] == "connection_ack"
+        await websocket.send_bytes(b'{"type": "ping"}')
+        message = await websocket.receive(timeout=5)
+        assert message.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
+        await until(lambda: websocket.closed)
+    assert websocket.close_code == 4400
