@@ -1257,7 +1257,7 @@ def _ratio(summary: dict[str, Any], baseline: float) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """The results as a Markdown report: tables first, then the targets of issue 6."""
+    """The results as a Markdown report: tables first, then the targets of issue 13."""
     machine, data, plan = results["machine"], results["dataset"], results["plan"]
     scenarios = results["scenarios"]
     base = scenarios.get("baseline", {}).get("requests_per_second", {}).get("median", 0.0)
@@ -1386,14 +1386,18 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["", "| operation | SQL statements | transactions (BEGIN) |", "|---|---|---|"]
         for name, item in statements.items():
             lines.append(f"| {name} | {item['statements']} | {item['transactions']} |")
-    lines += ["", "## Targets of issue 6", "", "| target | measured | met |", "|---|---|---|"]
+    lines += ["", "## Targets of issue 13", "", "| target | measured | met |", "|---|---|---|"]
     for target in results["targets"]:
         lines.append(f"| {target['target']} | {target['measured']} | {target['met']} |")
     return "\n".join(lines) + "\n"
 
 
+FANOUT_TARGET = "fanout: 10,000 subscribers, p99 < 250 ms, <= 32 KiB per idle connection"
+
+
 def targets(results: dict[str, Any]) -> list[dict[str, str]]:
-    """The issue's targets, each with the measured value and whether it is met."""
+    """Issue 13's targets measured here, each with the measured value and whether it is
+    met (its targets against PostGraphile are in the peers table, bench/peers.py)."""
     scenarios = results["scenarios"]
     base = scenarios.get("baseline", {}).get("requests_per_second", {}).get("median", 0.0)
     rows: list[dict[str, str]] = []
@@ -1407,8 +1411,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, str]]:
         met = "yes" if ratio >= wanted else "no"
         rows.append({"target": label, "measured": f"{ratio:.2f}x", "met": met})
 
-    ratio_row("progress", "progress >= 0.33x baseline (stretch 0.5x)", 0.33)
-    ratio_row("roster", "roster >= 0.25x baseline", 0.25)
+    ratio_row("progress", "progress >= 0.40x baseline", 0.40)
+    ratio_row("roster", "roster >= 0.30x baseline", 0.30)
     statements = results.get("statements") or {}
     if "roster perPage 20" in statements:
         twenty = statements["roster perPage 20"]["statements"]
@@ -1420,15 +1424,15 @@ def targets(results: dict[str, Any]) -> list[dict[str, str]]:
                 "met": "yes" if twenty == hundred else "no",
             }
         )
-    for name in ("complete-sqlite", "complete-postgresql"):
+    for name, wanted in (("complete-sqlite", 1_000), ("complete-postgresql", 800)):
         item = scenarios.get(name)
-        label = f"{name}: >= 500 changes/s, none lost or duplicated"
+        label = f"{name}: >= {wanted:,} changes/s, none lost or duplicated"
         if not item or "changes_per_second" not in item:
             reason = item.get("skipped", "not run") if item else "not run"
             rows.append({"target": label, "measured": reason, "met": "n/a"})
             continue
         rate = item["changes_per_second"]["median"]
-        met = rate >= 500 and item["violations"] == 0
+        met = rate >= wanted and item["violations"] == 0
         rows.append(
             {
                 "target": label,
@@ -1439,10 +1443,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, str]]:
     fan = {item["subscribers"]: item for item in scenarios.get("fanout") or []}
     if 10_000 in fan:
         item = fan[10_000]
-        met = item["p99_ms"] < 500 and item["kib_per_connection"] <= 40
+        met = item["p99_ms"] < 250 and item["kib_per_connection"] <= 32
         rows.append(
             {
-                "target": "fanout: 10,000 subscribers, p99 < 500 ms, <= 40 KB per connection",
+                "target": FANOUT_TARGET,
                 "measured": f"p99 {item['p99_ms']} ms, {item['kib_per_connection']} KiB",
                 "met": "yes" if met else "no",
             }
@@ -1451,7 +1455,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, str]]:
         largest = fan[max(fan)]
         rows.append(
             {
-                "target": "fanout: 10,000 subscribers, p99 < 500 ms, <= 40 KB per connection",
+                "target": FANOUT_TARGET,
                 "measured": f"{largest['subscribers']:,} only (run bench-full): p99 "
                 f"{largest['p99_ms']} ms, {largest['kib_per_connection']} KiB",
                 "met": "n/a",
@@ -1467,9 +1471,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, str]]:
             measured += f"; {two / pinned_one:.2f}x the pinned single worker of `progress`"
         rows.append(
             {
-                "target": "--workers 2 >= 1.6x one worker on progress",
+                "target": "--workers 2 >= 1.7x one worker on progress",
                 "measured": measured,
-                "met": "yes" if ratio >= 1.6 else "no",
+                "met": "yes" if ratio >= 1.7 else "no",
             }
         )
     return rows
