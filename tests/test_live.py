@@ -42,7 +42,7 @@ from sqlalchemy import func, select, text
 from websockets.exceptions import ConnectionClosed
 
 from coursepulse.fanout.feed import Feeds
-from coursepulse.fanout.stream import stream_events
+from coursepulse.fanout.stream import LiveStream
 from coursepulse.models import ProgressEvent, ProgressEventKind, Role
 from coursepulse.models.db import Database
 from coursepulse.models.migrate import schema_engine
@@ -731,7 +731,7 @@ async def test_feed_overflow_asks_to_resume_from_the_last_delivered_event_withou
         await enrollments.enroll(tx, school.student.viewer, school.course_id)
     feeds = Feeds(db, buffer=2)
     # Given a live subscription (no `after`) with room for 2 waiting events...
-    stream = stream_events(db, feeds, school.course_id, after=None, user_id=None)
+    stream = LiveStream(db, feeds, school.course_id, after=None, user_id=None)
     first = asyncio.ensure_future(anext(stream))
     try:
         await until(lambda: school.course_id in feeds.course_ids)
@@ -756,7 +756,7 @@ async def test_feed_overflow_asks_to_resume_from_the_last_delivered_event_withou
     assert resume_after == str(delivered[-1].id)
 
     # And resuming from there yields every event it missed: none is lost
-    resumed = stream_events(db, feeds, school.course_id, after=int(resume_after), user_id=None)
+    resumed = LiveStream(db, feeds, school.course_id, after=int(resume_after), user_id=None)
     try:
         async with asyncio.timeout(WAIT):
             while len(delivered) < 5:
@@ -780,7 +780,7 @@ async def test_overflow_before_any_delivery_resumes_from_where_the_subscription_
         await enrollments.enroll(tx, school.student.viewer, school.course_id)
     before_subscribing = await last_event_id(db)
     feeds = Feeds(db, buffer=1)
-    stream = stream_events(db, feeds, school.course_id, after=None, user_id=None)
+    stream = LiveStream(db, feeds, school.course_id, after=None, user_id=None)
     first = asyncio.ensure_future(anext(stream))
     try:
         await until(lambda: school.course_id in feeds.course_ids)

@@ -10,7 +10,7 @@ it can itself (`ready`, `consume`, `settle`), or iterates it again, with the str
 in `RESUME` so that its consumer picks it up where it parked (web/live_operations.py).
 """
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 
 from coursepulse.fanout.access import LiveGrant, forbidden
@@ -170,10 +170,6 @@ class LiveStream:
     # ---- a parked stream, as its holder sees it ------------------------------------------
 
     @property
-    def parked(self) -> bool:
-        return self._parked
-
-    @property
     def ending(self) -> bool:
         """True when the stream must end (its grant ended, or it fell too far behind):
         only iterating it says how."""
@@ -247,21 +243,3 @@ class LiveStream:
         if subscription is not None:
             subscription.listener = None
             await self.feeds.unsubscribe(subscription)
-
-
-async def stream_events(
-    db: Database,
-    feeds: Feeds,
-    course_id: int,
-    *,
-    after: int | None,
-    user_id: int | None,
-) -> AsyncIterator[ProgressEventRow]:
-    """Events of the course (of one user, if given), oldest first: a `LiveStream` that
-    never parks, closed when the iteration ends."""
-    stream = LiveStream(db, feeds, course_id, after=after, user_id=user_id)
-    try:
-        async for event in stream:
-            yield event
-    finally:
-        await stream.close()
