@@ -100,6 +100,14 @@ class Subscription:
         finally:
             self._waiter = None
 
+    async def next(self) -> ProgressEventRow:
+        """The next event; raises `Overflowed` once the subscriber fell too far behind."""
+        while True:
+            event = self.take()
+            if event is not None:
+                return event
+            await self.wait()
+
 
 class CourseFeed:
     """Delivers one course's new log rows to its subscriptions, in id order."""
