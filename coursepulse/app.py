@@ -85,7 +85,10 @@ def create_app(
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         owned = database is None
         app[DATABASE] = database or Database.from_url(
-            settings.database_url, echo=settings.sql_echo, pool_size=settings.db_pool_size
+            settings.database_url,
+            echo=settings.sql_echo,
+            pool_size=settings.db_pool_size,
+            plan_cache_mode=settings.db_plan_cache_mode,
         )
         yield
         if owned:

@@ -45,7 +45,11 @@ def _shown(database_url: str) -> str:
 
 async def _with_database(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> Any:
     """Migrate the database, then run `work` on it (disposed of afterwards)."""
-    db = Database.from_url(settings.database_url)
+    db = Database.from_url(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        plan_cache_mode=settings.db_plan_cache_mode,
+    )
     try:
         await migrate(db.url)
         return await work(db)

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     #: PostgreSQL connections each process's pool holds at most (one more listens for
     #: notifications): size the server's max_connections by processes x (this + 1).
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    #: How PostgreSQL plans the service's statements (its plan_cache_mode): once per
+    #: connection (`force_generic_plan`), or left to PostgreSQL's choice (`auto`).
+    db_plan_cache_mode: Literal["auto", "force_generic_plan", "force_custom_plan"] = (
+        "force_generic_plan"
+    )
 
     # ---- sign-in throttling (web/throttle.py), per process --------------------------------
     #: Length of the sliding window failed sign-ins are counted in.

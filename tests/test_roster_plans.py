@@ -5,7 +5,10 @@ engine can stop after 20 rows: each order (both directions, with and without a n
 search) must come out of an index already in that order. The plans are read on a course
 of 2,000 students among 3,000 users, with the engines' statistics up to date. PostgreSQL
 is told to avoid sorts and sequential scans wherever it can (at this size it would rather
-read everything): what remains is what no index can serve.
+read everything): what remains is what no index can serve. Its plans are read both as
+the service runs them (one generic plan per prepared statement, for any parameters) and
+as planned for the parameters at hand (`COURSEPULSE_DB_PLAN_CACHE_MODE=auto` may choose
+those).
 """
 
 import json
@@ -20,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from coursepulse.models import Course, Enrollment, User
 from coursepulse.models.db import Database
 from coursepulse.models.migrate import schema_engine
+from coursepulse.models.postgres import PLAN_CACHE_MODE
+from coursepulse.models.sql import Query
 from coursepulse.resolvers.roster import (
     StudentOrder,
     _count_query,
@@ -129,11 +134,51 @@ def _sqlite_problems(details: list[str]) -> list[str]:
     ]
 
 
-async def _problems(connection: AsyncConnection, sql: str, arguments: tuple[Any, ...]) -> list[str]:
-    if connection.dialect.name == "postgresql":
-        result = await connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}", arguments)
+#: PostgreSQL's plan_cache_mode values the plans are read under: the service's (a
+#: generic plan) and a plan made for the parameters (which `auto` may choose).
+PLAN_CACHE_MODES = [PLAN_CACHE_MODE, "force_custom_plan"]
+
+
+def _literal(value: Any) -> str:
+    """A parameter's value written in SQL (EXECUTE takes values, not parameters)."""
+    if isinstance(value, bool | int):
+        return str(int(value))
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+async def _postgres_plan(
+    connection: AsyncConnection, sql: str, arguments: tuple[Any, ...], mode: str
+) -> dict[str, Any]:
+    """The plan PostgreSQL runs the statement with, prepared as the service prepares it,
+    under plan_cache_mode `mode`."""
+    await connection.exec_driver_sql(f"SET plan_cache_mode = {mode}")
+    await connection.exec_driver_sql(f"PREPARE roster_plan AS {sql}")
+    try:
+        values = ", ".join(_literal(argument) for argument in arguments)
+        result = await connection.exec_driver_sql(
+            f"EXPLAIN (FORMAT JSON) EXECUTE roster_plan({values})"
+        )
         document = result.scalar_one()
-        plan = (json.loads(document) if isinstance(document, str) else document)[0]["Plan"]
+    finally:
+        await connection.exec_driver_sql("DEALLOCATE roster_plan")
+    return (json.loads(document) if isinstance(document, str) else document)[0]["Plan"]
+
+
+def _mode_of(query: Query, mode: str) -> str:
+    """The plan_cache_mode the statement runs with on connections in `mode`: a statement
+    planned per run is, where the others are planned once."""
+    return "force_custom_plan" if query.plan_per_run and mode == PLAN_CACHE_MODE else mode
+
+
+async def _problems(
+    connection: AsyncConnection, query: Query, params: dict[str, Any], mode: str
+) -> list[str]:
+    compiled = query.compiled(connection.dialect)
+    sql, arguments = compiled.sql, compiled.arguments(params)
+    if connection.dialect.name == "postgresql":
+        plan = await _postgres_plan(connection, sql, arguments, _mode_of(query, mode))
         return _postgres_problems(plan)
     result = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", arguments)
     return _sqlite_problems([row[-1] for row in result.all()])
@@ -150,7 +195,10 @@ async def filled(db: Database) -> Database:
     return db
 
 
-async def test_every_roster_page_order_walks_an_index(filled: Database) -> None:
+@pytest.mark.parametrize("mode", PLAN_CACHE_MODES)
+async def test_every_roster_page_order_walks_an_index(filled: Database, mode: str) -> None:
+    if filled.dialect != "postgresql" and mode != PLAN_CACHE_MODE:
+        pytest.skip("SQLite plans each statement once")
     engine = schema_engine(filled.url)
     found: dict[str, list[str]] = {}
     try:
@@ -169,22 +217,24 @@ async def test_every_roster_page_order_walks_an_index(filled: Database) -> None:
             for order, descending, searching in ORDERS:
                 for status, idle in FILTERS:
                     query = _page_query(order, descending, searching, status=status, idle=idle)
-                    compiled = query.compiled(connection.dialect)
-                    problems = await _problems(connection, compiled.sql, compiled.arguments(params))
+                    problems = await _problems(connection, query, params, mode)
                     if problems:
                         direction = "descending" if descending else "ascending"
                         name = f"{order} {direction} search={searching} status={status}"
                         found[f"{name} idle={idle}"] = problems
             for status, idle in FILTERS:
-                counted = _count_query(False, status, idle).compiled(connection.dialect)
-                if problems := await _problems(connection, counted.sql, counted.arguments(params)):
+                counted = _count_query(False, status, idle)
+                if problems := await _problems(connection, counted, params, mode):
                     found[f"count status={status} idle={idle}"] = problems
     finally:
         await engine.dispose()
     assert found == {}
 
 
-async def test_a_roster_page_read_with_its_course_sorts_the_page_alone(filled: Database) -> None:
+@pytest.mark.parametrize("mode", PLAN_CACHE_MODES)
+async def test_a_roster_page_read_with_its_course_sorts_the_page_alone(
+    filled: Database, mode: str
+) -> None:
     """On PostgreSQL the unfiltered roster reads its course, count and page in one
     statement: the page walks its index as above; what is sorted again is its own rows (at
     most a page)."""
@@ -198,13 +248,12 @@ async def test_a_roster_page_read_with_its_course_sorts_the_page_alone(filled: D
             params = {"course_id": 1, "user_id": 2, "limit": 20, "offset": 40}
             for order in StudentOrder:
                 for descending in (True, False):
-                    compiled = _course_page_query(order, descending).compiled(connection.dialect)
-                    result = await connection.exec_driver_sql(
-                        f"EXPLAIN (FORMAT JSON) {compiled.sql}", compiled.arguments(params)
+                    query = _course_page_query(order, descending)
+                    compiled = query.compiled(connection.dialect)
+                    plan = await _postgres_plan(
+                        connection, compiled.sql, compiled.arguments(params), _mode_of(query, mode)
                     )
-                    document = result.scalar_one()
-                    plan = json.loads(document) if isinstance(document, str) else document
-                    if problems := _page_sorted_alone(plan[0]["Plan"]):
+                    if problems := _page_sorted_alone(plan):
                         found[f"{order} descending={descending}"] = problems
     finally:
         await engine.dispose()

@@ -23,7 +23,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from coursepulse.models.access import ACCESS_CHANNEL, AccessNotice
-from coursepulse.models.postgres import POOL_SIZE, PostgresDriver
+from coursepulse.models.postgres import PLAN_CACHE_MODE, POOL_SIZE, PostgresDriver
 from coursepulse.models.slots import ConnectionUse
 from coursepulse.models.sql import Query
 from coursepulse.models.sqlite import SqliteDriver
@@ -76,7 +76,13 @@ def _echo(sql: str) -> None:
 class Database:
     """The service's database: read and write transactions, and their announcements."""
 
-    def __init__(self, url: str | URL, *, pool_size: int | None = None) -> None:
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        pool_size: int | None = None,
+        plan_cache_mode: str = PLAN_CACHE_MODE,
+    ) -> None:
         #: The URL it was opened with (migrations and the LISTEN connection use it too).
         self.url = make_url(url)
         #: Called with each statement's SQL (statement-count tests, benchmarks).
@@ -87,7 +93,10 @@ class Database:
             self._driver = SqliteDriver(self.url.database or "", self.observers)
         elif backend == "postgresql":
             self._driver = PostgresDriver(
-                self.url, self.observers, pool_size=pool_size or POOL_SIZE
+                self.url,
+                self.observers,
+                pool_size=pool_size or POOL_SIZE,
+                plan_cache_mode=plan_cache_mode,
             )
         else:
             raise ValueError(f"unsupported database: {backend}")
@@ -116,11 +125,17 @@ class Database:
 
     @classmethod
     def from_url(
-        cls, database_url: str, *, echo: bool = False, pool_size: int | None = None
+        cls,
+        database_url: str,
+        *,
+        echo: bool = False,
+        pool_size: int | None = None,
+        plan_cache_mode: str = PLAN_CACHE_MODE,
     ) -> "Database":
         """The database at the URL; `echo` logs every statement (logger coursepulse.sql);
-        `pool_size`: PostgreSQL connections held at most (SQLite has its own)."""
-        database = cls(database_url, pool_size=pool_size)
+        `pool_size`: PostgreSQL connections held at most (SQLite has its own);
+        `plan_cache_mode`: how PostgreSQL plans the pool's statements."""
+        database = cls(database_url, pool_size=pool_size, plan_cache_mode=plan_cache_mode)
         if echo:
             database.observers.append(_echo)
         return database

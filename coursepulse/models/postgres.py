@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import URL
 
 from coursepulse.models.slots import ConnectionUse, Slots
+from coursepulse.models.sql import Query
 from coursepulse.models.transactions import StatementObserver, Transaction
 
 log = logging.getLogger("coursepulse.postgres")
@@ -25,6 +26,15 @@ log = logging.getLogger("coursepulse.postgres")
 #: Connections the pool opens at most, unless told otherwise (COURSEPULSE_DB_POOL_SIZE);
 #: a transaction holds one while it runs.
 POOL_SIZE = 10
+#: How PostgreSQL plans the pool's prepared statements, unless told otherwise
+#: (COURSEPULSE_DB_PLAN_CACHE_MODE): once per statement and connection, for any parameters.
+#: The service's statements are short walks down indexes chosen to serve every parameter
+#: value (tests/test_roster_plans.py reads these plans); left to choose (`auto`), PostgreSQL
+#: plans a roster page anew on each run, because its LIMIT and OFFSET parameters make the
+#: generic plan look dearer: planning then costs more than running it.
+PLAN_CACHE_MODE = "force_generic_plan"
+#: The values PostgreSQL's plan_cache_mode takes.
+PLAN_CACHE_MODES = ("auto", "force_generic_plan", "force_custom_plan")
 #: Errors that say a pooled connection was lost (server restarted, connection cut).
 _LOST = (
     asyncpg.ConnectionDoesNotExistError,
@@ -44,6 +54,8 @@ def dsn_of(url: URL) -> str:
 #: How each kind of transaction begins: reads see one snapshot and change nothing.
 _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 _BEGIN_WRITE = "BEGIN"
+#: The rest of the transaction plans each statement for its parameters (`Query.plan_per_run`).
+_PLAN_PER_RUN = "SET LOCAL plan_cache_mode = force_custom_plan"
 #: "on" where the server takes no writes (a replica, default_transaction_read_only).
 _SHOW_READ_ONLY = text("SHOW transaction_read_only")
 
@@ -68,8 +80,13 @@ class PostgresTransaction(Transaction):
         self._connection: Any = None
         #: True while a statement of a `one_statement` read is under way.
         self._fetching = False
+        #: True once the transaction plans its statements for each run (`Query.plan_per_run`).
+        self._planning_per_run = False
 
-    async def _begin(self) -> None:
+    async def _begin(self, first: Query) -> None:
+        if first.plan_per_run and self.one_statement and self._driver.plans_once:
+            # Planned per run in a transaction of its own (SET LOCAL ends with it).
+            self.one_statement = False
         # Connections go to transactions in the order they asked (see `PostgresDriver.turns`).
         await self._driver.turns.take()
         try:
@@ -102,6 +119,13 @@ class PostgresTransaction(Transaction):
                 raise
             self._connection = connection
             return
+
+    async def _plan_per_run(self) -> None:
+        if self._driver.plans_once and not self._planning_per_run:
+            # `_begin` made sure this is a transaction, whose end ends the setting.
+            self._observe(_PLAN_PER_RUN)
+            await self._connection.execute(_PLAN_PER_RUN)
+            self._planning_per_run = True
 
     async def _fetch(
         self, sql: str, arguments: tuple[Any, ...], *, offload: bool
@@ -205,10 +229,21 @@ class PostgresDriver:
     """asyncpg's pool for one database, created on first use."""
 
     def __init__(
-        self, url: URL, observers: list[StatementObserver], *, pool_size: int = POOL_SIZE
+        self,
+        url: URL,
+        observers: list[StatementObserver],
+        *,
+        pool_size: int = POOL_SIZE,
+        plan_cache_mode: str = PLAN_CACHE_MODE,
     ) -> None:
+        if plan_cache_mode not in PLAN_CACHE_MODES:
+            raise ValueError(f"plan_cache_mode must be one of {', '.join(PLAN_CACHE_MODES)}")
         self.dsn = dsn_of(url)
         self.pool_size = pool_size
+        self.plan_cache_mode = plan_cache_mode
+        #: True when the pool's statements are planned once per connection, so those that
+        #: need a plan per run say so (`Query.plan_per_run`).
+        self.plans_once = plan_cache_mode == "force_generic_plan"
         self.dialect = PGDialect_asyncpg()
         self.observers = observers
         self._pool: asyncpg.Pool | None = None
@@ -231,7 +266,10 @@ class PostgresDriver:
                         self.dsn,
                         min_size=0,
                         max_size=self.pool_size,
-                        server_settings={"application_name": "coursepulse"},
+                        server_settings={
+                            "application_name": "coursepulse",
+                            "plan_cache_mode": self.plan_cache_mode,
+                        },
                         init=_init_connection,
                         reset=_keep_state,
                     )

@@ -198,13 +198,19 @@ class Compiled:
 class Query:
     """A Core statement with named `bindparam`s, compiled once per dialect."""
 
-    __slots__ = ("_compiled", "statement", "unbounded")
+    __slots__ = ("_compiled", "plan_per_run", "statement", "unbounded")
 
-    def __init__(self, statement: Executable, *, unbounded: bool = False) -> None:
+    def __init__(
+        self, statement: Executable, *, unbounded: bool = False, plan_per_run: bool = False
+    ) -> None:
         self.statement = statement
         #: True when its cost grows with the data (a scan, a sort, a count): on SQLite it
         #: then runs in a thread instead of on the event loop.
         self.unbounded = unbounded
+        #: True when no one plan suits every value of its parameters (a walk down an index
+        #: for a large course, a sort for a small one): PostgreSQL then plans each run for
+        #: its own values, where it otherwise plans a statement once per connection.
+        self.plan_per_run = plan_per_run
         self._compiled: dict[str, Compiled] = {}
 
     def compiled(self, dialect: Dialect) -> Compiled:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from coursepulse import telemetry
 from coursepulse.models.access import AccessNotice
-from coursepulse.models.sql import Compiled, Statement, as_query
+from coursepulse.models.sql import Compiled, Query, Statement, as_query
 
 StatementObserver = Callable[[str], None]
 
@@ -77,10 +77,12 @@ class Transaction(ABC):
             if self._ended:
                 raise RuntimeError("this transaction has ended")
             if not self._begun:
-                await self._begin()
+                await self._begin(query)
                 self._begun = True
             elif self.one_statement:
                 raise SnapshotNeeded()
+            if query.plan_per_run:
+                await self._plan_per_run()
             self.statements += 1
             for observe in self._observers:
                 observe(compiled.sql)
@@ -154,9 +156,14 @@ class Transaction(ABC):
     _integrity_errors: tuple[type[BaseException], ...] = ()
 
     @abstractmethod
-    async def _begin(self) -> None:
+    async def _begin(self, first: Query) -> None:
         """Take a connection and begin the transaction on it (with `one_statement`, only
-        take the connection)."""
+        take the connection), for its first statement `first`."""
+
+    @abstractmethod
+    async def _plan_per_run(self) -> None:
+        """Before a statement that asks for a plan of its own (`Query.plan_per_run`): the
+        driver makes sure it gets one."""
 
     @abstractmethod
     async def _fetch(
