@@ -20,7 +20,6 @@ import json
 import os
 import resource
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -45,12 +44,41 @@ class ClientSpec:
     cpu: int | None = None
 
 
+class Tally:
+    """How many subscribers still wait for the arrival the process waits for: counted as
+    they arrive, so that waiting costs nothing per subscriber (these processes share one
+    CPU, and their work delays the arrivals they measure)."""
+
+    def __init__(self) -> None:
+        self.remaining = 0
+        self.done = asyncio.Event()
+
+    def expect(self, subscribers: list[Subscriber], targets: list[int]) -> None:
+        """Wait for each subscriber to have `targets[i]` arrivals."""
+        self.done.clear()
+        self.remaining = 0
+        for subscriber, target in zip(subscribers, targets, strict=True):
+            subscriber.target = target
+            if len(subscriber.arrivals) < target:
+                self.remaining += 1
+        if self.remaining == 0:
+            self.done.set()
+
+    def arrived(self) -> None:
+        """A subscriber reached its target."""
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.done.set()
+
+
 @dataclass(slots=True)
 class Subscriber:
-    """One websocket's arrival times of `next` messages; `news` is set on every arrival."""
+    """One websocket's arrival times of `next` messages, counted in `tally`."""
 
-    news: asyncio.Event
+    tally: Tally
     arrivals: list[float] = field(default_factory=list)
+    #: The arrivals the process waits for (see `Tally.expect`).
+    target: int = 0
     #: Set when the server closed the websocket (or it failed), with the reason.
     closed: str = ""
 
@@ -64,7 +92,7 @@ def raise_open_files_limit() -> int:
 
 
 async def _subscribe(
-    session: aiohttp.ClientSession, spec: ClientSpec, gate: asyncio.Semaphore, news: asyncio.Event
+    session: aiohttp.ClientSession, spec: ClientSpec, gate: asyncio.Semaphore, tally: Tally
 ) -> tuple[aiohttp.ClientWebSocketResponse, Subscriber, asyncio.Task[None]]:
     """A subscribed websocket, already being read (so it answers the server's pings)."""
     async with gate:
@@ -89,7 +117,7 @@ async def _subscribe(
                 }
             )
         )
-    subscriber = Subscriber(news)
+    subscriber = Subscriber(tally)
     return ws, subscriber, asyncio.create_task(_listen(ws, subscriber))
 
 
@@ -107,7 +135,8 @@ async def _listen(ws: aiohttp.ClientWebSocketResponse, subscriber: Subscriber) -
                 subscriber.closed = f"next with errors: {json.dumps(errors)[:300]}"
                 continue
             subscriber.arrivals.append(now)
-            subscriber.news.set()
+            if len(subscriber.arrivals) == subscriber.target:
+                subscriber.tally.arrived()
         elif kind == "ping":
             await ws.send_str('{"type":"pong"}')
         elif kind in ("error", "complete"):
@@ -117,24 +146,20 @@ async def _listen(ws: aiohttp.ClientWebSocketResponse, subscriber: Subscriber) -
         subscriber.closed = f"closed by the server ({ws.close_code})"
 
 
-async def _until(news: asyncio.Event, done: Callable[[], bool], deadline: float) -> None:
-    """Wait until `done()` holds (checked at each arrival) or the deadline passes."""
-    while not done():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return
-        news.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(news.wait(), min(remaining, 0.05))
+async def _until(tally: Tally, subscribers: list[Subscriber], targets: list[int]) -> None:
+    """Wait until every subscriber has its target count of arrivals, or WAIT_SECONDS."""
+    tally.expect(subscribers, targets)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(tally.done.wait(), WAIT_SECONDS)
 
 
 async def _run(pipe: Connection, spec: ClientSpec) -> None:
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-    news = asyncio.Event()
+    tally = Tally()
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         outcomes = await asyncio.gather(
-            *(_subscribe(session, spec, gate, news) for _ in range(spec.subscribers)),
+            *(_subscribe(session, spec, gate, tally) for _ in range(spec.subscribers)),
             return_exceptions=True,
         )
         sockets = [item for item in outcomes if not isinstance(item, BaseException)]
@@ -148,11 +173,7 @@ async def _run(pipe: Connection, spec: ClientSpec) -> None:
         while True:
             command = await loop.run_in_executor(None, pipe.recv)
             if command == "probe":
-                await _until(
-                    news,
-                    lambda: all(sub.arrivals for sub in subscribers),
-                    time.monotonic() + WAIT_SECONDS,
-                )
+                await _until(tally, subscribers, [1] * len(subscribers))
                 closed = [sub.closed for sub in subscribers if sub.closed]
                 reason = closed[0] if closed else ""
                 got = sum(1 for sub in subscribers if sub.arrivals)
@@ -161,12 +182,7 @@ async def _run(pipe: Connection, spec: ClientSpec) -> None:
                 armed = [len(sub.arrivals) for sub in subscribers]
                 pipe.send(("armed",))
             elif command == "measure":
-                marks = list(zip(subscribers, armed, strict=True))
-                await _until(
-                    news,
-                    lambda marks=marks: all(len(sub.arrivals) > seen for sub, seen in marks),
-                    time.monotonic() + WAIT_SECONDS,
-                )
+                await _until(tally, subscribers, [seen + 1 for seen in armed])
                 times = [
                     sub.arrivals[seen]
                     for sub, seen in zip(subscribers, armed, strict=True)

@@ -1017,6 +1017,49 @@ async def test_idle_subscriptions_wait_without_a_task_and_each_gets_its_own_sele
     assert operation_tasks() == []
 
 
+async def test_an_event_reaches_its_idle_subscribers_without_a_task_each(
+    client: TestClient, db: Database, school: School, http: aiohttp.ClientSession
+) -> None:
+    app = client.server.app
+    await enroll(client, school, school.student)
+    course = str(school.course_id)
+    operations = [f"dashboard{number}" for number in range(20)]
+    loop = asyncio.get_running_loop()
+    created: list[str] = []
+    async with raw_socket(http, ws_url(client), TRANSPORT_WS) as socket:
+        ack = await socket.init({"Authorization": basic_header(school.instructor)})
+        assert ack["type"] == "connection_ack"
+        # Given twenty dashboards following the course with one document, all waiting
+        for operation_id in operations:
+            await socket.subscribe(operation_id, ACTIVITY_KINDS, courseId=course)
+        await until(lambda: followers(app, school.course_id) == len(operations))
+        await until(lambda: operation_tasks() == [])
+        factory = loop.get_task_factory()
+
+        def counted(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+            created.append(coro.__qualname__)
+            if factory is None:
+                return asyncio.Task(coro, loop=loop, **kwargs)
+            return factory(loop, coro, **kwargs)
+
+        # When a lesson is completed
+        loop.set_task_factory(counted)
+        try:
+            await complete(client, school, school.student, 0)
+            heard = [await socket.receive() for _ in operations]
+        finally:
+            loop.set_task_factory(factory)
+    # Then each hears it, with one task executing it for the document and one sending it
+    # to the others, not a task each
+    assert sorted(message["id"] for message in heard) == sorted(operations)
+    assert {message["type"] for message in heard} == {"next"}
+    assert {message["payload"]["data"]["courseActivity"]["kind"] for message in heard} == {
+        "LESSON_COMPLETED"
+    }
+    delivering = [name for name in created if name.endswith("._deliver")]
+    assert sorted(delivering) == ["Deliveries._deliver", "ParkingTransportWSHandler._deliver"]
+
+
 # ---- many subscribers ---------------------------------------------------------------------
 
 SUBSCRIBERS = 1000

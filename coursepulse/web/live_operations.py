@@ -17,6 +17,11 @@ kept. When the stream has something to deliver, a task delivers it:
   runs the operation through Strawberry again, whose resolver takes the stream up
   where it parked (`RESUME`): every rule, hook and error of the normal path applies.
 
+Operations woken by one event (thousands, for a course's dashboards) are served in one
+task (`Deliveries`): an executed result goes out at once on a socket that takes it
+without waiting; an operation that needs more (or whose socket is slow to read) gets a
+task of its own, as above. A task per subscriber and event was most of the fan-out's cost.
+
 A parked operation stays in the handler's `operations` (so its id stays taken and
 counts towards the limits); `complete` or the socket closing ends it as it ends any.
 """
@@ -25,6 +30,7 @@ import asyncio
 import contextvars
 from contextlib import suppress
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -68,9 +74,10 @@ class ParkedOperation:
         self.ended = False
 
     def wake(self) -> None:
-        """The stream has something to deliver: start a task for it, unless one runs."""
+        """The stream has something to deliver: deliver it with the others woken now,
+        unless a task delivers to it already."""
         if self.task is None and not self.ended:
-            self.handler.start_delivery(self)
+            Deliveries.of_loop().add(self)
 
     async def end(self) -> None:
         """The operation is over: forget it and close its stream (once)."""
@@ -166,6 +173,62 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         parked.task = parked.operation.task = task
         task.add_done_callback(_retrieve)
 
+    async def deliver_at_once(
+        self, parked: ParkedOperation, executing: dict[object, asyncio.Task[None]]
+    ) -> bool:
+        """Send the parked stream's executed results now, without a task of its own; an
+        operation that needs more gets its task (`start_delivery`). False when its event
+        waits to be executed by the task of another operation with the same document
+        (in `executing`, by key): it is for the caller to come back once that ended.
+        Never raises."""
+        stream, operation = parked.stream, parked.operation
+        while not (parked.ended or parked.task is not None or stream.ending):
+            event = stream.ready()
+            if event is None:
+                break
+            result = executed_event(stream, event)
+            if result is None:
+                key = getattr(stream, "key", None)
+                if key is not None and key in executing:
+                    return False
+                self.start_delivery(parked)  # executes the event, for the others too
+                if key is not None and parked.task is not None:
+                    executing[key] = parked.task
+                return True
+            if self.operations.get(operation.id) is not operation or not self._takes_at_once():
+                self.start_delivery(parked)
+                return True
+            stream.consume(event)
+            try:
+                await operation.send_next(result)  # type: ignore[arg-type]
+            except Exception as error:  # ended in a task of its own, as any failure
+                task = asyncio.create_task(self._fail(parked, error), context=parked.context)
+                parked.task = operation.task = task
+                task.add_done_callback(_retrieve)
+                return True
+        if not (parked.ended or parked.task is not None or stream.settle()):
+            self.start_delivery(parked)  # the stream's end, or more than results
+        return True
+
+    def _takes_at_once(self) -> bool:
+        """Whether the socket takes a message without making its sender wait: its peer
+        reads, so what is buffered for it is far from the limit at which writes wait."""
+        transport = self.context.request.transport
+        if transport is None or transport.is_closing():
+            return False
+        return transport.get_write_buffer_size() < transport.get_write_buffer_limits()[1] // 2
+
+    async def _fail(self, parked: ParkedOperation, error: Exception) -> None:
+        """End an operation whose result could not be sent, as `_send_executed` does."""
+        operation = parked.operation
+        try:
+            await self.handle_task_exception(error)
+            with suppress(Exception):
+                await operation.send_operation_message({"id": operation.id, "type": "complete"})
+            self.operations.pop(operation.id, None)
+        finally:
+            await parked.end()
+
     async def _deliver(self, parked: ParkedOperation) -> None:
         """Deliver what the parked stream has; the stream ends parked again, or the
         operation over."""
@@ -227,6 +290,55 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if parked.task is not None:
             parked.task.cancel()
         await parked.end()
+
+
+class Deliveries:
+    """The parked operations woken since the loop last ran, delivered by one task."""
+
+    _of_loop: "WeakKeyDictionary[asyncio.AbstractEventLoop, Deliveries]" = WeakKeyDictionary()
+
+    def __init__(self) -> None:
+        self.woken: list[ParkedOperation] = []
+        self.task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def of_loop(cls) -> "Deliveries":
+        """The running loop's deliveries."""
+        loop = asyncio.get_running_loop()
+        deliveries = cls._of_loop.get(loop)
+        if deliveries is None:
+            deliveries = cls._of_loop[loop] = cls()
+        return deliveries
+
+    def add(self, parked: ParkedOperation) -> None:
+        """Deliver to `parked` in the next round."""
+        self.woken.append(parked)
+        if self.task is None:
+            self.task = asyncio.create_task(self._deliver())
+            self.task.add_done_callback(_retrieve)
+
+    async def _deliver(self) -> None:
+        try:
+            while self.woken:
+                woken, self.woken = self.woken, []
+                # The first of each document executes the event; the others wait for it.
+                executing: dict[object, asyncio.Task[None]] = {}
+                waiting = [
+                    parked
+                    for parked in woken
+                    if not await parked.handler.deliver_at_once(parked, executing)
+                ]
+                if waiting:
+                    await asyncio.wait(executing.values())
+                    for parked in waiting:
+                        await parked.handler.deliver_at_once(parked, {})
+        finally:
+            self.task = None
+            if self.woken:  # a round cancelled part-way: the rest go their own way
+                woken, self.woken = self.woken, []
+                for parked in woken:
+                    if not parked.ended and parked.task is None:
+                        parked.handler.start_delivery(parked)
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
