@@ -31,6 +31,7 @@ from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from coursepulse.models.transactions import SnapshotNeeded
+from coursepulse.schema import direct_resolvers, operation_plans
 from coursepulse.schema.caches import BoundedCache
 from coursepulse.schema.context import Context, FreshLoaders
 from coursepulse.schema.errors import DomainErrors, convert_error, request_id_of
@@ -45,6 +46,7 @@ from coursepulse.schema.limits import (
     with_limits,
 )
 from coursepulse.schema.mutation import Mutation
+from coursepulse.schema.operation_plans import OperationPlan, plan_operation
 from coursepulse.schema.persisted import PersistedQueries, Resolved, load_manifest
 from coursepulse.schema.query import Query
 from coursepulse.schema.read_plans import ReadPlan
@@ -117,18 +119,31 @@ class CoursepulseSchema(Schema):
         else:
             own = context.for_operation(one_statement=one_statement)
         try:
-            result = execute(
-                self._schema,
-                operation.document,
-                variable_values=variables,
-                operation_name=operation_name,
-                context_value=own,
-                is_awaitable=optimized_is_awaitable,
-                executor_class=self.execution_context_class,
-                collected=operation.collected,
-            )
+            result = None
+            if operation.plan is not None:
+                result = operation_plans.run(
+                    operation.plan,
+                    self._schema,
+                    self.execution_context_class,
+                    variables,
+                    own,
+                    is_awaitable=optimized_is_awaitable,
+                    collected=operation.collected,
+                )
+            if result is None:  # graphql-core words what is wrong with the request
+                result = execute(
+                    self._schema,
+                    operation.document,
+                    variable_values=variables,
+                    operation_name=operation_name,
+                    context_value=own,
+                    is_awaitable=optimized_is_awaitable,
+                    executor_class=self.execution_context_class,
+                    collected=operation.collected,
+                )
             if isawaitable(result):
                 result = await result
+            result = operation_plans.single_result(result)
             data, errors = result.data, result.errors or []
         except Exception as error:  # as Schema.execute: the machinery itself failed
             data, errors = None, [GraphQLError(str(error), original_error=error)]
@@ -175,6 +190,8 @@ class _Prepared:
     reads: dict[str | None, ReadPlan] = field(default_factory=dict)
     #: Its selections as collected by earlier requests (None: they depend on variables).
     collected: CollectedSelections | None = None
+    #: What graphql-core works out from it per operation, by name (operation_plans.py).
+    plans: dict[str | None, OperationPlan | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.collected = collected_for(self.document)
@@ -187,6 +204,15 @@ class _Prepared:
                 self.reads.clear()
             plan = self.reads[operation_name] = ReadPlan()
         return plan
+
+    def plan_of(self, schema: GraphQLSchema, operation_name: str | None) -> OperationPlan | None:
+        """The named operation's plan (kept for as many names as `kinds`); None where
+        graphql-core reports an error."""
+        if operation_name not in self.plans:
+            if len(self.plans) >= _COSTS_KEPT:
+                self.plans.clear()
+            self.plans[operation_name] = plan_operation(schema, self.document, operation_name)
+        return self.plans[operation_name]
 
     def kind_of(self, operation_name: str | None) -> AstOperationType | None:
         """The type of the operation the request runs; None when the name picks none."""
@@ -208,6 +234,9 @@ class PreparedOperation:
     reads: ReadPlan | None
     #: The document's selections collected by earlier requests (see `collected_for`).
     collected: CollectedSelections | None
+    #: What graphql-core works out from the document for the operation (None: it is
+    #: left to graphql-core's `execute`).
+    plan: OperationPlan | None = None
 
 
 def _cost_key(names: tuple[str, ...], variables: object) -> tuple[object, ...] | None:
@@ -303,7 +332,13 @@ class DocumentPolicy:
             reads = None
         else:
             return None
-        return PreparedOperation(resolved.query, prepared.document, reads, prepared.collected)
+        return PreparedOperation(
+            resolved.query,
+            prepared.document,
+            reads,
+            prepared.collected,
+            prepared.plan_of(self.schema, operation_name),
+        )
 
     def max_cost(self, context: object) -> int:
         """The most this request may cost: less without a signed-in viewer."""
@@ -478,6 +513,7 @@ def build_schema(settings: Settings | None = None, limits: Limits | None = None)
         config=StrawberryConfig(name_converter=CachedNameConverter()),
     )
     schema.documents = DocumentPolicy(schema._schema, settings or Settings(), limits or Limits())
+    direct_resolvers.install(schema)
     return schema
 
 
