@@ -171,13 +171,17 @@ def _page_query(
     # A search, a time filter, a name order (no index) or a far page reads more rows than
     # it returns: in a thread on SQLite. A near page in an indexed order walks the index,
     # checking the status (and the time) of each enrolment on the way.
-    by_name = order_by is StudentOrder.DISPLAY_NAME
     return Query(
         _page_select(order_by, descending, searching, status, idle),
-        unbounded=searching or far or idle or status or by_name,
-        # By name, a large course walks the students by name, a small one sorts its own.
-        plan_per_run=by_name,
+        unbounded=searching or far or idle or status or order_by is StudentOrder.DISPLAY_NAME,
+        plan_per_run=_plans_per_run(order_by),
     )
+
+
+def _plans_per_run(order_by: StudentOrder) -> bool:
+    """Whether a page in this order needs a plan made for its course: by name, a large
+    course walks its students down the name index, a small one sorts its own."""
+    return order_by is StudentOrder.DISPLAY_NAME
 
 
 def _page_select(
@@ -223,7 +227,7 @@ def _course_page_query(order_by: StudentOrder, descending: bool) -> Query:
         .select_from(COURSES_WITH_COUNTS.outerjoin(page, true()))
         .where(_COURSES.c.id == bindparam("course_id"))
         .order_by(*_ordered(page_keys, descending)),
-        plan_per_run=order_by is StudentOrder.DISPLAY_NAME,
+        plan_per_run=_plans_per_run(order_by),
     )
 
 

@@ -16,7 +16,6 @@ from graphql import (
     OperationDefinitionNode,
     SelectionSetNode,
     execute,
-    get_operation_ast,
     parse,
     specified_rules,
 )
@@ -119,17 +118,15 @@ class CoursepulseSchema(Schema):
         else:
             own = context.for_operation(one_statement=one_statement)
         try:
-            result = None
-            if operation.plan is not None:
-                result = operation_plans.run(
-                    operation.plan,
-                    self._schema,
-                    self.execution_context_class,
-                    variables,
-                    own,
-                    is_awaitable=optimized_is_awaitable,
-                    collected=operation.collected,
-                )
+            result = operation_plans.run(
+                operation.plan,
+                self._schema,
+                self.execution_context_class,
+                variables,
+                own,
+                is_awaitable=optimized_is_awaitable,
+                collected=operation.collected,
+            )
             if result is None:  # graphql-core words what is wrong with the request
                 result = execute(
                     self._schema,
@@ -184,8 +181,6 @@ class _Prepared:
     document: DocumentNode
     errors: list[GraphQLError] | None = None
     costs: dict[str | None, _CostPlan] = field(default_factory=dict)
-    #: The type of each operation asked for by name (None: no such single operation).
-    kinds: dict[str | None, AstOperationType | None] = field(default_factory=dict)
     #: What each query's previous runs say about its reads, by operation name.
     reads: dict[str | None, ReadPlan] = field(default_factory=dict)
     #: Its selections as collected by earlier requests (None: they depend on variables).
@@ -197,7 +192,7 @@ class _Prepared:
         self.collected = collected_for(self.document)
 
     def read_plan(self, operation_name: str | None) -> ReadPlan:
-        """The read plan of the named query (kept for as many names as `kinds`)."""
+        """The read plan of the named query (kept for as many names as `plans`)."""
         plan = self.reads.get(operation_name)
         if plan is None:
             if len(self.reads) >= _COSTS_KEPT:
@@ -206,22 +201,13 @@ class _Prepared:
         return plan
 
     def plan_of(self, schema: GraphQLSchema, operation_name: str | None) -> OperationPlan | None:
-        """The named operation's plan (kept for as many names as `kinds`); None where
-        graphql-core reports an error."""
+        """The named operation's plan (kept for up to _COSTS_KEPT names); None where
+        graphql-core reports an error (no such single operation, say)."""
         if operation_name not in self.plans:
             if len(self.plans) >= _COSTS_KEPT:
                 self.plans.clear()
             self.plans[operation_name] = plan_operation(schema, self.document, operation_name)
         return self.plans[operation_name]
-
-    def kind_of(self, operation_name: str | None) -> AstOperationType | None:
-        """The type of the operation the request runs; None when the name picks none."""
-        if operation_name not in self.kinds:
-            if len(self.kinds) >= _COSTS_KEPT:
-                self.kinds.clear()
-            operation = get_operation_ast(self.document, operation_name)
-            self.kinds[operation_name] = operation.operation if operation else None
-        return self.kinds[operation_name]
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,9 +220,8 @@ class PreparedOperation:
     reads: ReadPlan | None
     #: The document's selections collected by earlier requests (see `collected_for`).
     collected: CollectedSelections | None
-    #: What graphql-core works out from the document for the operation (None: it is
-    #: left to graphql-core's `execute`).
-    plan: OperationPlan | None = None
+    #: What graphql-core works out from the document for the operation.
+    plan: OperationPlan
 
 
 def _cost_key(names: tuple[str, ...], variables: object) -> tuple[object, ...] | None:
@@ -325,7 +310,10 @@ class DocumentPolicy:
         prepared = self.cache.get(resolved.query)
         if prepared is None or prepared.errors != []:
             return None
-        kind = prepared.kind_of(operation_name)
+        plan = prepared.plan_of(self.schema, operation_name)
+        if plan is None:
+            return None
+        kind = plan.operation.operation
         if kind is AstOperationType.QUERY:
             reads = prepared.read_plan(operation_name)
         elif kind is AstOperationType.MUTATION:
@@ -337,7 +325,7 @@ class DocumentPolicy:
             prepared.document,
             reads,
             prepared.collected,
-            prepared.plan_of(self.schema, operation_name),
+            plan,
         )
 
     def max_cost(self, context: object) -> int:

@@ -219,15 +219,19 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         return transport.get_write_buffer_size() < transport.get_write_buffer_limits()[1] // 2
 
     async def _fail(self, parked: ParkedOperation, error: Exception) -> None:
-        """End an operation whose result could not be sent, as `_send_executed` does."""
-        operation = parked.operation
+        """End a parked operation whose result could not be sent."""
         try:
-            await self.handle_task_exception(error)
-            with suppress(Exception):
-                await operation.send_operation_message({"id": operation.id, "type": "complete"})
-            self.operations.pop(operation.id, None)
+            await self._end_failed(parked.operation, error)
         finally:
             await parked.end()
+
+    async def _end_failed(self, operation: Operation[Context, None], error: Exception) -> None:
+        """Report the error and end the operation, as Strawberry's run_operation ends an
+        operation that failed."""
+        await self.handle_task_exception(error)
+        with suppress(Exception):
+            await operation.send_operation_message({"id": operation.id, "type": "complete"})
+        self.operations.pop(operation.id, None)
 
     async def _deliver(self, parked: ParkedOperation) -> None:
         """Deliver what the parked stream has; the stream ends parked again, or the
@@ -265,11 +269,7 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             try:
                 await operation.send_next(result)  # type: ignore[arg-type]
             except Exception as error:
-                # As Strawberry's run_operation ends an operation that failed.
-                await self.handle_task_exception(error)
-                with suppress(Exception):
-                    await operation.send_operation_message({"id": operation.id, "type": "complete"})
-                self.operations.pop(operation.id, None)
+                await self._end_failed(operation, error)
                 raise
 
     async def _resume(self, operation: Operation[Context, None], stream: LiveStream) -> bool:
