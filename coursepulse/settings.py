@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     slow_request_seconds: float = Field(default=1.0, gt=0)
     #: Serve the GraphiQL explorer to browsers on GET /graphql.
     graphiql: bool = True
+    #: Run queries from a plan compiled once per document where their shape allows it
+    #: (schema/compiled_queries.py); off: graphql-core's executor runs every query.
+    compiled_queries: bool = True
     #: Seconds between websocket pings; a peer that does not answer is dropped.
     ws_heartbeat_seconds: float = Field(default=20.0, gt=0)
     #: Seconds a websocket client has to send connection_init.

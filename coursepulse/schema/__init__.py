@@ -30,8 +30,9 @@ from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from coursepulse.models.transactions import SnapshotNeeded
-from coursepulse.schema import direct_resolvers, operation_plans
+from coursepulse.schema import compiled_queries, direct_resolvers, operation_plans
 from coursepulse.schema.caches import BoundedCache
+from coursepulse.schema.compiled_queries import CompiledQuery, compile_query
 from coursepulse.schema.context import Context, FreshLoaders
 from coursepulse.schema.errors import DomainErrors, convert_error, request_id_of
 from coursepulse.schema.executor import CollectedSelections, collected_for
@@ -117,6 +118,19 @@ class CoursepulseSchema(Schema):
             own = context
         else:
             own = context.for_operation(one_statement=one_statement)
+        if operation.compiled is not None:
+            try:
+                data = await compiled_queries.execute(operation.compiled, variables, own)
+            except compiled_queries.Fallback as fallback:
+                await own.reads.close()
+                if isinstance(fallback.__cause__, SnapshotNeeded):  # read again in a snapshot
+                    error = GraphQLError(str(fallback.__cause__), original_error=fallback.__cause__)
+                    return None, [error], own.reads.statements
+                # graphql-core runs it again and reports what the compiled run met.
+                own = context.for_operation(one_statement=one_statement)
+            else:
+                await own.reads.close()
+                return data, [], own.reads.statements
         try:
             result = operation_plans.run(
                 operation.plan,
@@ -187,6 +201,8 @@ class _Prepared:
     collected: CollectedSelections | None = None
     #: What graphql-core works out from it per operation, by name (operation_plans.py).
     plans: dict[str | None, OperationPlan | None] = field(default_factory=dict)
+    #: Its queries compiled, by operation name (compiled_queries.py; None: not compiled).
+    compiled: dict[str | None, CompiledQuery | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.collected = collected_for(self.document)
@@ -209,6 +225,22 @@ class _Prepared:
             self.plans[operation_name] = plan_operation(schema, self.document, operation_name)
         return self.plans[operation_name]
 
+    def compiled_of(
+        self, schema: GraphQLSchema, operation_name: str | None, plan: OperationPlan
+    ) -> CompiledQuery | None:
+        """The named query compiled (kept for as many names as `plans`); None where
+        graphql-core's executor runs it (a directive makes the selection depend on the
+        variables, or its shape is not compiled)."""
+        if operation_name not in self.compiled:
+            if len(self.compiled) >= _COSTS_KEPT:
+                self.compiled.clear()
+            self.compiled[operation_name] = (
+                compile_query(schema, plan, optimized_is_awaitable)
+                if self.collected is not None
+                else None
+            )
+        return self.compiled[operation_name]
+
 
 @dataclass(frozen=True, slots=True)
 class PreparedOperation:
@@ -222,6 +254,8 @@ class PreparedOperation:
     collected: CollectedSelections | None
     #: What graphql-core works out from the document for the operation.
     plan: OperationPlan
+    #: The query compiled (compiled_queries.py); None where graphql-core's executor runs it.
+    compiled: CompiledQuery | None = None
 
 
 def _cost_key(names: tuple[str, ...], variables: object) -> tuple[object, ...] | None:
@@ -251,6 +285,8 @@ class DocumentPolicy:
         self.budget_rule = with_budget(limits.validation_seconds)
         self.rules = (self.limit_rule, *specified_rules, self.budget_rule)
         self.cache: BoundedCache[_Prepared] = BoundedCache(DOCUMENT_CACHE_BYTES)
+        #: Whether queries run compiled where they can (compiled_queries.py).
+        self.compile_queries = settings.compiled_queries
         manifest = settings.trusted_documents
         self.persisted = PersistedQueries(
             settings.persisted_queries_bytes,
@@ -314,8 +350,11 @@ class DocumentPolicy:
         if plan is None:
             return None
         kind = plan.operation.operation
+        compiled: CompiledQuery | None = None
         if kind is AstOperationType.QUERY:
             reads = prepared.read_plan(operation_name)
+            if self.compile_queries:
+                compiled = prepared.compiled_of(self.schema, operation_name, plan)
         elif kind is AstOperationType.MUTATION:
             reads = None
         else:
@@ -326,6 +365,7 @@ class DocumentPolicy:
             reads,
             prepared.collected,
             plan,
+            compiled,
         )
 
     def max_cost(self, context: object) -> int:

@@ -62,9 +62,9 @@ from strawberry.types.field import StrawberryField
 #: How a plain leaf field is read: the value's getter, its scalar or enum type's
 #: serializer, whether null is allowed, and the Python type whose values the type
 #: serializes as they are (None: every value is serialized).
-_Leaf = tuple[Callable[[Any], Any], Callable[[Any], Any], bool, type | None]
+Leaf = tuple[Callable[[Any], Any], Callable[[Any], Any], bool, type | None]
 #: The built-in scalars that give a value of this exact type back unchanged (Int: within
-#: 32 bits, checked in `_read_leaf`).
+#: 32 bits, checked in `read_leaf`).
 _AS_IS: dict[GraphQLScalarType, type] = {
     GraphQLString: str,
     GraphQLID: str,
@@ -73,11 +73,11 @@ _AS_IS: dict[GraphQLScalarType, type] = {
 }
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 #: How a row of plain leaves is read: (response key, leaf) for every selected field.
-_RowReader = tuple[tuple[str, _Leaf], ...]
+_RowReader = tuple[tuple[str, Leaf], ...]
 
 
 #: How each schema's fields are read (`Executor.plain_leaf`), by type and field name.
-_PLAIN_LEAVES: "WeakKeyDictionary[GraphQLSchema, dict[tuple[str, str], _Leaf | None]]" = (
+_PLAIN_LEAVES: "WeakKeyDictionary[GraphQLSchema, dict[tuple[str, str], Leaf | None]]" = (
     WeakKeyDictionary()
 )
 
@@ -96,7 +96,7 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         #: The document's selections collected by earlier requests (see `collected_for`).
         self.collected = collected
         #: How this schema's fields are read, kept across executions (without middleware).
-        self._leaves: dict[tuple[str, str], _Leaf | None] | None = None
+        self._leaves: dict[tuple[str, str], Leaf | None] | None = None
         if self.middleware_manager is None:
             self._leaves = _PLAIN_LEAVES.get(self.schema)
             if self._leaves is None:
@@ -126,7 +126,7 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             known = shared[key] = super().collect_subfields(return_type, field_details_list)
         return known
 
-    def plain_leaf(self, parent_type: GraphQLObjectType, name: str) -> _Leaf | None:
+    def plain_leaf(self, parent_type: GraphQLObjectType, name: str) -> Leaf | None:
         """How to read the field directly, or None when it takes the general path (kept
         with the schema, for executions without middleware)."""
         known = self._leaves
@@ -139,26 +139,16 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             plain = known[key] = self._plain_leaf(parent_type, name)
             return plain
 
-    def _plain_leaf(self, parent_type: GraphQLObjectType, name: str) -> _Leaf | None:
+    def _plain_leaf(self, parent_type: GraphQLObjectType, name: str) -> Leaf | None:
         field = self.schema.get_field(parent_type, name)
-        if field is None or field.args:
-            return None
-        resolve = field.resolve
-        if not getattr(resolve, "_is_default", False):
-            return None
-        field_type = field.type
-        nullable = not isinstance(field_type, GraphQLNonNull)
-        leaf = field_type if nullable else field_type.of_type
-        if not isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
+        if field is None:
             return None
         if (
             self.middleware_manager is not None
-            and self.middleware_manager.get_field_resolver(resolve) is not resolve
+            and self.middleware_manager.get_field_resolver(field.resolve) is not field.resolve
         ):
             return None
-        if isinstance(leaf, GraphQLEnumType):
-            return _getter(field, resolve), _enum_serializer(leaf), nullable, None
-        return _getter(field, resolve), leaf.serialize, nullable, _AS_IS.get(leaf)
+        return plain_leaf_of(field)
 
     def execute_field(
         self,
@@ -170,7 +160,7 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
     ) -> Any:
         plain = self.plain_leaf(parent_type, field_details_list[0].node.name.value)
         if plain is not None:
-            value = _read_leaf(source, plain)
+            value = read_leaf(source, plain)
             if value is not Undefined:
                 return value
         return super().execute_field(
@@ -191,7 +181,7 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         if not new_defer_usages:
             reader = self._row_reader(return_type, grouped_field_set)
             if reader is not None:
-                row = _read_row(result, reader)
+                row = read_row(result, reader)
                 if row is not None:
                     return row
         return self.execute_collected_subfields(
@@ -238,7 +228,7 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             return None
         rows: list[dict[str, Any]] = []
         for item in items:
-            row = _read_row(item, reader) if item is not None else None
+            row = read_row(item, reader) if item is not None else None
             if row is None:
                 return None
             rows.append(row)
@@ -254,7 +244,7 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         known = readers.get(id(grouped_field_set))
         if known is not None:
             return known[1]
-        fields: list[tuple[str, _Leaf]] = []
+        fields: list[tuple[str, Leaf]] = []
         reader: _RowReader | None = None
         for key, details in grouped_field_set.items():
             plain = self.plain_leaf(return_type, details[0].node.name.value)
@@ -266,6 +256,24 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         # The field set is kept with its reader, so its id is not reused meanwhile.
         readers[id(grouped_field_set)] = (grouped_field_set, reader)
         return reader
+
+
+def plain_leaf_of(field: GraphQLField) -> Leaf | None:
+    """How the field is read directly; None when it takes the general path (arguments, a
+    resolver of its own, a type that is not a scalar or an enum)."""
+    if field.args:
+        return None
+    resolve = field.resolve
+    if not getattr(resolve, "_is_default", False):
+        return None
+    field_type = field.type
+    nullable = not isinstance(field_type, GraphQLNonNull)
+    leaf = field_type if nullable else field_type.of_type
+    if not isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
+        return None
+    if isinstance(leaf, GraphQLEnumType):
+        return _getter(field, resolve), _enum_serializer(leaf), nullable, None
+    return _getter(field, resolve), leaf.serialize, nullable, _AS_IS.get(leaf)
 
 
 def _getter(field: GraphQLField, resolve: Any) -> Callable[[Any], Any]:
@@ -305,7 +313,7 @@ def _enum_serializer(enum_type: GraphQLEnumType) -> Callable[[Any], Any]:
 _ENUM_VALUES_KEPT = 64
 
 
-def _read_leaf(source: Any, plain: _Leaf) -> Any:
+def read_leaf(source: Any, plain: Leaf) -> Any:
     """The field's serialized value, or Undefined when the general path must report it
     (null in a non-null field, a value the type cannot serialize, a failing attribute)."""
     get, serialize, nullable, as_is = plain
@@ -321,9 +329,9 @@ def _read_leaf(source: Any, plain: _Leaf) -> Any:
     return Undefined if serialized is None else serialized
 
 
-def _read_row(source: Any, reader: _RowReader) -> dict[str, Any] | None:
+def read_row(source: Any, reader: _RowReader) -> dict[str, Any] | None:
     """The object's selected fields, or None when one must go the general path (as
-    `_read_leaf` for each, written out: a roster page reads a hundred and more)."""
+    `read_leaf` for each, written out: a roster page reads a hundred and more)."""
     row: dict[str, Any] = {}
     for key, (get, serialize, nullable, as_is) in reader:
         try:
