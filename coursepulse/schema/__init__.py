@@ -30,7 +30,7 @@ from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from coursepulse.models.transactions import SnapshotNeeded
-from coursepulse.schema import compiled_queries, direct_resolvers, operation_plans
+from coursepulse.schema import compiled_queries, direct_resolvers, operation_plans, scalars
 from coursepulse.schema.caches import BoundedCache
 from coursepulse.schema.compiled_queries import CompiledQuery, compile_query
 from coursepulse.schema.context import Context, FreshLoaders
@@ -539,6 +539,7 @@ def build_schema(settings: Settings | None = None, limits: Limits | None = None)
         execution_context_class=SharedEventExecutor,
         extensions=[DomainErrors, FreshLoaders, Documents],
         config=StrawberryConfig(name_converter=CachedNameConverter()),
+        scalar_overrides=scalars.OVERRIDES,
     )
     schema.documents = DocumentPolicy(schema._schema, settings or Settings(), limits or Limits())
     direct_resolvers.install(schema)
