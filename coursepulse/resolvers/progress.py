@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from coursepulse.models import EnrollmentStatus
 from coursepulse.models.rows import CourseRow, EnrollmentRow
@@ -63,9 +64,9 @@ def settle(enrollment: EnrollmentRow, total_lessons: int, now: datetime) -> Stan
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ProgressRecord:
-    """A student's enrolment together with its course: what a Progress is built from."""
+class ProgressRecord(NamedTuple):
+    """A student's enrolment together with its course: what a Progress is built from (a
+    tuple: a roster page makes one per student)."""
 
     enrollment: EnrollmentRow
     course: CourseRow

@@ -59,9 +59,9 @@ class RosterUser(NamedTuple):
     avatar: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class RosterRow:
-    """One student of the roster: their enrolment and their account."""
+class RosterRow(NamedTuple):
+    """One student of the roster: their enrolment and their account (a tuple: a page
+    makes one per student)."""
 
     enrollment: EnrollmentRow
     user: RosterUser

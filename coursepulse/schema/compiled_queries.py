@@ -29,6 +29,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from graphql import (
     FieldNode,
@@ -52,7 +53,7 @@ from graphql.execution.collect_fields import (
 from graphql.execution.values import VariableValues, get_argument_values
 from graphql.pyutils import Path, Undefined
 
-from coursepulse.schema.executor import Leaf, plain_leaf_of, read_leaf, read_row
+from coursepulse.schema.executor import Leaf, RowReader, plain_leaf_of, read_leaf, read_row
 from coursepulse.schema.operation_plans import OperationPlan, coerce_variables
 
 
@@ -111,6 +112,9 @@ class _NotCompiled(Exception):
 
 
 _NO_VARIABLES = VariableValues({}, {})
+#: The completers of objects read as one row of plain leaves, and how they read it (a
+#: list of them is read in one loop: `_rows`).
+_ROW_READERS: "WeakKeyDictionary[Complete, RowReader]" = WeakKeyDictionary()
 
 
 def compile_query(
@@ -190,6 +194,7 @@ def _object(
                 raise Fallback
             return row
 
+        _ROW_READERS[complete_row] = reader  # type: ignore[assignment]
         return complete_row
     fixed = tuple(entries)
     type_name = object_type.name
@@ -222,9 +227,14 @@ def _value(compiler: _Compiler, type_: GraphQLOutputType, details: FieldDetailsL
                 raise Fallback
             return completed
 
+        if inner in _ROW_READERS:
+            _ROW_READERS[complete_non_null] = _ROW_READERS[inner]
         return complete_non_null
     if isinstance(type_, GraphQLList):
         item = _value(compiler, type_.of_type, details)
+        reader = _ROW_READERS.get(item)
+        if reader is not None:
+            return _rows(reader)
 
         def complete_list(run: _Run, value: Any, path: Path) -> Any:
             if value is None:
@@ -263,8 +273,30 @@ def _value(compiler: _Compiler, type_: GraphQLOutputType, details: FieldDetailsL
                 raise Fallback
             return selection(run, value, path)
 
+        if selection in _ROW_READERS:
+            _ROW_READERS[complete_object] = _ROW_READERS[selection]
         return complete_object
     raise _NotCompiled  # an interface or a union
+
+
+def _rows(reader: RowReader) -> Complete:
+    """How a list of objects read as rows of plain leaves is completed: row after row in
+    one loop (an item that is null, or needs more, sends the query to graphql-core)."""
+
+    def complete_rows(run: _Run, value: Any, path: Path) -> Any:
+        if value is None:
+            return None
+        if type(value) is not list and type(value) is not tuple:
+            raise Fallback  # another iterable, or an error: the general path
+        rows = []
+        for element in value:
+            row = read_row(element, reader)
+            if row is None:
+                raise Fallback
+            rows.append(row)
+        return rows
+
+    return complete_rows
 
 
 def _resolve(run: _Run, field: _Resolved, source: Any, path: Path, row: dict[str, Any]) -> Any:

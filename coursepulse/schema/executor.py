@@ -73,7 +73,7 @@ _AS_IS: dict[GraphQLScalarType, type] = {
 }
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 #: How a row of plain leaves is read: (response key, leaf) for every selected field.
-_RowReader = tuple[tuple[str, Leaf], ...]
+RowReader = tuple[tuple[str, Leaf], ...]
 
 
 #: How each schema's fields are read (`Executor.plain_leaf`), by type and field name.
@@ -236,16 +236,16 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
 
     def _row_reader(
         self, return_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
-    ) -> _RowReader | None:
+    ) -> RowReader | None:
         """How to read the selection as one row, or None when a field needs more (kept for
         the execution: a list's items share their selection)."""
-        readers: dict[int, tuple[GroupedFieldSet, _RowReader | None]]
+        readers: dict[int, tuple[GroupedFieldSet, RowReader | None]]
         readers = self.__dict__.setdefault("_row_readers", {})
         known = readers.get(id(grouped_field_set))
         if known is not None:
             return known[1]
         fields: list[tuple[str, Leaf]] = []
-        reader: _RowReader | None = None
+        reader: RowReader | None = None
         for key, details in grouped_field_set.items():
             plain = self.plain_leaf(return_type, details[0].node.name.value)
             if plain is None:
@@ -329,7 +329,7 @@ def read_leaf(source: Any, plain: Leaf) -> Any:
     return Undefined if serialized is None else serialized
 
 
-def read_row(source: Any, reader: _RowReader) -> dict[str, Any] | None:
+def read_row(source: Any, reader: RowReader) -> dict[str, Any] | None:
     """The object's selected fields, or None when one must go the general path (as
     `read_leaf` for each, written out: a roster page reads a hundred and more)."""
     row: dict[str, Any] = {}
