@@ -1,9 +1,11 @@
 """Timestamps read from SQLite come back aware and in UTC, however the text was written;
-those a driver gives as datetimes too."""
+those a driver gives as datetimes too, and asyncpg's as they come."""
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 
 from coursepulse.models.sql import _aware_utc, _sqlite_utc
 
@@ -34,5 +36,22 @@ def test_sqlite_text_becomes_an_aware_utc_datetime(text: str, expected: datetime
 )
 def test_a_driver_timestamp_comes_back_in_utc(given: datetime) -> None:
     read = _aware_utc(given)
+    assert read == datetime(2026, 12, 4, 19, 40, tzinfo=UTC)
+    assert read.tzinfo is UTC
+
+
+async def test_asyncpg_gives_a_timestamptz_in_utc_whatever_the_sessions_zone(
+    postgres_url: str,
+) -> None:
+    # The service reads asyncpg's timestamps as they come (models/sql.py `_result_processor`).
+    url = make_url(postgres_url).set(drivername="postgresql")
+    connection = await asyncpg.connect(
+        url.render_as_string(hide_password=False), server_settings={"timezone": "Asia/Kolkata"}
+    )
+    try:
+        read = await connection.fetchval("SELECT '2026-12-05 01:10:00+05:30'::timestamptz")
+        assert await connection.fetchval("SHOW timezone") == "Asia/Kolkata"
+    finally:
+        await connection.close()
     assert read == datetime(2026, 12, 4, 19, 40, tzinfo=UTC)
     assert read.tzinfo is UTC

@@ -244,7 +244,13 @@ def _sqlite_utc(value: str) -> datetime:
 def _result_processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
     """The column type's own converter; one C call for SQLite timestamps instead of two layers."""
     if isinstance(type_, UTCDateTime):
-        return _sqlite_utc if dialect.name == "sqlite" else _aware_utc
+        if dialect.name == "sqlite":
+            return _sqlite_utc
+        if dialect.name == "postgresql" and dialect.driver == "asyncpg":
+            return (
+                None  # asyncpg gives every `timestamptz` aware, in UTC, whatever the session's zone
+            )
+        return _aware_utc
     return type_._cached_result_processor(dialect, None)
 
 
