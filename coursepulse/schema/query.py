@@ -85,8 +85,7 @@ class Query:
             await info.context.tx(), info.context.viewer, course_id, user_id
         )
         # Read in the same statement: `nextLesson` needs no statement of its own.
-        info.context.loaders.next_lessons.prime(record.enrollment.id, following)  # type: ignore[arg-type]
-        return Progress.from_record(record)
+        return Progress.from_record(record, next_lesson=following)
 
     @strawberry.field(
         description=(

@@ -213,6 +213,13 @@ class ProgressReset:
         return User.from_row(user)
 
 
+class _Unread:
+    """Stands for a related row not read with its object (its loader reads it)."""
+
+
+UNREAD = _Unread()
+
+
 @strawberry.type(
     description="A student's progress through one course (the seed's progress object)."
 )
@@ -233,9 +240,14 @@ class Progress:
     started_at: datetime
     completed_at: datetime | None
     _record: strawberry.Private[ProgressRecord]
+    #: The next lesson's row when it was read with the progress (None: all complete).
+    _next_lesson: strawberry.Private[LessonRow | _Unread | None] = UNREAD
 
     @classmethod
-    def from_record(cls, record: ProgressRecord) -> "Progress":
+    def from_record(
+        cls, record: ProgressRecord, next_lesson: LessonRow | _Unread | None = UNREAD
+    ) -> "Progress":
+        """The progress; `next_lesson`, when given, is what `nextLesson` answers."""
         enrollment = record.enrollment
         return cls(
             course_id=gid(enrollment.course_id),
@@ -250,6 +262,7 @@ class Progress:
             started_at=enrollment.enrolled_at,
             completed_at=enrollment.completed_at,
             _record=record,
+            _next_lesson=next_lesson,
         )
 
     async def _lessons_and_done(
@@ -297,7 +310,15 @@ class Progress:
     @strawberry.field(
         description="First lesson in course order not yet completed; null when all are complete."
     )
-    async def next_lesson(self, info: strawberry.Info[Context]) -> Lesson | None:
+    def next_lesson(self, info: strawberry.Info[Context]) -> Lesson | None:
+        # The lesson itself when it was read with the progress; else an awaitable of it
+        # (graphql-core awaits what a resolver returns awaitable), batched by its loader.
+        known = self._next_lesson
+        if known is UNREAD:
+            return self._load_next_lesson(info)  # type: ignore[return-value]
+        return Lesson.from_row(known) if known is not None else None  # type: ignore[arg-type]
+
+    async def _load_next_lesson(self, info: strawberry.Info[Context]) -> Lesson | None:
         lesson = await info.context.loaders.next_lessons.load(
             self._record.enrollment.id  # type: ignore[arg-type]
         )
