@@ -39,6 +39,7 @@ from gql.transport.exceptions import (
 from gql.transport.websockets import WebsocketsTransport
 from graphql.execution import Executor
 from sqlalchemy import func, select, text
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Operation
 from websockets.exceptions import ConnectionClosed
 
 from coursepulse.fanout.feed import Feeds
@@ -1018,9 +1019,21 @@ async def test_idle_subscriptions_wait_without_a_task_and_each_gets_its_own_sele
 
 
 async def test_an_event_reaches_its_idle_subscribers_without_a_task_each(
-    client: TestClient, db: Database, school: School, http: aiohttp.ClientSession
+    client: TestClient,
+    db: Database,
+    school: School,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     app = client.server.app
+    strawberry_sends: list[str] = []
+    send_next = Operation.send_next
+
+    async def counted_send(operation: Operation[Any, Any], result: Any) -> None:
+        strawberry_sends.append(operation.id)
+        await send_next(operation, result)
+
+    monkeypatch.setattr(Operation, "send_next", counted_send)
     await enroll(client, school, school.student)
     course = str(school.course_id)
     operations = [f"dashboard{number}" for number in range(20)]
@@ -1058,6 +1071,9 @@ async def test_an_event_reaches_its_idle_subscribers_without_a_task_each(
     }
     delivering = [name for name in created if name.endswith("._deliver")]
     assert sorted(delivering) == ["Deliveries._deliver", "ParkingTransportWSHandler._deliver"]
+    # and only the one that executed it goes through Strawberry's sending layers: the
+    # others are sent the frame made from the JSON they share
+    assert len(strawberry_sends) == 1
 
 
 # ---- many subscribers ---------------------------------------------------------------------
@@ -1168,3 +1184,15 @@ def test_next_messages_are_encoded_as_plain_json() -> None:
     ]
     for message in messages:
         assert view.encode_json(message) == json.dumps(message, separators=(",", ":"))
+
+
+def test_a_next_frame_is_the_next_message_as_utf8() -> None:
+    view = CoursepulseGraphQLView(schema=build_schema())
+    shared = {
+        "courseActivity": {"id": "3", "kind": "LESSON_COMPLETED", "title": "Caf\u00e9 \u2615"}
+    }
+    for operation_id in ("1", 'second "tab"', "\u00e9t\u00e9"):
+        message = {"id": operation_id, "type": "next", "payload": {"data": shared}}
+        frame = view.next_frame(operation_id, shared)
+        assert frame == view.encode_json(message).encode()
+        assert json.loads(frame) == message

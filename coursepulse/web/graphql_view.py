@@ -278,6 +278,11 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
             return self._encoded.next_message(data)
         return json.dumps(data, separators=(",", ":"))
 
+    def next_frame(self, operation_id: str, data: Any) -> bytes:
+        """The `next` message of an error-free result as a text frame's bytes: what
+        `encode_json` writes for it."""
+        return self._encoded.next_frame(operation_id, data)
+
     @cached_property
     def _encoded(self) -> "EncodedResults":
         """This view's (so this application's) recently encoded subscription results."""
@@ -352,21 +357,35 @@ class EncodedResults:
     KEPT = 256
 
     def __init__(self) -> None:
-        self._kept: OrderedDict[int, tuple[object, str]] = OrderedDict()
+        #: By the data's identity: the data (so the identity stays its own), its JSON as
+        #: text and as UTF-8.
+        self._kept: OrderedDict[int, tuple[object, str, bytes]] = OrderedDict()
+
+    def _encoded(self, data: Any) -> tuple[object, str, bytes]:
+        kept = self._kept.get(id(data))
+        if kept is None or kept[0] is not data:
+            text = json.dumps(data, separators=(",", ":"))
+            kept = self._kept[id(data)] = (data, text, text.encode())
+            if len(self._kept) > self.KEPT:
+                self._kept.popitem(last=False)
+        return kept
 
     def next_message(self, message: dict[str, Any]) -> str:
         """A `next` message as JSON text."""
         payload = message.get("payload")
         if not isinstance(payload, dict) or payload.keys() != {"data"}:
             return json.dumps(message, separators=(",", ":"))
-        data = payload["data"]
-        kept = self._kept.get(id(data))
-        if kept is None or kept[0] is not data:
-            kept = self._kept[id(data)] = (data, json.dumps(data, separators=(",", ":")))
-            if len(self._kept) > self.KEPT:
-                self._kept.popitem(last=False)
         identifier = json.dumps(message["id"])
-        return f'{{"id":{identifier},"type":"next","payload":{{"data":{kept[1]}}}}}'
+        data = self._encoded(payload["data"])[1]
+        return f'{{"id":{identifier},"type":"next","payload":{{"data":{data}}}}}'
+
+    def next_frame(self, operation_id: str, data: Any) -> bytes:
+        """The `next` message of `data` for the operation, as UTF-8 (`next_message`'s text)."""
+        identifier = json.dumps(operation_id).encode()
+        return b'{"id":%s,"type":"next","payload":{"data":%s}}' % (
+            identifier,
+            self._encoded(data)[2],
+        )
 
 
 def _describe_span(span: Any, operation: OperationSummary | None) -> None:

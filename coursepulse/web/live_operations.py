@@ -32,10 +32,13 @@ from contextlib import suppress
 from typing import Any
 from weakref import WeakKeyDictionary
 
+from aiohttp import ClientConnectionResetError, WSMsgType
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
+from strawberry.types import ExecutionResult
 
 from coursepulse.fanout.stream import PARK, RESUME, LiveStream, Parking
 from coursepulse.schema.context import Context
@@ -200,7 +203,7 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 return True
             stream.consume(event)
             try:
-                await operation.send_next(result)  # type: ignore[arg-type]
+                await self._send_next(operation, result)  # type: ignore[arg-type]
             except Exception as error:  # ended in a task of its own, as any failure
                 task = asyncio.create_task(self._fail(parked, error), context=parked.context)
                 parked.task = operation.task = task
@@ -209,6 +212,28 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if not (parked.ended or parked.task is not None or stream.settle()):
             self.start_delivery(parked)  # the stream's end, or more than results
         return True
+
+    async def _send_next(
+        self, operation: Operation[Context, None], result: ExecutionResult
+    ) -> None:
+        """Strawberry's `Operation.send_next`; an error-free result goes out as one text
+        frame made from the JSON its subscribers share (the view's `next_frame`), without
+        Strawberry's message and encoding layers, per subscriber."""
+        next_frame = getattr(self.view, "next_frame", None)
+        ws = getattr(self.websocket, "ws", None)
+        if (
+            next_frame is None
+            or ws is None
+            or result.errors
+            or result.extensions
+            or operation.completed
+        ):
+            await operation.send_next(result)
+            return
+        try:
+            await ws.send_frame(next_frame(operation.id, result.data), WSMsgType.TEXT)
+        except (RuntimeError, ClientConnectionResetError) as error:  # as Strawberry's adapter
+            raise WebSocketDisconnected from error
 
     def _takes_at_once(self) -> bool:
         """Whether the socket takes a message without making its sender wait: its peer
@@ -267,7 +292,7 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 return
             stream.consume(event)
             try:
-                await operation.send_next(result)  # type: ignore[arg-type]
+                await self._send_next(operation, result)  # type: ignore[arg-type]
             except Exception as error:
                 await self._end_failed(operation, error)
                 raise
