@@ -46,18 +46,40 @@ class JsonFormatter(logging.Formatter):
         self._clock = _Clock()
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": self._clock.iso(record.created),
-            "level": record.levelname,
-            "logger": record.name,
-            "process": record.process,
-            "message": record.getMessage(),
-        }
         fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
+        exception = self.formatException(record.exc_info) if record.exc_info else None
+        return self.line(
+            record.created,
+            record.levelname,
+            record.name,
+            record.process,
+            record.getMessage(),
+            fields if isinstance(fields, dict) else None,
+            exception,
+        )
+
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        process: int | None,
+        message: str,
+        fields: dict[str, Any] | None = None,
+        exception: str | None = None,
+    ) -> str:
+        """The JSON line of a record made of these parts."""
+        entry: dict[str, Any] = {
+            "time": self._clock.iso(created),
+            "level": level,
+            "logger": logger,
+            "process": process,
+            "message": message,
+        }
+        if fields is not None:
             entry.update({key: value for key, value in fields.items() if value is not None})
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if exception is not None:
+            entry["exception"] = exception
         try:
             return orjson.dumps(entry, default=str).decode()
         except TypeError:  # what orjson does not encode (an int beyond 64 bits, a non-str key)
@@ -114,6 +136,15 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if record.levelno >= logging.WARNING or self._size >= self.batch_bytes:
             self._write()
 
+    def add_line(self, line: str, levelno: int) -> None:
+        """Add a line formatted already, as `emit` adds a record's (see `direct_handler`)."""
+        line += self.terminator
+        with self.lock:  # type: ignore[union-attr]
+            self._lines.append(line)
+            self._size += len(line)
+            if levelno >= logging.WARNING or self._size >= self.batch_bytes:
+                self._write()
+
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
             self._write()
@@ -137,6 +168,34 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def _flush_regularly(self) -> None:
         while not self._stopped.wait(self.interval):
             self.flush()
+
+
+def direct_handler(logger: logging.Logger, levelno: int) -> BatchedStreamHandler | None:
+    """The one handler a record of `logger` at `levelno` would reach, when it is a
+    `BatchedStreamHandler` writing JSON with no filter on the way: the line can then be
+    given to it formatted (`add_line`), without a `LogRecord` and the logging module's
+    dispatch (the access log writes a line a request). None otherwise (another handler,
+    a filter, a test capturing records): the record takes the logging module's path."""
+    if logger.filters:
+        return None
+    current: logging.Logger | None = logger
+    while current is not None and current is not logging.root:
+        if current.handlers or current.disabled or not current.propagate:
+            return None
+        current = current.parent
+    root = logging.root
+    handlers = root.handlers
+    if current is not root or len(handlers) != 1 or root.filters:
+        return None
+    handler = handlers[0]
+    if (
+        type(handler) is not BatchedStreamHandler
+        or handler.filters
+        or levelno < handler.level
+        or not isinstance(handler.formatter, JsonFormatter)
+    ):
+        return None
+    return handler
 
 
 def configure_logging(

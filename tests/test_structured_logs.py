@@ -15,7 +15,12 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from coursepulse.logging_setup import BatchedStreamHandler, JsonFormatter, TextFormatter
+from coursepulse.logging_setup import (
+    BatchedStreamHandler,
+    JsonFormatter,
+    TextFormatter,
+    direct_handler,
+)
 from coursepulse.models.db import Database
 from tests.conftest import PASSWORD, School, graphql
 from tests.processes import coursepulse_serve
@@ -210,3 +215,71 @@ def test_batched_lines_are_written_within_the_interval() -> None:
         assert stream.getvalue() == "soon\n"
     finally:
         handler.close()
+
+
+async def test_the_access_log_writes_its_line_straight_to_a_lone_json_handler(
+    client: TestClient, school: School, caplog: pytest.LogCaptureFixture, monkeypatch: Any
+) -> None:
+    # Given the service's own logging: one batched JSON handler on the root logger
+    stream = io.StringIO()
+    handler = BatchedStreamHandler(interval=60)
+    handler.setStream(stream)
+    handler.setFormatter(JsonFormatter())
+    monkeypatch.setattr(logging.root, "handlers", [handler])
+    monkeypatch.setattr(logging.root, "level", logging.INFO)
+    try:
+        # When a request is answered, its line goes to that handler without a record
+        await graphql(client, PROGRESS, {"c": str(school.course_id)}, as_=school.student)
+        handler.flush()
+    finally:
+        handler.close()
+    assert not [record for record in caplog.records if record.name == "coursepulse.access"]
+    lines = [json.loads(text) for text in stream.getvalue().splitlines()]
+    (line,) = [line for line in lines if line["logger"] == "coursepulse.access"]
+    # Then it is the line the formatter makes of the access log's record
+    assert line.keys() >= {"time", "level", "logger", "process", "message", "request_id"}
+    assert line["level"] == "INFO"
+    assert line["logger"] == "coursepulse.access"
+    assert line["message"].startswith("POST /graphql 200 ")
+    assert line["viewer_id"] == school.student.id
+    assert line["operation_name"] == "CourseProgress"
+    assert line["outcome"] == "not_enrolled"  # the school's student has not enrolled yet
+
+
+def test_a_record_takes_the_logging_path_unless_one_json_handler_alone_gets_it(
+    monkeypatch: Any,
+) -> None:
+    access = logging.getLogger("coursepulse.access")
+    handler = BatchedStreamHandler(interval=60)
+    handler.setFormatter(JsonFormatter())
+    try:
+        monkeypatch.setattr(logging.root, "handlers", [handler])
+        assert direct_handler(access, logging.INFO) is handler
+        handler.setLevel(logging.WARNING)
+        assert direct_handler(access, logging.INFO) is None
+        assert direct_handler(access, logging.WARNING) is handler
+        handler.setLevel(logging.NOTSET)
+        monkeypatch.setattr(logging.root, "handlers", [handler, logging.NullHandler()])
+        assert direct_handler(access, logging.INFO) is None
+        text = BatchedStreamHandler(interval=60)
+        text.setFormatter(TextFormatter())
+        monkeypatch.setattr(logging.root, "handlers", [text])
+        assert direct_handler(access, logging.INFO) is None
+        text.close()
+        monkeypatch.setattr(logging.root, "handlers", [handler])
+        handler.addFilter(lambda record: True)
+        assert direct_handler(access, logging.INFO) is None
+    finally:
+        handler.close()
+
+
+def test_a_json_line_is_the_formatted_record() -> None:
+    formatter = JsonFormatter()
+    record = logging.getLogger("coursepulse.access").makeRecord(
+        "coursepulse.access", logging.INFO, "", 0, "GET %s", ("/healthz",), None,
+        extra={"fields": {"status": 200, "viewer_id": None}},
+    )  # fmt: skip
+    assert formatter.format(record) == formatter.line(
+        record.created, "INFO", "coursepulse.access", record.process, "GET /healthz",
+        {"status": 200, "viewer_id": None},
+    )  # fmt: skip
