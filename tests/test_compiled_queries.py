@@ -91,6 +91,10 @@ class Query:
         return 2**40
 
     @strawberry.field
+    def gaps(self) -> list[Item | None]:
+        return [ITEMS[0], None]
+
+    @strawberry.field
     def living(self) -> Animal | Plant:
         return Animal(name="cat")
 
@@ -124,6 +128,8 @@ REPORTED = [
     ("{ huge }", {}),
     ("{ items { name lesson { title } } }", {"missing": True}),
 ]
+#: Answers without an error that the compiled form still leaves to graphql-core.
+LEFT = ["{ gaps { name } }"]
 #: Shapes left to graphql-core's executor altogether.
 NOT_COMPILED = [
     "{ __schema { queryType { name } } }",
@@ -193,6 +199,17 @@ async def test_a_query_with_something_to_report_is_left_to_graphql_core(
         await compiled_queries.execute(compiled, variables, _context(failing_loader=failing))
     expected = await _general(document, variables, _context(failing_loader=failing))
     assert expected.errors
+
+
+@pytest.mark.parametrize("document", LEFT)
+async def test_a_list_with_a_null_item_is_left_to_graphql_core(document: str) -> None:
+    compiled = _compiled(document)
+    assert compiled is not None
+    with pytest.raises(Fallback):
+        await compiled_queries.execute(compiled, {}, _context())
+    expected = await _general(document, {}, _context())
+    assert expected.errors is None
+    assert expected.data == {"gaps": [{"name": "ada"}, None]}
 
 
 async def test_variables_graphql_core_refuses_are_left_to_it() -> None:

@@ -43,6 +43,7 @@ from graphql import (
     GraphQLScalarType,
     GraphQLSchema,
     OperationType,
+    default_field_resolver,
 )
 from graphql.execution.collect_fields import (
     FieldDetailsList,
@@ -325,7 +326,8 @@ def _resolve(run: _Run, field: _Resolved, source: Any, path: Path, row: dict[str
         if field.with_arguments
         else {}
     )
-    result = field.definition.resolve(source, info, **arguments)  # type: ignore[misc]
+    resolve = field.definition.resolve or default_field_resolver
+    result = resolve(source, info, **arguments)
     if compiled.is_awaitable(result):
         run.pending.append((row, field.key, result, field, path))
         return None
@@ -357,11 +359,11 @@ async def execute(
                     raise Fallback from value
                 row[key] = field.complete(run, value, path)
     except Fallback:
-        _abandon(run.pending)
         raise
     except Exception as error:  # a resolver's error: the general path reports it
-        _abandon(run.pending)
         raise Fallback from error
+    finally:
+        _abandon(run.pending)  # what no round awaited (an error, or the request cancelled)
     return data  # type: ignore[no-any-return]
 
 
