@@ -148,16 +148,3 @@ async def test_variables_of_the_wrong_type_are_refused_alike_on_both_paths(
     assert "data" not in body
     assert body["errors"][0]["extensions"]["code"] == "invalid_input"
     assert full_path_runs.count(PROGRESS) == 1
-
-
-@pytest.mark.parametrize("value", [123456789012345678901234567890, -(2**64), float("nan")])
-async def test_numbers_json_allows_beyond_orjson_take_the_full_path_and_read_alike(
-    client: TestClient, school: School, full_path_runs: list[str | None], value: object
-) -> None:
-    # An integer beyond 64 bits (orjson would read it as a float) and NaN (which orjson
-    # refuses): the full path reads the request both times, as Python's parser reads it.
-    variables = {"c": value, "u": None}
-    first, second = await twice(client, PROGRESS, variables, school.student)
-    assert first == second
-    assert second["errors"][0]["extensions"]["code"] in {"invalid_input", "not_found"}
-    assert full_path_runs.count(PROGRESS) == 2

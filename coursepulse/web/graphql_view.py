@@ -174,15 +174,9 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
         accept = request.headers.get("Accept", "")
         if "text/event-stream" in accept or "multipart/" in accept:
             return None  # streamed transports
-        body = await request.read()
-        if _LONG_NUMBER.search(body):
-            return None  # orjson reads an integer beyond 64 bits as a float: the full path
         try:
-            # orjson refuses what the full path's parser refuses (invalid UTF-8, lone
-            # surrogates, deep nesting) and more (NaN, Infinity): anything it refuses takes
-            # the full path, which parses it and words what is wrong.
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
+            data = decode_json_text(await request.read())
+        except json.JSONDecodeError:
             return None
         if not isinstance(data, dict):
             return None
@@ -312,8 +306,6 @@ def _is_subscription(request_data: GraphQLRequestData) -> bool:
 
 #: A JSON escape of a UTF-16 surrogate: only then can a decoded string hold a lone one.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-#: Nineteen digits in a row: a number orjson may not read as the full path's parser does.
-_LONG_NUMBER = re.compile(rb"\d{19}")
 
 
 def decode_json_text(data: str | bytes) -> object:
