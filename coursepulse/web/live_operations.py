@@ -56,7 +56,16 @@ class Parked(BaseException):
 class ParkedOperation:
     """A subscription whose stream parked, with what delivering to it needs."""
 
-    __slots__ = ("context", "ended", "handler", "holds_place", "operation", "stream", "task")
+    __slots__ = (
+        "context",
+        "deliveries",
+        "ended",
+        "handler",
+        "holds_place",
+        "operation",
+        "stream",
+        "task",
+    )
 
     def __init__(
         self,
@@ -75,12 +84,14 @@ class ParkedOperation:
         #: Whether its end gives back a place (`ParkingTransportWSHandler.hold_place`).
         self.holds_place = False
         self.ended = False
+        #: Its loop's deliveries (it is made, and woken, on the socket's loop).
+        self.deliveries = Deliveries.of_loop()
 
     def wake(self) -> None:
         """The stream has something to deliver: deliver it with the others woken now,
         unless a task delivers to it already."""
         if self.task is None and not self.ended:
-            Deliveries.of_loop().add(self)
+            self.deliveries.add(self)
 
     async def end(self) -> None:
         """The operation is over: forget it and close its stream (once)."""
