@@ -14,7 +14,7 @@ import logging
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 
 import asyncpg
@@ -71,6 +71,22 @@ BACKGROUND_WORK: ContextVar[bool] = ContextVar("background_work", default=False)
 
 def _echo(sql: str) -> None:
     _sql_log.info("%s", sql)
+
+
+class ReadScope(AbstractAsyncContextManager[Transaction]):
+    """`async with db.read() as tx`: the read transaction, rolled back as the block ends
+    (a class rather than a generator: every request opens one)."""
+
+    __slots__ = ("transaction",)
+
+    def __init__(self, transaction: Transaction) -> None:
+        self.transaction = transaction
+
+    async def __aenter__(self) -> Transaction:
+        return self.transaction
+
+    async def __aexit__(self, *_exception: object) -> None:
+        await self.transaction.end(commit=False)
 
 
 class Database:
@@ -140,19 +156,14 @@ class Database:
             database.observers.append(_echo)
         return database
 
-    @asynccontextmanager
-    async def read(self, *, one_statement: bool = False) -> AsyncIterator[Transaction]:
+    def read(self, *, one_statement: bool = False) -> "ReadScope":
         """A read-only transaction, rolled back at the end: one snapshot for the block.
 
         With `one_statement`, a read that runs a single statement, which is its own
         snapshot: no BEGIN and no ROLLBACK (two round trips on PostgreSQL); a second
         statement raises `SnapshotNeeded`.
         """
-        transaction = self._driver.transaction(writing=False, one_statement=one_statement)
-        try:
-            yield transaction
-        finally:
-            await transaction.end(commit=False)
+        return ReadScope(self._driver.transaction(writing=False, one_statement=one_statement))
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Transaction]:
