@@ -9,8 +9,10 @@ the access log names the path without its query string, never a header.
 import json
 import logging
 import math
+import os
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -131,19 +133,31 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:
             self.handleError(record)
             return
+        self._add(line, record.levelno)
+
+    def add_entry(
+        self, logger: logging.Logger, levelno: int, message: str, fields: dict[str, Any]
+    ) -> None:
+        """Add the line the JSON formatter would make of the logger's record, made
+        without the record (see `direct_handler`, which says when that is the same)."""
+        formatter: JsonFormatter = self.formatter  # type: ignore[assignment]
+        line = formatter.line(
+            time.time(),
+            logging.getLevelName(levelno),
+            logger.name,
+            os.getpid() if logging.logProcesses else None,
+            message,
+            fields,
+        )
+        with self.lock:  # type: ignore[union-attr]
+            self._add(line + self.terminator, levelno)
+
+    def _add(self, line: str, levelno: int) -> None:
+        """Add a line to the batch (the handler's lock held)."""
         self._lines.append(line)
         self._size += len(line)
-        if record.levelno >= logging.WARNING or self._size >= self.batch_bytes:
+        if levelno >= logging.WARNING or self._size >= self.batch_bytes:
             self._write()
-
-    def add_line(self, line: str, levelno: int) -> None:
-        """Add a line formatted already, as `emit` adds a record's (see `direct_handler`)."""
-        line += self.terminator
-        with self.lock:  # type: ignore[union-attr]
-            self._lines.append(line)
-            self._size += len(line)
-            if levelno >= logging.WARNING or self._size >= self.batch_bytes:
-                self._write()
 
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
@@ -173,7 +187,7 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def direct_handler(logger: logging.Logger, levelno: int) -> BatchedStreamHandler | None:
     """The one handler a record of `logger` at `levelno` would reach, when it is a
     `BatchedStreamHandler` writing JSON with no filter on the way: the line can then be
-    given to it formatted (`add_line`), without a `LogRecord` and the logging module's
+    given to it as its parts (`add_entry`), without a `LogRecord` and the logging module's
     dispatch (the access log writes a line a request). None otherwise (another handler,
     a filter, a test capturing records): the record takes the logging module's path."""
     if logger.filters:

@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -11,7 +10,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from coursepulse.logging_setup import JsonFormatter, direct_handler
+from coursepulse.logging_setup import direct_handler
 from coursepulse.resolvers.errors import DomainError, InvalidCredentials, RateLimited
 from coursepulse.schema.errors import error_document
 from coursepulse.web.credentials import viewer_from_authorization
@@ -120,15 +119,8 @@ def log_request(request: web.Request, status: int, seconds: float) -> None:
     handler = direct_handler(access_log, level)
     if handler is None:
         access_log.log(level, _ACCESS_LINE, *arguments, extra={"fields": fields})
-        return
-    # The line the handler's formatter would make of the record, without the record.
-    formatter: JsonFormatter = handler.formatter  # type: ignore[assignment]
-    process = os.getpid() if logging.logProcesses else None
-    message = _ACCESS_LINE % arguments
-    line = formatter.line(
-        time.time(), logging.getLevelName(level), access_log.name, process, message, fields
-    )
-    handler.add_line(line, level)
+    else:
+        handler.add_entry(access_log, level, _ACCESS_LINE % arguments, fields)
 
 
 #: The access log's message: "GET /graphql 200 1.2ms" (prefixed for a slow request).
