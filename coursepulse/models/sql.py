@@ -247,9 +247,8 @@ def _result_processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any
         if dialect.name == "sqlite":
             return _sqlite_utc
         if dialect.name == "postgresql" and dialect.driver == "asyncpg":
-            return (
-                None  # asyncpg gives every `timestamptz` aware, in UTC, whatever the session's zone
-            )
+            # asyncpg gives every `timestamptz` aware and in UTC, whatever the session's zone.
+            return None
         return _aware_utc
     return type_._cached_result_processor(dialect, None)
 

@@ -29,7 +29,6 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from graphql import (
     FieldNode,
@@ -113,9 +112,6 @@ class _NotCompiled(Exception):
 
 
 _NO_VARIABLES = VariableValues({}, {})
-#: The completers of objects read as one row of plain leaves, and how they read it (a
-#: list of them is read in one loop: `_rows`).
-_ROW_READERS: "WeakKeyDictionary[Complete, RowReader]" = WeakKeyDictionary()
 
 
 def compile_query(
@@ -167,6 +163,16 @@ def _object(
     selection."""
     if object_type.is_type_of is not None:
         raise _NotCompiled
+    reader = _plain_reader(compiler, object_type, grouped)
+    if reader is not None:
+
+        def complete_row(run: _Run, value: Any, path: Path) -> Any:
+            row = read_row(value, reader)
+            if row is None:
+                raise Fallback
+            return row
+
+        return complete_row
     entries: list[_Entry] = []
     for key, details in grouped.items():
         name = details[0].node.name.value
@@ -186,17 +192,6 @@ def _object(
         with_arguments = bool(definition.args or details[0].node.arguments)
         complete = _value(compiler, definition.type, details)
         entries.append(_Resolved(key, definition, nodes, object_type, with_arguments, complete))
-    if all(isinstance(entry, tuple) and not isinstance(entry[1], str) for entry in entries):
-        reader = tuple(entries)  # a row of plain leaves
-
-        def complete_row(run: _Run, value: Any, path: Path) -> Any:
-            row = read_row(value, reader)  # type: ignore[arg-type]
-            if row is None:
-                raise Fallback
-            return row
-
-        _ROW_READERS[complete_row] = reader  # type: ignore[assignment]
-        return complete_row
     fixed = tuple(entries)
     type_name = object_type.name
 
@@ -228,14 +223,16 @@ def _value(compiler: _Compiler, type_: GraphQLOutputType, details: FieldDetailsL
                 raise Fallback
             return completed
 
-        if inner in _ROW_READERS:
-            _ROW_READERS[complete_non_null] = _ROW_READERS[inner]
         return complete_non_null
     if isinstance(type_, GraphQLList):
+        item_type = type_.of_type
+        if isinstance(item_type, GraphQLNonNull):
+            item_type = item_type.of_type
+        if isinstance(item_type, GraphQLObjectType) and item_type.is_type_of is None:
+            reader = _plain_reader(compiler, item_type, compiler.subfields(item_type, details))
+            if reader is not None:
+                return _rows(reader)
         item = _value(compiler, type_.of_type, details)
-        reader = _ROW_READERS.get(item)
-        if reader is not None:
-            return _rows(reader)
 
         def complete_list(run: _Run, value: Any, path: Path) -> Any:
             if value is None:
@@ -274,10 +271,23 @@ def _value(compiler: _Compiler, type_: GraphQLOutputType, details: FieldDetailsL
                 raise Fallback
             return selection(run, value, path)
 
-        if selection in _ROW_READERS:
-            _ROW_READERS[complete_object] = _ROW_READERS[selection]
         return complete_object
     raise _NotCompiled  # an interface or a union
+
+
+def _plain_reader(
+    compiler: _Compiler, object_type: GraphQLObjectType, grouped: GroupedFieldSet
+) -> RowReader | None:
+    """The selection read as one row, when every selected field is a plain leaf; None
+    when one needs more (a resolver, arguments, `__typename`)."""
+    fields: list[tuple[str, Leaf]] = []
+    for key, details in grouped.items():
+        definition = compiler.schema.get_field(object_type, details[0].node.name.value)
+        leaf = plain_leaf_of(definition) if definition is not None else None
+        if leaf is None:
+            return None
+        fields.append((key, leaf))
+    return tuple(fields)
 
 
 def _rows(reader: RowReader) -> Complete:
@@ -370,7 +380,6 @@ async def execute(
 def _abandon(pending: list[_Pending]) -> None:
     """Close the coroutines no round will await (a loader's future is left to its loader)."""
     for entry in pending:
-        close = getattr(entry[2], "close", None)
-        if close is not None and asyncio.iscoroutine(entry[2]):
-            close()
+        if asyncio.iscoroutine(entry[2]):
+            entry[2].close()
     pending.clear()
