@@ -20,6 +20,7 @@ from coursepulse.models import (
 )
 from coursepulse.models.db import Database
 from coursepulse.resolvers import completions, courses, enrollments
+from coursepulse.resolvers.access import get_course
 from coursepulse.resolvers.errors import (
     AlreadyEnrolled,
     InvalidInput,
@@ -690,6 +691,38 @@ async def test_next_lesson_is_the_first_incomplete_lesson_in_course_order(
     assert (await progress_of(client, school.student, school.course_id))["nextLesson"] is None
 
 
+async def test_the_answer_to_each_change_names_the_next_lesson_as_the_progress_read_does(
+    client: TestClient, school: School
+) -> None:
+    lesson_1, lesson_2, lesson_3, lesson_4 = school.lesson_ids
+    await enroll(client, school.student, school.course_id)
+    for lesson_id in (lesson_1, lesson_2, lesson_4):
+        await complete(client, school.student, school.course_id, lesson_id)
+
+    async def read_next() -> dict[str, object] | None:
+        return (await progress_of(client, school.student, school.course_id))["nextLesson"]
+
+    # undoing a lesson after the first open one (3) leaves 3 next
+    after = await incomplete(client, school.student, school.course_id, lesson_4)
+    assert after["nextLesson"] == {"id": str(lesson_3), "order": 3} == await read_next()
+    # undoing one before it makes the undone lesson next
+    after = await incomplete(client, school.student, school.course_id, lesson_2)
+    assert after["nextLesson"] == {"id": str(lesson_2), "order": 2} == await read_next()
+    # undoing a lesson that is not complete changes nothing
+    after = await incomplete(client, school.student, school.course_id, lesson_3)
+    assert after["message"] == "Lesson is not marked as complete"
+    assert after["nextLesson"] == {"id": str(lesson_2), "order": 2} == await read_next()
+    # completing a lesson that is complete changes nothing
+    after = await complete(client, school.student, school.course_id, lesson_1)
+    assert after["alreadyCompleted"] is True
+    assert after["nextLesson"] == {"id": str(lesson_2), "order": 2} == await read_next()
+    # completing a lesson after the next one leaves the next one
+    after = await complete(client, school.student, school.course_id, lesson_3)
+    assert after["nextLesson"] == {"id": str(lesson_2), "order": 2} == await read_next()
+    after = await complete(client, school.student, school.course_id, lesson_2)
+    assert after["nextLesson"] == {"id": str(lesson_4), "order": 4} == await read_next()
+
+
 async def test_next_lesson_follows_course_order_not_creation_order(
     client: TestClient, db: Database, school: School
 ) -> None:
@@ -1022,6 +1055,40 @@ async def test_concurrent_completions_of_different_lessons_all_count(
     kinds = [row[0] for row in await events(db, school.student, school.course_id)]
     assert kinds.count("lesson_completed") == 4
     assert kinds.count("course_completed") == 1
+
+
+async def test_a_completion_waits_for_a_lesson_set_change_without_a_deadlock(
+    db: Database, school: School
+) -> None:
+    async with db.write() as tx:
+        await enrollments.enroll(tx, school.student.viewer, school.course_id)
+    course_locked = asyncio.Event()
+
+    async def change_lessons() -> None:
+        # as a change to the course's lessons does: the course first, then its enrolments
+        async with db.write() as tx:
+            await get_course(tx, school.course_id, lock=True)
+            course_locked.set()
+            await asyncio.sleep(0.3)  # the completion is waiting for the course meanwhile
+            await tx.first(
+                enrollments.ENROLLMENT_FOR_UPDATE,
+                user_id=school.student.id,
+                course_id=school.course_id,
+            )
+
+    async def complete_one() -> completions.LessonChange:
+        await course_locked.wait()
+        async with db.write() as tx:
+            return await completions.complete_lesson(
+                tx, school.student.viewer, school.course_id, school.lesson_ids[0]
+            )
+
+    # when both run at once, the completion takes the course's lock before the enrolment's,
+    # so it waits its turn instead of holding the enrolment the change needs
+    async with asyncio.timeout(10), asyncio.TaskGroup() as both:
+        both.create_task(change_lessons())
+        completing = both.create_task(complete_one())
+    assert completing.result().progress.enrollment.completed_lessons == 1
 
 
 # ---- resolver level ----------------------------------------------------------------------

@@ -123,9 +123,10 @@ async def test_completing_and_undoing_a_lesson_is_one_transaction_of_few_stateme
     async with db.write() as tx:
         await enrollments.enroll(tx, school.student.viewer, school.course_id)
     variables = {"courseId": str(school.course_id), "lessonId": str(school.lesson_ids[0])}
-    # course, enrolment, lesson with its completion, the change, the counters, the event
-    # (with its course lock on PostgreSQL), the next lesson; NOTIFY on PostgreSQL.
-    expected = 8 if db.dialect == "postgresql" else 7
+    # course with the locked enrolment, lesson with its completion and the next of the
+    # others, the change, the counters, the event (with its course lock on PostgreSQL);
+    # NOTIFY on PostgreSQL.
+    expected = 6 if db.dialect == "postgresql" else 5
     await graphql(client, "{ me { id } }", as_=school.student)  # caches the credentials
     for document in (COMPLETE, INCOMPLETE, COMPLETE):
         count_statements.statements.clear()

@@ -6,7 +6,8 @@ the row type its columns describe (models/rows.py):
 
 - whole tables, e.g. `select(courses)`: that table's row type (`CourseRow`);
 - several whole tables, e.g. `select(courses, enrollments)` over an outer join: a
-  tuple of their rows, a side the join found nothing for being None;
+  tuple of their rows, a side the join found nothing for being None (an alias of a
+  table reads as the table);
 - any other columns: a named tuple of the columns' keys (label them to rename).
 
 Values come back as the column types give them (UTC-aware timestamps on both
@@ -28,7 +29,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import Label
-from sqlalchemy.sql.selectable import Join
+from sqlalchemy.sql.selectable import Alias, Join
 from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
 
 from coursepulse.models.rows import row_type_of
@@ -262,10 +263,16 @@ def _aware_utc(value: datetime) -> datetime:
 
 
 def _column_of(entry: Any) -> Column[Any] | None:
-    """The table column a result column is, if it is one."""
+    """The table column a result column is, if it is one (through an alias of the table)."""
     for candidate in entry.objects:
         if isinstance(candidate, Column) and isinstance(candidate.table, Table):
             return candidate
+        if (
+            isinstance(candidate, Column)
+            and isinstance(candidate.table, Alias)
+            and isinstance(candidate.table.element, Table)
+        ):
+            return candidate.table.element.c[candidate.key]
     return None
 
 

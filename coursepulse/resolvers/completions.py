@@ -13,7 +13,7 @@ from coursepulse.resolvers import gates
 from coursepulse.resolvers.access import is_course_staff
 from coursepulse.resolvers.enrollments import learning_enrollment, save_enrollment
 from coursepulse.resolvers.errors import NotFound
-from coursepulse.resolvers.lookups import next_lesson_of
+from coursepulse.resolvers.lookups import next_after_change, next_lesson_id
 from coursepulse.resolvers.outbox import append_event
 from coursepulse.resolvers.progress import ProgressRecord, settle
 from coursepulse.resolvers.viewer import Viewer, require_viewer
@@ -21,13 +21,23 @@ from coursepulse.resolvers.viewer import Viewer, require_viewer
 _COMPLETIONS = LessonCompletion.__table__
 _LESSONS = Lesson.__table__
 
-#: The lesson, if it belongs to the course, with the enrolment's completion of it (or None).
+_OTHER_NEXT = _LESSONS.alias("other_next")
+#: The lesson, if it belongs to the course, with the enrolment's completion of it (or None)
+#: and the next lesson among the others (or None): what the change and its answer need.
 _LESSON_AND_COMPLETION = Query(
-    select(_LESSONS, _COMPLETIONS)
-    .outerjoin(
-        _COMPLETIONS,
-        (_COMPLETIONS.c.lesson_id == _LESSONS.c.id)
-        & (_COMPLETIONS.c.enrollment_id == bindparam("enrollment_id")),
+    select(_LESSONS, _COMPLETIONS, _OTHER_NEXT)
+    .select_from(
+        _LESSONS.outerjoin(
+            _COMPLETIONS,
+            (_COMPLETIONS.c.lesson_id == _LESSONS.c.id)
+            & (_COMPLETIONS.c.enrollment_id == bindparam("enrollment_id")),
+        ).outerjoin(
+            _OTHER_NEXT,
+            _OTHER_NEXT.c.id
+            == next_lesson_id(
+                bindparam("course_id"), bindparam("enrollment_id"), excluding=_LESSONS.c.id
+            ),
+        )
     )
     .where(_LESSONS.c.id == bindparam("lesson_id"), _LESSONS.c.course_id == bindparam("course_id"))
 )
@@ -54,13 +64,40 @@ class LessonChange:
     next_lesson: LessonRow | None
 
 
+@dataclass(frozen=True, slots=True)
+class _LessonAction:
+    """What a completion change starts from, read under the enrolment's lock."""
+
+    course: CourseRow
+    enrollment: EnrollmentRow
+    lesson: LessonRow
+    #: The enrolment's completion of the lesson, if any.
+    done: CompletionRow | None
+    #: The next lesson among the course's other lessons (`next_lesson_id` excluding it).
+    other_next: LessonRow | None
+
+    def change(
+        self,
+        message: str,
+        completed_at: datetime | None,
+        progress: ProgressRecord,
+        *,
+        complete: bool,
+        already_completed: bool = False,
+    ) -> LessonChange:
+        """The outcome, the lesson being `complete` or not afterwards."""
+        following = next_after_change(self.lesson, complete, self.other_next)
+        return LessonChange(
+            message, self.lesson.id, completed_at, already_completed, progress, following
+        )
+
+
 async def _lesson_action(
     tx: Transaction, viewer: Viewer | None, course_id: int, lesson_id: int
-) -> tuple[CourseRow, EnrollmentRow, LessonRow, CompletionRow | None]:
-    """Course, locked active enrolment (`learning_enrollment`), the lesson and its completion.
-
-    A lesson of another course is `not_found`.
-    """
+) -> _LessonAction:
+    """Course, locked active enrolment (`learning_enrollment`), the lesson, its completion
+    and the next of the other lessons, in two statements. A lesson of another course is
+    `not_found`."""
     _viewer, course, enrollment = await learning_enrollment(tx, viewer, course_id)
     found = await tx.first(
         _LESSON_AND_COMPLETION,
@@ -70,22 +107,8 @@ async def _lesson_action(
     )
     if found is None:
         raise NotFound(f"Lesson {lesson_id} not found in course {course_id}")
-    lesson, done = found
-    return course, enrollment, lesson, done
-
-
-async def _change(
-    tx: Transaction,
-    message: str,
-    lesson_id: int,
-    completed_at: datetime | None,
-    progress: ProgressRecord,
-    *,
-    already_completed: bool = False,
-) -> LessonChange:
-    """The outcome, with the next lesson as this transaction sees it."""
-    following = await next_lesson_of(tx, progress.enrollment.id)
-    return LessonChange(message, lesson_id, completed_at, already_completed, progress, following)
+    lesson, done, other_next = found
+    return _LessonAction(course, enrollment, lesson, done, other_next)
 
 
 async def _save(
@@ -107,7 +130,13 @@ async def complete_lesson(
 ) -> LessonChange:
     """Mark a lesson complete, exactly once; a second call changes nothing. A lesson that
     is not open yet (gates.py) is `lesson_locked`, except for the course's staff."""
-    course, enrollment, lesson, existing = await _lesson_action(tx, viewer, course_id, lesson_id)
+    action = await _lesson_action(tx, viewer, course_id, lesson_id)
+    course, enrollment, lesson, existing = (
+        action.course,
+        action.enrollment,
+        action.lesson,
+        action.done,
+    )
     if (
         existing is None
         and gates.may_lock(course, [lesson])
@@ -115,12 +144,11 @@ async def complete_lesson(
     ):
         await gates.require_open(tx, course, enrollment, lesson, utcnow())
     if existing is not None:
-        return await _change(
-            tx,
+        return action.change(
             "Lesson already marked as complete",
-            lesson_id,
             existing.completed_at,
             ProgressRecord(enrollment, course),
+            complete=True,
             already_completed=True,
         )
     now = utcnow()
@@ -139,8 +167,8 @@ async def complete_lesson(
             occurred_at=now,
             lesson_id=lesson_id if kind == ProgressEventKind.LESSON_COMPLETED else None,
         )
-    return await _change(
-        tx, "Lesson marked as complete", lesson_id, now, ProgressRecord(enrollment, course)
+    return action.change(
+        "Lesson marked as complete", now, ProgressRecord(enrollment, course), complete=True
     )
 
 
@@ -148,14 +176,14 @@ async def incomplete_lesson(
     tx: Transaction, viewer: Viewer | None, course_id: int, lesson_id: int
 ) -> LessonChange:
     """Undo a completion; a lesson that is not complete is left as it is."""
-    course, enrollment, _lesson, existing = await _lesson_action(tx, viewer, course_id, lesson_id)
+    action = await _lesson_action(tx, viewer, course_id, lesson_id)
+    course, enrollment, existing = action.course, action.enrollment, action.done
     if existing is None:
-        return await _change(
-            tx,
+        return action.change(
             "Lesson is not marked as complete",
-            lesson_id,
             None,
             ProgressRecord(enrollment, course),
+            complete=False,
         )
     now = utcnow()
     await tx.execute(_REMOVE_COMPLETION, row_id=existing.id)
@@ -169,6 +197,6 @@ async def incomplete_lesson(
         occurred_at=now,
         lesson_id=lesson_id,
     )
-    return await _change(
-        tx, "Lesson marked as incomplete", lesson_id, None, ProgressRecord(enrollment, course)
+    return action.change(
+        "Lesson marked as incomplete", None, ProgressRecord(enrollment, course), complete=False
     )

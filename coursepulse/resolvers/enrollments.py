@@ -60,6 +60,20 @@ ENROLLMENT_FOR_UPDATE = Query(
     )
     .with_for_update()
 )
+#: A learner action's course, share-locked so lesson-set changes wait for the action, and
+#: the viewer's enrolment in it, locked: their actions on it take turns. One statement
+#: when the enrolment exists; PostgreSQL takes the course's lock first (the order of the
+#: locking clauses), as the statements that change a course's lessons do.
+_COURSE_AND_ENROLLMENT_FOR_UPDATE = Query(
+    select(_COURSES, _ENROLLMENTS)
+    .join(
+        _ENROLLMENTS,
+        (_ENROLLMENTS.c.course_id == _COURSES.c.id)
+        & (_ENROLLMENTS.c.user_id == bindparam("user_id")),
+    )
+    .where(_COURSES.c.id == bindparam("course_id"))
+    .suffix_with("FOR SHARE OF courses FOR UPDATE OF enrollments", dialect="postgresql")
+)
 _LESSON_OF_COURSE = Query(
     select(_LESSONS.c.id).where(
         _LESSONS.c.id == bindparam("lesson_id"), _LESSONS.c.course_id == bindparam("course_id")
@@ -123,10 +137,15 @@ async def learning_enrollment(
     The course is share-locked so lesson-set changes wait for the action to finish.
     """
     viewer = require_viewer(viewer)
-    course = await get_course(tx, course_id, lock=True, share=True)
-    if course is None:
-        raise NotFound(f"Course {course_id} not found")
-    enrollment = await tx.first(ENROLLMENT_FOR_UPDATE, user_id=viewer.user_id, course_id=course_id)
+    found = await tx.first(
+        _COURSE_AND_ENROLLMENT_FOR_UPDATE, user_id=viewer.user_id, course_id=course_id
+    )
+    if found is not None:
+        course, enrollment = found
+    else:
+        course, enrollment = await get_course(tx, course_id, lock=True, share=True), None
+        if course is None:
+            raise NotFound(f"Course {course_id} not found")
     if enrollment is None or enrollment.status not in ENROLLED_STATUSES:
         if not await can_see_course(tx, viewer, course):
             raise NotFound(f"Course {course_id} not found")

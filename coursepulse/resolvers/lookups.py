@@ -76,31 +76,49 @@ _ENROLLMENTS_OF_USER = Query(
 )
 
 
-def next_lesson_id(course_id: Any, enrollment_id: Any) -> ScalarSelect[Any]:
+def next_lesson_id(
+    course_id: Any, enrollment_id: Any, *, excluding: Any = None
+) -> ScalarSelect[Any]:
     """The rule of the next lesson: the id of the course's first lesson in course order
     without a completion of the enrolment (NULL when all are complete).
 
     An expression over the given columns or parameters, so a statement can read the next
     lesson with what it reads anyway; it walks the lessons' (course, position) index and
-    stops at the first lesson that the completions' unique key does not find.
+    stops at the first lesson that the completions' unique key does not find. With
+    `excluding` (a lesson id) that lesson is passed over: the next lesson whatever becomes
+    of it (see `next_after_change`).
     """
     following = LESSONS.alias("following")
+    conditions = [
+        following.c.course_id == course_id,
+        ~exists()
+        .where(
+            COMPLETIONS.c.enrollment_id == enrollment_id,
+            COMPLETIONS.c.lesson_id == following.c.id,
+        )
+        .correlate_except(COMPLETIONS),
+    ]
+    if excluding is not None:
+        conditions.append(following.c.id != excluding)
     return (
         select(following.c.id)
-        .where(
-            following.c.course_id == course_id,
-            ~exists()
-            .where(
-                COMPLETIONS.c.enrollment_id == enrollment_id,
-                COMPLETIONS.c.lesson_id == following.c.id,
-            )
-            .correlate_except(COMPLETIONS),
-        )
+        .where(*conditions)
         .order_by(following.c.position)
         .limit(1)
         .correlate_except(following)
         .scalar_subquery()
     )
+
+
+def next_after_change(
+    lesson: LessonRow, complete: bool, other: LessonRow | None
+) -> LessonRow | None:
+    """The next lesson once `lesson` is complete or not (`complete`), given the next
+    lesson of the others (`next_lesson_id` excluding it): the rule of `next_lesson_id`
+    applied to the state after the change, without reading it again."""
+    if complete or (other is not None and other.position < lesson.position):
+        return other
+    return lesson
 
 
 _NEXT_LESSONS = Query(
