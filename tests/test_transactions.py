@@ -15,6 +15,7 @@ from coursepulse.models import (
     LessonCompletion,
     ProgressEvent,
     User,
+    postgres,
     utcnow,
 )
 from coursepulse.models.db import Database
@@ -183,6 +184,38 @@ async def test_a_connection_the_server_dropped_is_replaced_unnoticed(
             assert backend_now != backend
     finally:
         await administrator.dispose()
+
+
+async def test_a_connection_given_back_serves_the_next_transaction_until_it_idles_too_long(
+    db: Database, school: School, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite keeps its own connections")
+    pid = text("SELECT pg_backend_pid() AS pid")
+    driver = db._driver
+    assert isinstance(driver, postgres.PostgresDriver)
+    # one connection given back and taken again by reads and writes alike
+    backends = set()
+    for door in (db.read, db.write, db.read):
+        async with door() as tx:
+            backends.add(await tx.scalar(pid))
+    assert len(backends) == 1
+    pool = await driver.pool()
+    assert (pool.get_size(), pool.get_idle_size()) == (1, 0)  # kept by the service
+
+    # one kept too long goes back to asyncpg's pool (which closes it after its idle time)
+    monkeypatch.setattr(postgres, "IDLE_SECONDS", 0.0)
+    async with db.read() as tx:
+        await tx.scalar(pid)
+    assert (pool.get_size(), pool.get_idle_size()) == (1, 1)
+
+    # closing lets go of the kept connections: it does not wait for them
+    monkeypatch.setattr(postgres, "IDLE_SECONDS", 60.0)
+    async with db.read() as tx:
+        await tx.scalar(pid)
+    assert pool.get_idle_size() == 0
+    await asyncio.wait_for(db.dispose(), 10)
+    assert pool.is_closing()
 
 
 async def test_an_ended_transaction_refuses_further_statements(

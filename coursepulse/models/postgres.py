@@ -9,6 +9,7 @@ need it. NOTIFY sent inside a write is heard only once it commits.
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,10 @@ POOL_SIZE = 10
 PLAN_CACHE_MODE = "force_generic_plan"
 #: The values PostgreSQL's plan_cache_mode takes.
 PLAN_CACHE_MODES = ("auto", "force_generic_plan", "force_custom_plan")
+#: How long a connection may wait for its next transaction before it goes back to the
+#: pool, which closes it after asyncpg's own idle time (an idle process lets go of its
+#: connections).
+IDLE_SECONDS = 60.0
 #: Errors that say a pooled connection was lost (server restarted, connection cut).
 _LOST = (
     asyncpg.ConnectionDoesNotExistError,
@@ -96,15 +101,16 @@ class PostgresTransaction(Transaction):
             raise
 
     async def _take_connection(self) -> None:
-        pool = await self._driver.pool()
+        driver = self._driver
         if self.one_statement:
-            self._connection = await pool.acquire()
+            self._connection = await driver.acquire()
             return
+        pool = await driver.pool()
         begin = _BEGIN_WRITE if self.writing else _BEGIN_READ
         # An idle connection the server dropped fails here: it is discarded and the
         # next one tried, up to a pool's worth; a new connection that fails raises.
-        for attempt in range(self._driver.pool_size + 1):
-            connection = await pool.acquire()
+        for attempt in range(driver.pool_size + 1):
+            connection = await driver.acquire()
             self._observe("BEGIN")
             try:
                 await connection.execute(begin)
@@ -152,7 +158,7 @@ class PostgresTransaction(Transaction):
                 stale, self._connection = self._connection, None
                 await _discard(pool, stale)
                 self._fetching = False
-                self._connection = await pool.acquire()
+                self._connection = await self._driver.acquire()
                 continue
             except asyncpg.PostgresError:
                 self._fetching = False  # refused, and the connection is ready again
@@ -171,8 +177,7 @@ class PostgresTransaction(Transaction):
         if self.one_statement:
             # Nothing to end; a statement cut short is waited for (see `_release`).
             if self._connection is not None:
-                pool = await self._driver.pool()
-                await _release(pool, self._connection, interrupted=self._fetching)
+                await self._driver.give_back(self._connection, interrupted=self._fetching)
             return
         connection, ended = self._connection, False
         try:
@@ -182,7 +187,7 @@ class PostgresTransaction(Transaction):
                 await connection.execute("ROLLBACK")
             ended = True
         finally:
-            await _release(await self._driver.pool(), connection, interrupted=not ended)
+            await self._driver.give_back(connection, interrupted=not ended)
 
 
 async def _discard(pool: asyncpg.Pool, connection: Any) -> None:
@@ -215,6 +220,12 @@ async def _release(pool: asyncpg.Pool, connection: Any, *, interrupted: bool = F
     finally:
         with contextlib.suppress(asyncpg.InterfaceError):
             await pool.release(connection)
+
+
+async def _return_to_pool(pool: asyncpg.Pool, connection: Any) -> None:
+    """Hand a connection outside any transaction back to asyncpg's pool."""
+    with contextlib.suppress(asyncpg.InterfaceError):
+        await pool.release(connection)
 
 
 def _open(connection: Any) -> bool:
@@ -256,6 +267,41 @@ class PostgresDriver:
         self.turns = Slots(pool_size)
         #: Reads and writes share the pool.
         self.read_connections = pool_size
+        #: Connections taken from the pool that wait, outside any transaction, for the next
+        #: one (the latest given back last), each with the moment it was given back. Taking
+        #: and giving back one of these is a list operation: asyncpg's own release shields
+        #: a task and arms a timeout each time, a tenth of a progress read's CPU.
+        self._idle: list[tuple[Any, float]] = []
+        #: The pool being closed, which waits for the connections still in use.
+        self._closing: asyncpg.Pool | None = None
+
+    async def acquire(self) -> Any:
+        """A connection outside any transaction: the one given back last, or the pool's."""
+        idle = self._idle
+        while idle:
+            connection, since = idle.pop()
+            if _open(connection) and time.monotonic() - since < IDLE_SECONDS:
+                return connection
+            await _return_to_pool(await self.pool(), connection)
+        return await (await self.pool()).acquire()
+
+    async def give_back(self, connection: Any, *, interrupted: bool = False) -> None:
+        """Keep a connection for the next transaction; after an interruption, or in a
+        transaction still, it is first brought back outside any (see `_release`) and
+        returned to the pool. One kept too long goes back to the pool, which closes it."""
+        closing = self._closing
+        if closing is not None:  # the pool it came from is closing: it waits for this one
+            await _release(closing, connection, interrupted=interrupted)
+            return
+        if interrupted or not _open(connection) or connection.is_in_transaction():
+            await _release(await self.pool(), connection, interrupted=interrupted)
+            return
+        idle = self._idle
+        now = time.monotonic()
+        idle.append((connection, now))
+        if now - idle[0][1] >= IDLE_SECONDS:
+            oldest, _since = idle.pop(0)
+            await _return_to_pool(await self.pool(), oldest)
 
     async def pool(self) -> asyncpg.Pool:
         """The pool, created at the first transaction (a server that is down is tried again)."""
@@ -297,11 +343,17 @@ class PostgresDriver:
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
+            self._closing = pool
             try:
+                idle, self._idle = self._idle, []
+                for connection, _since in idle:
+                    await _return_to_pool(pool, connection)
                 await pool.close()
             except Exception:
                 log.warning("closing the pool failed; terminating it", exc_info=True)
                 pool.terminate()
+            finally:
+                self._closing = None
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:
