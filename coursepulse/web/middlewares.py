@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,6 +24,7 @@ from coursepulse.web.keys import (
     VIEWER,
 )
 from coursepulse.web.metrics import METRICS, METRICS_PATH
+from coursepulse.web.request_ids import REQUEST_IDS
 from coursepulse.web.throttle import client_address
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -61,7 +61,7 @@ def failure(
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Gives every request an id (kept from X-Request-ID when sane) and logs it once."""
     given = request.headers.get("X-Request-ID", "")
-    request_id = given if 0 < len(given) <= 64 and given.isprintable() else secrets.token_hex(16)
+    request_id = given if 0 < len(given) <= 64 and given.isprintable() else REQUEST_IDS.next()
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
     try:
