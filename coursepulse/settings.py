@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     compiled_queries: bool = True
     #: Seconds between websocket pings; a peer that does not answer is dropped.
     ws_heartbeat_seconds: float = Field(default=20.0, gt=0)
+    #: Whether websockets accept permessage-deflate when a client offers it (browsers
+    #: always do): each such socket then keeps zlib state, about 100 KiB even while idle
+    #: (22 KiB without), and every message is compressed for each subscriber apart.
+    ws_compression: bool = False
     #: Seconds a websocket client has to send connection_init.
     ws_init_timeout_seconds: float = Field(default=10.0, gt=0)
     #: Events a live subscription may have waiting before it must resume with `after`.

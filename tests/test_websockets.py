@@ -75,3 +75,40 @@ async def test_a_binary_websocket_message_closes_the_socket_as_invalid(
         assert message.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
         await until(lambda: websocket.closed)
     assert websocket.close_code == 4400
+
+
+@pytest.mark.parametrize("compression", [False, True])
+async def test_permessage_deflate_is_declined_unless_the_setting_allows_it(
+    serve: Any,
+    settings: Settings,
+    db: Database,
+    school: School,
+    http: aiohttp.ClientSession,
+    compression: bool,
+) -> None:
+    """Browsers always offer permessage-deflate; accepted, it keeps zlib's state on every
+    socket (about 100 KiB more per idle subscriber), so it is declined by default. Either
+    way a subscriber gets its events."""
+    client = await serve(settings.model_copy(update={"ws_compression": compression}))
+    await enroll(client, school, school.student)
+    enrolled = await last_event_id(db)
+    async with http.ws_connect(ws_url(client), protocols=[TRANSPORT_WS], compress=15) as websocket:
+        offered = websocket._response.headers.get("Sec-WebSocket-Extensions")
+        assert (offered is not None and "permessage-deflate" in offered) is compression
+        assert websocket.compress == (15 if compression else 0)
+        sign_in = {"Authorization": basic_header(school.instructor)}
+        await websocket.send_json({"type": "connection_init", "payload": sign_in})
+        assert (await websocket.receive_json(timeout=5))["type"] == "connection_ack"
+        await websocket.send_json(
+            {
+                "id": "1",
+                "type": "subscribe",
+                "payload": {
+                    "query": COURSE_ACTIVITY,
+                    "variables": {"courseId": str(school.course_id), "after": str(enrolled - 1)},
+                },
+            }
+        )
+        message = await websocket.receive_json(timeout=5)
+        assert message["type"] == "next", message
+        assert int(message["payload"]["data"]["courseActivity"]["id"]) == enrolled

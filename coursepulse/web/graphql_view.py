@@ -84,9 +84,11 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
         self, request: web.Request, subprotocol: str | None
     ) -> web.WebSocketResponse:
         """A websocket that pings its peer, so dead connections are noticed and closed."""
+        settings = request.app[SETTINGS]
         websocket = WebSocketResponse(
             protocols=[subprotocol] if subprotocol else [],
-            heartbeat=request.app[SETTINGS].ws_heartbeat_seconds,
+            heartbeat=settings.ws_heartbeat_seconds,
+            compress=settings.ws_compression,
         )
         await websocket.prepare(request)
         request.app[WEBSOCKETS].add(websocket)
