@@ -209,6 +209,17 @@ async def test_a_connection_given_back_serves_the_next_transaction_until_it_idle
         await tx.scalar(pid)
     assert (pool.get_size(), pool.get_idle_size()) == (1, 1)
 
+    # every so often one goes back to the pool, whose own checks then apply
+    monkeypatch.setattr(postgres, "IDLE_SECONDS", 60.0)
+    monkeypatch.setattr(postgres, "POOL_RETURN_EVERY", 3)
+    idle_in_pool = []
+    for _ in range(3):
+        async with db.read() as tx:
+            await tx.scalar(pid)
+        idle_in_pool.append(pool.get_idle_size())
+    assert sorted(idle_in_pool) == [0, 0, 1]
+    monkeypatch.setattr(postgres, "POOL_RETURN_EVERY", 1000)
+
     # closing lets go of the kept connections: it does not wait for them
     monkeypatch.setattr(postgres, "IDLE_SECONDS", 60.0)
     async with db.read() as tx:

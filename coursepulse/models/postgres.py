@@ -40,6 +40,9 @@ PLAN_CACHE_MODES = ("auto", "force_generic_plan", "force_custom_plan")
 #: pool, which closes it after asyncpg's own idle time (an idle process lets go of its
 #: connections).
 IDLE_SECONDS = 60.0
+#: Every this many transactions a connection goes back to the pool instead of waiting
+#: beside it, so asyncpg still replaces connections that have served its max_queries.
+POOL_RETURN_EVERY = 1000
 #: Errors that say a pooled connection was lost (server restarted, connection cut).
 _LOST = (
     asyncpg.ConnectionDoesNotExistError,
@@ -272,6 +275,8 @@ class PostgresDriver:
         #: and giving back one of these is a list operation: asyncpg's own release shields
         #: a task and arms a timeout each time, a tenth of a progress read's CPU.
         self._idle: list[tuple[Any, float]] = []
+        #: Connections given back so far (every POOL_RETURN_EVERY-th goes to the pool).
+        self._given_back = 0
         #: The pool being closed, which waits for the connections still in use.
         self._closing: asyncpg.Pool | None = None
 
@@ -295,6 +300,11 @@ class PostgresDriver:
             return
         if interrupted or not _open(connection) or connection.is_in_transaction():
             await _release(await self.pool(), connection, interrupted=interrupted)
+            return
+        self._given_back += 1
+        if self._given_back % POOL_RETURN_EVERY == 0:
+            # The pool's own checks (asyncpg replaces a connection after max_queries).
+            await _return_to_pool(await self.pool(), connection)
             return
         idle = self._idle
         now = time.monotonic()
