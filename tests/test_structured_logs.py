@@ -56,7 +56,7 @@ async def test_each_request_is_one_json_object_with_its_operation_and_outcome(
         )
         for _ in range(2):
             await graphql(client, PROGRESS, variables, as_=school.student)
-        await client.get("/healthz", headers={"X-Request-ID": "probe-1"})
+        await client.get("/nowhere", headers={"X-Request-ID": "anonymous-1"})
 
     lines = access_lines(caplog)
     graphql_lines = [line for line in lines if line["path"] == "/graphql"]
@@ -76,9 +76,29 @@ async def test_each_request_is_one_json_object_with_its_operation_and_outcome(
         assert line["duration_ms"] >= 0
         assert len(line["request_id"]) == 32
         assert line["level"] == "INFO"
-    probe = next(line for line in lines if line["path"] == "/healthz")
-    assert probe["request_id"] == "probe-1"
-    assert "viewer_id" not in probe  # anonymous
+    anonymous = next(line for line in lines if line["path"] == "/nowhere")
+    assert anonymous["request_id"] == "anonymous-1"
+    assert "viewer_id" not in anonymous
+
+
+async def test_probes_that_answer_are_logged_at_debug_and_the_others_at_info(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="coursepulse.access"):
+        await client.get("/healthz")
+        await client.get("/readyz")
+    assert access_lines(caplog) == []  # a load balancer's probes do not fill the log
+
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="coursepulse.access"):
+        await client.get("/healthz", headers={"X-Request-ID": "probe-1"})
+        await client.get("/readyz")
+    probes = access_lines(caplog)
+    assert [(line["path"], line["status"], line["level"]) for line in probes] == [
+        ("/healthz", 200, "DEBUG"),
+        ("/readyz", 200, "DEBUG"),
+    ]
+    assert probes[0]["request_id"] == "probe-1"
 
 
 async def test_no_password_or_token_reaches_the_log(

@@ -95,8 +95,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 
 def log_request(request: web.Request, status: int, seconds: float) -> None:
     """The access log's line for a request: who, what, how it ended and how long it took
-    (a warning when slower than `slow_request_seconds`). The path is logged without its
-    query string, and no header is: neither may carry a secret into the logs."""
+    (a warning when slower than `slow_request_seconds`; a probe that answered, debug).
+    The path is logged without its query string, and no header is: neither may carry a
+    secret into the logs."""
     viewer = request.get(VIEWER)
     operation = request.get(OPERATION)
     path = loggable(request.raw_path.split("?", 1)[0])
@@ -112,7 +113,12 @@ def log_request(request: web.Request, status: int, seconds: float) -> None:
         "outcome": operation.outcome if operation else None,
     }
     slow = seconds >= request.app[SETTINGS].slow_request_seconds
-    level = logging.WARNING if slow else logging.INFO
+    if slow:
+        level = logging.WARNING
+    elif status < 400 and path in PROBE_PATHS:
+        level = logging.DEBUG  # a load balancer's probes every few seconds, answered
+    else:
+        level = logging.INFO
     if not access_log.isEnabledFor(level):
         return
     arguments = ("slow request: " if slow else "", request.method, path, status, seconds * 1000)
