@@ -1469,6 +1469,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, str]]:
         if pinned_one:
             two = workers["workers_2"]["requests_per_second"]["median"]
             measured += f"; {two / pinned_one:.2f}x the pinned single worker of `progress`"
+        measured += "; " + _cpu_split(workers, int(results.get("machine", {}).get("nproc", 0)))
         rows.append(
             {
                 "target": "--workers 2 >= 1.7x one worker on progress",
@@ -1477,6 +1478,21 @@ def targets(results: dict[str, Any]) -> list[dict[str, str]]:
             }
         )
     return rows
+
+
+def _cpu_split(workers: dict[str, Any], cpus: int) -> str:
+    """Where the machine's CPUs went in the two-worker runs, against the single worker's:
+    the load generator and the kernel share the CPUs that the workers would scale onto."""
+
+    def median(run: str, name: str) -> float:
+        return float(workers[run].get(name, {}).get("median", 0.0))
+
+    return (
+        f"CPUs used by the workers {median('workers_2', 'server_cpu_utilisation'):.2f} "
+        f"(one worker: {median('workers_1', 'server_cpu_utilisation'):.2f}), by wrk "
+        f"{median('workers_2', 'load_generator_cpu_utilisation'):.2f}, by the rest "
+        f"{median('workers_2', 'other_cpu_utilisation'):.2f}, of {cpus}"
+    )
 
 
 def write_results(results: dict[str, Any], output_dir: Path) -> tuple[Path, Path]:
