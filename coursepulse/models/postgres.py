@@ -221,12 +221,11 @@ async def _release(pool: asyncpg.Pool, connection: Any, *, interrupted: bool = F
         connection.terminate()
         raise
     finally:
-        with contextlib.suppress(asyncpg.InterfaceError):
-            await pool.release(connection)
+        await _return_to_pool(pool, connection)
 
 
 async def _return_to_pool(pool: asyncpg.Pool, connection: Any) -> None:
-    """Hand a connection outside any transaction back to asyncpg's pool."""
+    """Hand a connection back to asyncpg's pool (one the pool took back already is left)."""
     with contextlib.suppress(asyncpg.InterfaceError):
         await pool.release(connection)
 

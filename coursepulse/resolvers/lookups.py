@@ -164,11 +164,6 @@ async def next_lessons_by_enrollment(
     return {enrollment.id: lesson for enrollment, lesson in rows}
 
 
-async def next_lesson_of(tx: Transaction, enrollment_id: int) -> LessonRow | None:
-    """The enrolment's next lesson (`next_lesson_id`), in one statement."""
-    return (await next_lessons_by_enrollment(tx, [enrollment_id])).get(enrollment_id)
-
-
 async def completions_by_enrollment(
     tx: Transaction, enrollment_ids: Sequence[int]
 ) -> dict[int, list[CompletionRow]]:

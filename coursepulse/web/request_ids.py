@@ -9,8 +9,8 @@ class RequestIds:
     """Ids of 32 hex digits: a random part drawn once per process and a counter.
 
     A request id names a request in logs and error answers; it is no secret, so it needs
-    no random bytes of its own (drawing 16 per request was 2% of a read's CPU). A worker
-    forked from a process that made ids draws its own random part.
+    no random bytes of its own (16 drawn per request showed as 2% of a read's profile).
+    A worker forked from a process that made ids draws its own random part.
     """
 
     def __init__(self) -> None:
