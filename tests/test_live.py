@@ -28,6 +28,8 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
+from aiohttp.base_protocol import BaseProtocol
+from aiohttp.http_websocket import WebSocketWriter
 from aiohttp.test_utils import TestClient
 from gql import Client, GraphQLRequest
 from gql.transport.exceptions import (
@@ -54,6 +56,7 @@ from coursepulse.schema.types import ProgressEvent as EventType
 from coursepulse.settings import Settings
 from coursepulse.web.graphql_view import CoursepulseGraphQLView
 from coursepulse.web.keys import BROKER
+from coursepulse.web.next_frames import next_head
 from coursepulse.web.revocation import ACCESS
 from coursepulse.web.ws_protocols import WS_QUOTA
 from tests.conftest import Account, School, graphql, make_course, make_user
@@ -1196,3 +1199,32 @@ def test_a_next_frame_is_the_next_message_as_utf8() -> None:
         frame = view.next_frame(operation_id, shared)
         assert frame == view.encode_json(message).encode()
         assert json.loads(frame) == message
+
+
+class _Collected(asyncio.Transport):
+    """A transport that keeps what is written to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def test_a_next_websocket_frame_is_the_frame_aiohttp_sends() -> None:
+    """Fan-out writes a parked subscription's frames to the socket itself: byte for byte
+    what aiohttp's writer sends for the message, at each of the three length encodings."""
+    view = CoursepulseGraphQLView(schema=build_schema())
+    for title_length in (0, 200, 70_000):
+        shared = {"courseActivity": {"id": "3", "title": "\u00e9" * title_length}}
+        for operation_id in ("1", 'second "tab"'):
+            frame = view.next_websocket_frame(next_head(operation_id), shared)
+            transport = _Collected()
+            protocol = BaseProtocol(asyncio.get_running_loop())
+            writer = WebSocketWriter(protocol, transport)
+            await writer.send_frame(view.next_frame(operation_id, shared), WSMsgType.TEXT)
+            assert frame == bytes(transport.written)

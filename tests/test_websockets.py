@@ -112,3 +112,23 @@ async def test_permessage_deflate_is_declined_unless_the_setting_allows_it(
         message = await websocket.receive_json(timeout=5)
         assert message["type"] == "next", message
         assert int(message["payload"]["data"]["courseActivity"]["id"]) == enrolled
+        # Three live subscriptions of one document: the event is executed for one and sent
+        # to the others as it was executed (the fan-out's path, compressed or not).
+        for operation_id in ("2", "3"):
+            await websocket.send_json(
+                {
+                    "id": operation_id,
+                    "type": "subscribe",
+                    "payload": {
+                        "query": COURSE_ACTIVITY,
+                        "variables": {"courseId": str(school.course_id)},
+                    },
+                }
+            )
+        await asyncio.sleep(0.2)  # both subscribed, parked
+        await enroll(client, school, school.other_student)
+        live = [await websocket.receive_json(timeout=5) for _ in range(3)]
+        assert sorted(item["id"] for item in live) == ["1", "2", "3"]
+        assert all(item["type"] == "next" for item in live), live
+        assert live[0]["payload"] == live[1]["payload"] == live[2]["payload"]
+        assert int(live[0]["payload"]["data"]["courseActivity"]["id"]) > enrolled

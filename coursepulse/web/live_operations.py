@@ -43,6 +43,7 @@ from strawberry.types import ExecutionResult
 from coursepulse.fanout.stream import PARK, RESUME, LiveStream, Parking
 from coursepulse.schema.context import Context
 from coursepulse.schema.subscription import executed_event
+from coursepulse.web.next_frames import next_head
 
 
 class Parked(BaseException):
@@ -61,6 +62,7 @@ class ParkedOperation:
         "deliveries",
         "ended",
         "handler",
+        "head",
         "holds_place",
         "operation",
         "stream",
@@ -84,6 +86,8 @@ class ParkedOperation:
         #: Whether its end gives back a place (`ParkingTransportWSHandler.hold_place`).
         self.holds_place = False
         self.ended = False
+        #: The start of its `next` messages (the view's `next_head`), made on the first.
+        self.head: bytes | None = None
         #: Its loop's deliveries (it is made, and woken, on the socket's loop).
         self.deliveries = Deliveries.of_loop()
 
@@ -191,30 +195,37 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         self, parked: ParkedOperation, executing: dict[object, asyncio.Task[None]]
     ) -> bool:
         """Send the parked stream's executed results now, without a task of its own; an
-        operation that needs more gets its task (`start_delivery`). False when its event
-        waits to be executed by the task of another operation with the same document
-        (in `executing`, by key): it is for the caller to come back once that ended.
+        operation that needs more gets its task (`start_delivery`). False when its
+        document's execution of an event runs in the task of another operation (in
+        `executing`, by key): it is for the caller to come back once that ended.
         Never raises."""
         stream, operation = parked.stream, parked.operation
+        key = getattr(stream, "key", None)
+        if key is not None and key in executing:
+            return False  # the usual case: one of thousands woken by the same event
         while not (parked.ended or parked.task is not None or stream.ending):
             event = stream.ready()
             if event is None:
                 break
             result = executed_event(stream, event)
             if result is None:
-                key = getattr(stream, "key", None)
-                if key is not None and key in executing:
-                    return False
                 self.start_delivery(parked)  # executes the event, for the others too
                 if key is not None and parked.task is not None:
                     executing[key] = parked.task
                 return True
-            if self.operations.get(operation.id) is not operation or not self._takes_at_once():
+            if self.operations.get(operation.id) is not operation:
+                self.start_delivery(parked)
+                return True
+            frame = self._frame_to_write(parked, result)
+            if frame is None and not self._takes_at_once():
                 self.start_delivery(parked)
                 return True
             stream.consume(event)
             try:
-                await self._send_next(operation, result)  # type: ignore[arg-type]
+                if frame is not None:
+                    self.context.request.transport.write(frame)  # type: ignore[union-attr]
+                else:
+                    await self._send_next(operation, result)  # type: ignore[arg-type]
             except Exception as error:  # ended in a task of its own, as any failure
                 task = asyncio.create_task(self._fail(parked, error), context=parked.context)
                 parked.task = operation.task = task
@@ -223,6 +234,31 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if not (parked.ended or parked.task is not None or stream.settle()):
             self.start_delivery(parked)  # the stream's end, or more than results
         return True
+
+    def _frame_to_write(self, parked: ParkedOperation, result: ExecutionResult) -> bytes | None:
+        """The websocket frame of the result's `next` message, when it can be written to
+        the socket's transport at once: an error-free result of an operation still
+        running, on an open, uncompressed socket whose peer reads (see `_takes_at_once`).
+        The frame is made from the JSON its subscribers share (the view's
+        `next_websocket_frame`), without Strawberry's message and encoding layers and
+        aiohttp's writer, per subscriber. None otherwise: then it goes their way."""
+        ws = getattr(self.websocket, "ws", None)
+        make_frame = getattr(self.view, "next_websocket_frame", None)
+        if (
+            ws is None
+            or make_frame is None
+            or ws.closed
+            or ws.compress
+            or result.errors
+            or result.extensions
+            or parked.operation.completed
+            or not self._takes_at_once()
+        ):
+            return None
+        head = parked.head
+        if head is None:
+            head = parked.head = next_head(parked.operation.id)
+        return make_frame(head, result.data)  # type: ignore[no-any-return]
 
     async def _send_next(
         self, operation: Operation[Context, None], result: ExecutionResult
