@@ -216,14 +216,14 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             if self.operations.get(operation.id) is not operation:
                 self.start_delivery(parked)
                 return True
-            frame = self._frame_to_write(parked, result)
-            if frame is None and not self._takes_at_once():
+            direct = self._frame_to_write(parked, result)
+            if direct is None and not self._takes_at_once():
                 self.start_delivery(parked)
                 return True
             stream.consume(event)
             try:
-                if frame is not None:
-                    self.context.request.transport.write(frame)  # type: ignore[union-attr]
+                if direct is not None:
+                    direct[0].write(direct[1])
                 else:
                     await self._send_next(operation, result)  # type: ignore[arg-type]
             except Exception as error:  # ended in a task of its own, as any failure
@@ -235,13 +235,15 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             self.start_delivery(parked)  # the stream's end, or more than results
         return True
 
-    def _frame_to_write(self, parked: ParkedOperation, result: ExecutionResult) -> bytes | None:
-        """The websocket frame of the result's `next` message, when it can be written to
-        the socket's transport at once: an error-free result of an operation still
-        running, on an open, uncompressed socket whose peer reads (see `_takes_at_once`).
-        The frame is made from the JSON its subscribers share (the view's
-        `next_websocket_frame`), without Strawberry's message and encoding layers and
-        aiohttp's writer, per subscriber. None otherwise: then it goes their way."""
+    def _frame_to_write(
+        self, parked: ParkedOperation, result: ExecutionResult
+    ) -> tuple[asyncio.Transport, bytes] | None:
+        """The socket's transport and the websocket frame of the result's `next` message,
+        when the frame can be written to it at once: an error-free result of an operation
+        still running, on an open, uncompressed socket whose peer reads (see
+        `_takes_at_once`). The frame is made from the JSON its subscribers share (the
+        view's `next_websocket_frame`), without Strawberry's message and encoding layers
+        and aiohttp's writer, per subscriber. None otherwise: then it goes their way."""
         ws = getattr(self.websocket, "ws", None)
         make_frame = getattr(self.view, "next_websocket_frame", None)
         if (
@@ -252,13 +254,15 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             or result.errors
             or result.extensions
             or parked.operation.completed
-            or not self._takes_at_once()
         ):
+            return None
+        transport = self.context.request.transport
+        if transport is None or not _reads_along(transport):
             return None
         head = parked.head
         if head is None:
             head = parked.head = next_head(parked.operation.id)
-        return make_frame(head, result.data)  # type: ignore[no-any-return]
+        return transport, make_frame(head, result.data)
 
     async def _send_next(
         self, operation: Operation[Context, None], result: ExecutionResult
@@ -283,12 +287,9 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             raise WebSocketDisconnected from error
 
     def _takes_at_once(self) -> bool:
-        """Whether the socket takes a message without making its sender wait: its peer
-        reads, so what is buffered for it is far from the limit at which writes wait."""
+        """Whether the socket takes a message without making its sender wait."""
         transport = self.context.request.transport
-        if transport is None or transport.is_closing():
-            return False
-        return transport.get_write_buffer_size() < transport.get_write_buffer_limits()[1] // 2
+        return transport is not None and _reads_along(transport)
 
     async def _fail(self, parked: ParkedOperation, error: Exception) -> None:
         """End a parked operation whose result could not be sent."""
@@ -395,11 +396,13 @@ class Deliveries:
                 woken, self.woken = self.woken, []
                 # The first of each document executes the event; the others wait for it.
                 executing: dict[object, asyncio.Task[None]] = {}
-                waiting = [
-                    parked
-                    for parked in woken
-                    if not await parked.handler.deliver_at_once(parked, executing)
-                ]
+                waiting = []
+                for parked in woken:
+                    key = getattr(parked.stream, "key", None)
+                    if key is not None and key in executing:
+                        waiting.append(parked)  # as `deliver_at_once` would say, sooner
+                    elif not await parked.handler.deliver_at_once(parked, executing):
+                        waiting.append(parked)
                 if waiting:
                     await asyncio.wait(executing.values())
                     for parked in waiting:
@@ -411,6 +414,14 @@ class Deliveries:
                 for parked in woken:
                     if not parked.ended and parked.task is None:
                         parked.handler.start_delivery(parked)
+
+
+def _reads_along(transport: asyncio.Transport) -> bool:
+    """Whether the transport is open and its peer reads: what is buffered for it is far
+    from the limit at which writes wait."""
+    if transport.is_closing():
+        return False
+    return transport.get_write_buffer_size() < transport.get_write_buffer_limits()[1] // 2
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
