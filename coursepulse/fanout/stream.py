@@ -206,6 +206,11 @@ class LiveStream:
         self._woken = False
         return True
 
+    def rest(self) -> None:
+        """Stay parked and idle, as `settle` does when it returns True: for a holder that
+        has just seen the stream not `ending` and nothing `ready`, with nothing run since."""
+        self._woken = False
+
     def interrupt(self) -> None:
         """Wake the stream's consumer, for it to look at the grant again."""
         if self._subscription is not None:

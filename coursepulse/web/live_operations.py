@@ -206,7 +206,8 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         while not (parked.ended or parked.task is not None or stream.ending):
             event = stream.ready()
             if event is None:
-                break
+                stream.rest()  # as `settle` would find it, just looked at
+                return True
             result = executed_event(stream, event)
             if result is None:
                 self.start_delivery(parked)  # executes the event, for the others too
