@@ -33,6 +33,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from aiohttp import ClientConnectionResetError, WSMsgType
+from aiohttp.web import WebSocketResponse
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -245,17 +246,9 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         `_takes_at_once`). The frame is made from the JSON its subscribers share (the
         view's `next_websocket_frame`), without Strawberry's message and encoding layers
         and aiohttp's writer, per subscriber. None otherwise: then it goes their way."""
-        ws = getattr(self.websocket, "ws", None)
+        ws = self._socket_for_shared(parked.operation, result)
         make_frame = getattr(self.view, "next_websocket_frame", None)
-        if (
-            ws is None
-            or make_frame is None
-            or ws.closed
-            or ws.compress
-            or result.errors
-            or result.extensions
-            or parked.operation.completed
-        ):
+        if ws is None or make_frame is None or ws.closed or ws.compress:
             return None
         transport = self.context.request.transport
         if transport is None or not _reads_along(transport):
@@ -272,20 +265,24 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         frame made from the JSON its subscribers share (the view's `next_frame`), without
         Strawberry's message and encoding layers, per subscriber."""
         next_frame = getattr(self.view, "next_frame", None)
-        ws = getattr(self.websocket, "ws", None)
-        if (
-            next_frame is None
-            or ws is None
-            or result.errors
-            or result.extensions
-            or operation.completed
-        ):
+        ws = self._socket_for_shared(operation, result)
+        if next_frame is None or ws is None:
             await operation.send_next(result)
             return
         try:
             await ws.send_frame(next_frame(operation.id, result.data), WSMsgType.TEXT)
         except (RuntimeError, ClientConnectionResetError) as error:  # as Strawberry's adapter
             raise WebSocketDisconnected from error
+
+    def _socket_for_shared(
+        self, operation: Operation[Context, None], result: ExecutionResult
+    ) -> WebSocketResponse | None:
+        """The aiohttp websocket, when the result's `next` message can go out on it as a
+        frame of the JSON its subscribers share: an error-free result without extensions,
+        of an operation still running. None otherwise."""
+        if result.errors or result.extensions or operation.completed:
+            return None
+        return getattr(self.websocket, "ws", None)
 
     def _takes_at_once(self) -> bool:
         """Whether the socket takes a message without making its sender wait."""
