@@ -78,20 +78,20 @@ def _differences(connection: Connection) -> list[Any]:
     return compare_metadata(context, SQLModel.metadata)
 
 
-def _expression_index_names() -> set[str]:
+def _expression_indexes() -> list[Index]:
     """The models' indexes on an expression (not only on columns)."""
-    return {
-        str(index.name)
+    return [
+        index
         for table in SQLModel.metadata.tables.values()
         for index in table.indexes
         if any(not isinstance(part, Column) for part in index.expressions)
-    }
+    ]
 
 
 def _sqlite_index_sql(connection: Connection) -> dict[str, str]:
     """The SQL of a SQLite database's indexes on an expression, by name, without the
     quoting, spacing and parentheses that do not change what is indexed."""
-    names = _expression_index_names()
+    names = {index.name for index in _expression_indexes()}
     rows = connection.exec_driver_sql(
         "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
     ).all()
@@ -128,20 +128,12 @@ async def test_migrations_create_exactly_the_tables_the_models_describe(db: Data
         finally:
             described.dispose()
         assert migrated == modeled, "indexes on expressions differ: add an Alembic revision"
+        on_sqlite = include_on("sqlite")
         assert set(modeled) == {
-            name
-            for name in _expression_index_names()
-            if include_on("sqlite")(_index_named(name), name, "index", False, None)
+            index.name
+            for index in _expression_indexes()
+            if on_sqlite(index, index.name, "index", False, None)
         }
-
-
-def _index_named(name: str) -> Index:
-    return next(
-        index
-        for table in SQLModel.metadata.tables.values()
-        for index in table.indexes
-        if index.name == name
-    )
 
 
 # ---- architecture ---------------------------------------------------------------------

@@ -194,34 +194,31 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def deliver_at_once(
         self, parked: ParkedOperation, executing: dict[object, asyncio.Task[None]]
-    ) -> bool:
+    ) -> None:
         """Send the parked stream's executed results now, without a task of its own; an
-        operation that needs more gets its task (`start_delivery`). False when its
-        document's execution of an event runs in the task of another operation (in
-        `executing`, by key): it is for the caller to come back once that ended.
-        Never raises."""
+        operation that needs more gets its task (`start_delivery`). When that task
+        executes an event for the stream's document, it is recorded in `executing` (by
+        the stream's key), for the others woken with it to wait for. Never raises."""
         stream, operation = parked.stream, parked.operation
-        key = getattr(stream, "key", None)
-        if key is not None and key in executing:
-            return False  # the usual case: one of thousands woken by the same event
         while not (parked.ended or parked.task is not None or stream.ending):
             event = stream.ready()
             if event is None:
                 stream.rest()  # as `settle` would find it, just looked at
-                return True
+                return
             result = executed_event(stream, event)
             if result is None:
                 self.start_delivery(parked)  # executes the event, for the others too
+                key = getattr(stream, "key", None)
                 if key is not None and parked.task is not None:
                     executing[key] = parked.task
-                return True
+                return
             if self.operations.get(operation.id) is not operation:
                 self.start_delivery(parked)
-                return True
+                return
             direct = self._frame_to_write(parked, result)
             if direct is None and not self._takes_at_once():
                 self.start_delivery(parked)
-                return True
+                return
             stream.consume(event)
             try:
                 if direct is not None:
@@ -232,10 +229,9 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 task = asyncio.create_task(self._fail(parked, error), context=parked.context)
                 parked.task = operation.task = task
                 task.add_done_callback(_retrieve)
-                return True
+                return
         if not (parked.ended or parked.task is not None or stream.settle()):
             self.start_delivery(parked)  # the stream's end, or more than results
-        return True
 
     def _frame_to_write(
         self, parked: ParkedOperation, result: ExecutionResult
@@ -398,9 +394,9 @@ class Deliveries:
                 for parked in woken:
                     key = getattr(parked.stream, "key", None)
                     if key is not None and key in executing:
-                        waiting.append(parked)  # as `deliver_at_once` would say, sooner
-                    elif not await parked.handler.deliver_at_once(parked, executing):
-                        waiting.append(parked)
+                        waiting.append(parked)  # the usual case: thousands woken by one event
+                    else:
+                        await parked.handler.deliver_at_once(parked, executing)
                 if waiting:
                     await asyncio.wait(executing.values())
                     for parked in waiting:
