@@ -1037,6 +1037,15 @@ async def test_an_event_reaches_its_idle_subscribers_without_a_task_each(
         await send_next(operation, result)
 
     monkeypatch.setattr(Operation, "send_next", counted_send)
+    writer_frames: list[bytes] = []
+    send_frame = WebSocketWriter.send_frame
+
+    async def counted_frame(writer: WebSocketWriter, message: bytes, *args: Any) -> None:
+        if b'"type":"next"' in message:
+            writer_frames.append(message)
+        await send_frame(writer, message, *args)
+
+    monkeypatch.setattr(WebSocketWriter, "send_frame", counted_frame)
     await enroll(client, school, school.student)
     course = str(school.course_id)
     operations = [f"dashboard{number}" for number in range(20)]
@@ -1077,6 +1086,8 @@ async def test_an_event_reaches_its_idle_subscribers_without_a_task_each(
     # and only the one that executed it goes through Strawberry's sending layers: the
     # others are sent the frame made from the JSON they share
     assert len(strawberry_sends) == 1
+    # ...and aiohttp's writer: the others' frames are written to their socket at once
+    assert len(writer_frames) == 1
 
 
 # ---- many subscribers ---------------------------------------------------------------------
