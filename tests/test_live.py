@@ -1040,10 +1040,12 @@ async def test_an_event_reaches_its_idle_subscribers_without_a_task_each(
     writer_frames: list[bytes] = []
     send_frame = WebSocketWriter.send_frame
 
-    async def counted_frame(writer: WebSocketWriter, message: bytes, *args: Any) -> None:
+    async def counted_frame(
+        writer: WebSocketWriter, message: bytes, *args: Any, **kwargs: Any
+    ) -> None:
         if b'"type":"next"' in message:
             writer_frames.append(message)
-        await send_frame(writer, message, *args)
+        await send_frame(writer, message, *args, **kwargs)
 
     monkeypatch.setattr(WebSocketWriter, "send_frame", counted_frame)
     await enroll(client, school, school.student)
