@@ -44,7 +44,7 @@ from sqlalchemy import func, select, text
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Operation
 from websockets.exceptions import ConnectionClosed
 
-from coursepulse.fanout.feed import Feeds
+from coursepulse.fanout.feed import Feeds, Overflowed, Subscription
 from coursepulse.fanout.stream import LiveStream
 from coursepulse.models import ProgressEvent, ProgressEventKind, Role
 from coursepulse.models.db import Database
@@ -1090,6 +1090,75 @@ async def test_an_event_reaches_its_idle_subscribers_without_a_task_each(
     assert len(strawberry_sends) == 1
     # ...and aiohttp's writer: the others' frames are written to their socket at once
     assert len(writer_frames) == 1
+
+
+async def test_a_burst_of_events_reaches_each_idle_subscriber_in_order(
+    client: TestClient, db: Database, school: School, http: aiohttp.ClientSession
+) -> None:
+    app = client.server.app
+    await enroll(client, school, school.student)
+    course = str(school.course_id)
+    operations = [f"dashboard{number}" for number in range(10)]
+    async with raw_socket(http, ws_url(client), TRANSPORT_WS) as socket:
+        ack = await socket.init({"Authorization": basic_header(school.instructor)})
+        assert ack["type"] == "connection_ack"
+        # Given ten dashboards following the course with one document, all waiting
+        for operation_id in operations:
+            await socket.subscribe(operation_id, ACTIVITY_KINDS, courseId=course)
+        await until(lambda: followers(app, school.course_id) == len(operations))
+        await until(lambda: operation_tasks() == [])
+        before = await last_event_id(db)
+
+        # When three lessons are completed in one transaction (the events wait together)
+        await complete_in_one_transaction(db, school, school.student, range(3))
+        app[BROKER].feeds.wake({school.course_id})
+        heard: dict[str, list[str]] = {operation_id: [] for operation_id in operations}
+        for _ in range(3 * len(operations)):
+            message = await socket.receive()
+            assert message["type"] == "next", message
+            heard[message["id"]].append(message["payload"]["data"]["courseActivity"]["id"])
+        # Then each hears all three, once each and in order
+        burst = [str(event_id) for event_id in range(before + 1, before + 4)]
+        assert heard == {operation_id: burst for operation_id in operations}
+        await until(lambda: operation_tasks() == [])
+
+        # And each waits for the next event again: the last lesson and the course's completion
+        await complete(client, school, school.student, 3)
+        after: dict[str, list[str]] = {operation_id: [] for operation_id in operations}
+        for _ in range(2 * len(operations)):
+            message = await socket.receive()
+            after[message["id"]].append(message["payload"]["data"]["courseActivity"]["kind"])
+        assert after == {
+            operation_id: ["LESSON_COMPLETED", "COURSE_COMPLETED"] for operation_id in operations
+        }
+
+
+def test_a_feed_subscription_queues_events_in_order_up_to_its_buffer() -> None:
+    subscription = Subscription(course_id=1, buffer=3)
+    events: list[Any] = [object() for _ in range(4)]  # the queue does not look inside
+    assert (subscription.peek(), subscription.only(), subscription.take()) == (None, None, None)
+    # One waiting event is the only one; with more behind it, it is not
+    subscription.offer(events[0])
+    assert (subscription.peek(), subscription.only()) == (events[0], events[0])
+    subscription.offer(events[1])
+    subscription.offer(events[2])
+    assert (subscription.peek(), subscription.only()) == (events[0], None)
+    # They come out oldest first, and the queue can fill up again after
+    assert [subscription.take(), subscription.take()] == events[:2]
+    assert subscription.only() == events[2]
+    assert subscription.take() == events[2]
+    assert subscription.take() is None
+    for event in events[:3]:
+        subscription.offer(event)
+    assert not subscription.overflowed
+    # One more than its buffer, and the subscriber has fallen behind: nothing is kept
+    subscription.offer(events[3])
+    assert subscription.overflowed
+    assert subscription.only() is None
+    with pytest.raises(Overflowed):
+        subscription.peek()
+    with pytest.raises(Overflowed):
+        subscription.take()
 
 
 # ---- many subscribers ---------------------------------------------------------------------

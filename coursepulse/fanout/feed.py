@@ -27,12 +27,23 @@ class Overflowed(Exception):
 class Subscription:
     """One subscriber's bounded queue of events of one course.
 
-    Thousands of these wait idle at once, so the queue is allocated only while
-    events are waiting, and a single future wakes the one consumer. A consumer that
-    does not wait (a parked stream, fanout/stream.py) is told through `listener`.
+    Thousands of these wait idle at once, and an event reaches all of them in one pass:
+    the first event waiting takes a slot of its own (the usual case, no allocation per
+    subscriber), later ones a queue made while they wait, and a single future wakes the
+    one consumer. A consumer that does not wait (a parked stream, fanout/stream.py) is
+    told through `listener`.
     """
 
-    __slots__ = ("_events", "_waiter", "buffer", "course_id", "listener", "overflowed", "start")
+    __slots__ = (
+        "_first",
+        "_more",
+        "_waiter",
+        "buffer",
+        "course_id",
+        "listener",
+        "overflowed",
+        "start",
+    )
 
     def __init__(self, course_id: int, buffer: int, start: int = 0) -> None:
         self.course_id = course_id
@@ -40,7 +51,9 @@ class Subscription:
         self.start = start
         self.buffer = buffer
         self.overflowed = False
-        self._events: deque[ProgressEventRow] | None = None
+        #: The oldest event waiting (None: none waits), then the others, in order.
+        self._first: ProgressEventRow | None = None
+        self._more: deque[ProgressEventRow] | None = None
         self._waiter: asyncio.Future[None] | None = None
         #: Called when an event arrives (or `interrupt` is called) and nobody waits in `wait`.
         self.listener: Callable[[], None] | None = None
@@ -49,15 +62,19 @@ class Subscription:
         """Queue an event without waiting; a full queue marks the subscription overflowed."""
         if self.overflowed:
             return
-        if self._events is None:
-            self._events = deque()
-        if len(self._events) >= self.buffer:
-            # Nothing more is delivered: the events waiting would leave a gap behind the
-            # id the subscriber resumes from once it has noticed.
-            self.overflowed = True
-            self._events = None
+        if self._first is None:
+            self._first = event
         else:
-            self._events.append(event)
+            more = self._more
+            if more is None:
+                more = self._more = deque()
+            if 1 + len(more) >= self.buffer:
+                # Nothing more is delivered: the events waiting would leave a gap behind
+                # the id the subscriber resumes from once it has noticed.
+                self.overflowed = True
+                self._first = self._more = None
+            else:
+                more.append(event)
         self.interrupt()
 
     def interrupt(self) -> None:
@@ -74,25 +91,32 @@ class Subscription:
         once the subscriber fell too far behind."""
         if self.overflowed:
             raise Overflowed()
-        return self._events[0] if self._events else None
+        return self._first
+
+    def only(self) -> ProgressEventRow | None:
+        """The event waiting, when it is the only one (and the subscriber has not fallen
+        behind); None otherwise."""
+        return self._first if not self._more else None
 
     def take(self) -> ProgressEventRow | None:
         """The next event, taken from the queue; None when none waits. Raises `Overflowed`
         once the subscriber fell too far behind."""
         if self.overflowed:
             raise Overflowed()
-        events = self._events
-        if not events:
-            return None
-        event = events.popleft()
-        if not events:
-            self._events = None
+        event = self._first
+        more = self._more
+        if more:
+            self._first = more.popleft()
+            if not more:
+                self._more = None
+        else:
+            self._first = None
         return event
 
     async def wait(self) -> None:
         """Returns once an event is waiting, the subscription overflowed, or `interrupt`
         was called."""
-        if self._events or self.overflowed:
+        if self._first is not None or self.overflowed:
             return
         self._waiter = asyncio.get_running_loop().create_future()
         try:

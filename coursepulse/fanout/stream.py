@@ -191,6 +191,21 @@ class LiveStream:
                 return event
             subscription.take()
 
+    def only_ready(self) -> ProgressEventRow | None:
+        """The event to deliver, when it is all the stream has to deliver: the stream is
+        not `ending` and that one event waits. None otherwise (`ready` and `settle` tell
+        what there is then)."""
+        subscription = self._subscription
+        if subscription is None:
+            return None
+        grant = self.grant
+        if grant is not None and grant.ended:
+            return None
+        event = subscription.only()
+        if event is None or not self._delivers(event):
+            return None
+        return event
+
     def consume(self, event: ProgressEventRow) -> None:
         """`event`, as `ready` gave it, was delivered."""
         assert self._subscription is not None

@@ -291,6 +291,11 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
         is `head`, as a whole websocket text frame (see `EncodedResults`)."""
         return self._encoded.next_websocket_frame(head, data)
 
+    def next_rest(self, data: Any) -> bytes:
+        """What follows the head (`next_head`) in the `next` message of an error-free
+        result: the same bytes for every subscriber of the result."""
+        return self._encoded.next_rest(data)
+
     @cached_property
     def _encoded(self) -> "EncodedResults":
         """This view's (so this application's) recently encoded subscription results."""
@@ -395,6 +400,10 @@ class EncodedResults:
         """The `next` message of `data` for the operation whose `next_head` is `head`, as
         a whole websocket text frame (web/next_frames.py)."""
         return next_websocket_frame(head, self._encoded(data)[2])
+
+    def next_rest(self, data: Any) -> bytes:
+        """What follows the head in the `next` message of `data` (see the view's)."""
+        return self._encoded(data)[2] + TAIL
 
 
 def _describe_span(span: Any, operation: OperationSummary | None) -> None:

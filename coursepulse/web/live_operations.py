@@ -44,7 +44,7 @@ from strawberry.types import ExecutionResult
 from coursepulse.fanout.stream import PARK, RESUME, LiveStream, Parking
 from coursepulse.schema.context import Context
 from coursepulse.schema.subscription import executed_event
-from coursepulse.web.next_frames import next_head
+from coursepulse.web.next_frames import next_head, websocket_frame
 
 
 class Parked(BaseException):
@@ -66,6 +66,7 @@ class ParkedOperation:
         "head",
         "holds_place",
         "operation",
+        "socket",
         "stream",
         "task",
     )
@@ -89,6 +90,9 @@ class ParkedOperation:
         self.ended = False
         #: The start of its `next` messages (the view's `next_head`), made on the first.
         self.head: bytes | None = None
+        #: Its socket and transport, when executed results can be written to them as
+        #: frames (`ParkingTransportWSHandler.direct_socket`).
+        self.socket = handler.direct_socket()
         #: Its loop's deliveries (it is made, and woken, on the socket's loop).
         self.deliveries = Deliveries.of_loop()
 
@@ -226,33 +230,74 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 else:
                     await self._send_next(operation, result)  # type: ignore[arg-type]
             except Exception as error:  # ended in a task of its own, as any failure
-                task = asyncio.create_task(self._fail(parked, error), context=parked.context)
-                parked.task = operation.task = task
-                task.add_done_callback(_retrieve)
+                self._fail_in_task(parked, error)
                 return
         if not (parked.ended or parked.task is not None or stream.settle()):
             self.start_delivery(parked)  # the stream's end, or more than results
+
+    def direct_socket(self) -> tuple[WebSocketResponse, asyncio.Transport] | None:
+        """The aiohttp websocket and its transport, when executed results can be written
+        to the transport as frames: an uncompressed socket, served by a view that makes
+        them (`next_rest`). None otherwise: results go through aiohttp's writer."""
+        ws = getattr(self.websocket, "ws", None)
+        if ws is None or ws.compress or getattr(self.view, "next_rest", None) is None:
+            return None
+        transport = self.context.request.transport
+        return None if transport is None else (ws, transport)
+
+    def write_executed(self, parked: ParkedOperation, rests: "SharedRests") -> bool:
+        """Deliver to the parked operation when all it waits for is one event whose
+        result was executed already and its socket takes it at once: the frame is written
+        to the transport, and the stream rests. True when nothing is left to do for it
+        (an operation that ended, has a task, or whose write failed, ends in a task);
+        False when nothing was done: `deliver_at_once` takes it."""
+        if parked.ended or parked.task is not None:
+            return True
+        socket = parked.socket
+        stream = parked.stream
+        event = stream.only_ready()
+        if socket is None or event is None:
+            return False
+        operation = parked.operation
+        ws, transport = socket
+        if ws.closed or operation.completed or not _reads_along(transport):
+            return False
+        if self.operations.get(operation.id) is not operation:
+            return False
+        rest = rests.rest(self, stream, event)
+        if rest is None:
+            return False
+        head = parked.head
+        if head is None:
+            head = parked.head = next_head(operation.id)
+        stream.consume(event)
+        try:
+            transport.write(websocket_frame(head, rest))
+        except Exception as error:
+            self._fail_in_task(parked, error)
+            return True
+        stream.rest()  # nothing waits and it is not ending: `only_ready` said so
+        return True
 
     def _frame_to_write(
         self, parked: ParkedOperation, result: ExecutionResult
     ) -> tuple[asyncio.Transport, bytes] | None:
         """The socket's transport and the websocket frame of the result's `next` message,
         when the frame can be written to it at once: an error-free result of an operation
-        still running, on an open, uncompressed socket whose peer reads (see
-        `_takes_at_once`). The frame is made from the JSON its subscribers share (the
-        view's `next_websocket_frame`), without Strawberry's message and encoding layers
-        and aiohttp's writer, per subscriber. None otherwise: then it goes their way."""
-        ws = self._socket_for_shared(parked.operation, result)
-        make_frame = getattr(self.view, "next_websocket_frame", None)
-        if ws is None or make_frame is None or ws.closed or ws.compress:
+        still running, on an open `direct_socket` whose peer reads (see `_takes_at_once`).
+        The frame is made from the JSON its subscribers share (the view's `next_rest`),
+        without Strawberry's message and encoding layers and aiohttp's writer, per
+        subscriber. None otherwise: then it goes their way."""
+        socket = parked.socket
+        if socket is None or self._socket_for_shared(parked.operation, result) is None:
             return None
-        transport = self.context.request.transport
-        if transport is None or not _reads_along(transport):
+        ws, transport = socket
+        if ws.closed or not _reads_along(transport):
             return None
         head = parked.head
         if head is None:
             head = parked.head = next_head(parked.operation.id)
-        return transport, make_frame(head, result.data)
+        return transport, websocket_frame(head, self.view.next_rest(result.data))
 
     async def _send_next(
         self, operation: Operation[Context, None], result: ExecutionResult
@@ -284,6 +329,12 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         """Whether the socket takes a message without making its sender wait."""
         transport = self.context.request.transport
         return transport is not None and _reads_along(transport)
+
+    def _fail_in_task(self, parked: ParkedOperation, error: Exception) -> None:
+        """End, in a task of its own, a parked operation whose result could not be sent."""
+        task = asyncio.create_task(self._fail(parked, error), context=parked.context)
+        parked.task = parked.operation.task = task
+        task.add_done_callback(_retrieve)
 
     async def _fail(self, parked: ParkedOperation, error: Exception) -> None:
         """End a parked operation whose result could not be sent."""
@@ -391,16 +442,19 @@ class Deliveries:
                 # The first of each document executes the event; the others wait for it.
                 executing: dict[object, asyncio.Task[None]] = {}
                 waiting = []
+                rests = SharedRests()
                 for parked in woken:
                     key = getattr(parked.stream, "key", None)
                     if key is not None and key in executing:
                         waiting.append(parked)  # the usual case: thousands woken by one event
-                    else:
+                    elif not parked.handler.write_executed(parked, rests):
                         await parked.handler.deliver_at_once(parked, executing)
                 if waiting:
                     await asyncio.wait(executing.values())
+                    rests = SharedRests()
                     for parked in waiting:
-                        await parked.handler.deliver_at_once(parked, {})
+                        if not parked.handler.write_executed(parked, rests):
+                            await parked.handler.deliver_at_once(parked, {})
         finally:
             self.task = None
             if self.woken:  # a round cancelled part-way: the rest go their own way
@@ -408,6 +462,36 @@ class Deliveries:
                 for parked in woken:
                     if not parked.ended and parked.task is None:
                         parked.handler.start_delivery(parked)
+
+
+class SharedRests:
+    """The rest of the `next` message (after its head) of the executed result last looked
+    up: the subscribers of one document woken by one event follow one another in a round,
+    and the result is looked up and encoded once for them."""
+
+    __slots__ = ("event", "key", "operation", "rest_of")
+
+    def __init__(self) -> None:
+        self.event: object = None
+        self.operation: object = None
+        self.key: object = None
+        self.rest_of: bytes | None = None
+
+    def rest(
+        self, handler: ParkingTransportWSHandler, stream: LiveStream, event: object
+    ) -> bytes | None:
+        """What follows the head in the `next` message of the stream's result on `event`,
+        when it was executed already without errors; None otherwise."""
+        operation = getattr(stream, "operation", None)
+        key = getattr(stream, "key", None)
+        if event is self.event and operation is self.operation and key == self.key:
+            return self.rest_of
+        result = executed_event(stream, event)  # type: ignore[arg-type]
+        rest_of = None
+        if result is not None and not (result.errors or result.extensions):
+            rest_of = handler.view.next_rest(result.data)
+        self.event, self.operation, self.key, self.rest_of = event, operation, key, rest_of
+        return rest_of
 
 
 def _reads_along(transport: asyncio.Transport) -> bool:

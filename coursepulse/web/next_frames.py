@@ -25,11 +25,18 @@ def next_websocket_frame(head: bytes, data: bytes) -> bytes:
     """The `next` message made of `head` (`next_head`) and the JSON `data` as a whole
     websocket text frame the way a server sends one: unmasked, uncompressed, in one piece
     (RFC 6455, 5.2)."""
-    length = len(head) + len(data) + len(TAIL)
+    return websocket_frame(head, data + TAIL)
+
+
+def websocket_frame(head: bytes, rest: bytes) -> bytes:
+    """The text message `head` + `rest` as a whole websocket frame (see
+    `next_websocket_frame`): for the subscribers of one result, `rest` (its data and
+    `TAIL`) is made once and only the head is their own."""
+    length = len(head) + len(rest)
     if length < 126:
         header = _SHORT(_FIN_TEXT, length)
     elif length < 65536:
         header = _MEDIUM(_FIN_TEXT, 126, length)
     else:
         header = _LONG(_FIN_TEXT, 127, length)
-    return header + head + data + TAIL
+    return header + head + rest
