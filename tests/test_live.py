@@ -1021,6 +1021,19 @@ async def test_idle_subscriptions_wait_without_a_task_and_each_gets_its_own_sele
     assert operation_tasks() == []
 
 
+async def dashboards_waiting(
+    socket: Any, app: web.Application, school: School, operations: list[str]
+) -> None:
+    """The instructor's socket follows the course with one document per operation id,
+    and every one of them waits without a task."""
+    ack = await socket.init({"Authorization": basic_header(school.instructor)})
+    assert ack["type"] == "connection_ack"
+    for operation_id in operations:
+        await socket.subscribe(operation_id, ACTIVITY_KINDS, courseId=str(school.course_id))
+    await until(lambda: followers(app, school.course_id) == len(operations))
+    await until(lambda: operation_tasks() == [])
+
+
 async def test_an_event_reaches_its_idle_subscribers_without_a_task_each(
     client: TestClient,
     db: Database,
@@ -1049,18 +1062,12 @@ async def test_an_event_reaches_its_idle_subscribers_without_a_task_each(
 
     monkeypatch.setattr(WebSocketWriter, "send_frame", counted_frame)
     await enroll(client, school, school.student)
-    course = str(school.course_id)
     operations = [f"dashboard{number}" for number in range(20)]
     loop = asyncio.get_running_loop()
     created: list[str] = []
     async with raw_socket(http, ws_url(client), TRANSPORT_WS) as socket:
-        ack = await socket.init({"Authorization": basic_header(school.instructor)})
-        assert ack["type"] == "connection_ack"
         # Given twenty dashboards following the course with one document, all waiting
-        for operation_id in operations:
-            await socket.subscribe(operation_id, ACTIVITY_KINDS, courseId=course)
-        await until(lambda: followers(app, school.course_id) == len(operations))
-        await until(lambda: operation_tasks() == [])
+        await dashboards_waiting(socket, app, school, operations)
         factory = loop.get_task_factory()
 
         def counted(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
@@ -1097,16 +1104,10 @@ async def test_a_burst_of_events_reaches_each_idle_subscriber_in_order(
 ) -> None:
     app = client.server.app
     await enroll(client, school, school.student)
-    course = str(school.course_id)
     operations = [f"dashboard{number}" for number in range(10)]
     async with raw_socket(http, ws_url(client), TRANSPORT_WS) as socket:
-        ack = await socket.init({"Authorization": basic_header(school.instructor)})
-        assert ack["type"] == "connection_ack"
         # Given ten dashboards following the course with one document, all waiting
-        for operation_id in operations:
-            await socket.subscribe(operation_id, ACTIVITY_KINDS, courseId=course)
-        await until(lambda: followers(app, school.course_id) == len(operations))
-        await until(lambda: operation_tasks() == [])
+        await dashboards_waiting(socket, app, school, operations)
         before = await last_event_id(db)
 
         # When three lessons are completed in one transaction (the events wait together)
