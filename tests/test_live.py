@@ -1134,6 +1134,47 @@ async def test_a_burst_of_events_reaches_each_idle_subscriber_in_order(
         }
 
 
+async def test_a_delivery_that_fails_ends_its_operation_alone(
+    client: TestClient,
+    school: School,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = client.server.app
+    next_rest = CoursepulseGraphQLView.next_rest
+    failures = []
+
+    def fails_once(view: CoursepulseGraphQLView, data: Any) -> bytes:
+        if not failures:
+            failures.append(data)
+            raise RuntimeError("the result could not be encoded")
+        return next_rest(view, data)
+
+    monkeypatch.setattr(CoursepulseGraphQLView, "next_rest", fails_once)
+    await enroll(client, school, school.student)
+    operations = [f"dashboard{number}" for number in range(5)]
+    async with raw_socket(http, ws_url(client), TRANSPORT_WS) as socket:
+        # Given five dashboards waiting for the course's next event
+        await dashboards_waiting(socket, app, school, operations)
+        # When delivering it to one of them fails unexpectedly
+        await complete(client, school, school.student, 0)
+        heard = [await socket.receive() for _ in operations]
+        assert len(failures) == 1
+        # Then that operation ends (and the error is logged); the others get the event
+        ended = [message["id"] for message in heard if message["type"] == "complete"]
+        assert len(ended) == 1
+        assert sorted(message["id"] for message in heard if message["type"] == "next") == sorted(
+            set(operations) - set(ended)
+        )
+        assert "the result could not be encoded" in caplog.text
+        # And the others go on waiting for the next one
+        await until(lambda: followers(app, school.course_id) == len(operations) - 1)
+        await complete(client, school, school.student, 1)
+        again = [await socket.receive() for _ in range(len(operations) - 1)]
+        assert {message["type"] for message in again} == {"next"}
+
+
 def test_a_feed_subscription_queues_events_in_order_up_to_its_buffer() -> None:
     subscription = Subscription(course_id=1, buffer=3)
     events: list[Any] = [object() for _ in range(4)]  # the queue does not look inside
@@ -1160,6 +1201,10 @@ def test_a_feed_subscription_queues_events_in_order_up_to_its_buffer() -> None:
         subscription.peek()
     with pytest.raises(Overflowed):
         subscription.take()
+    # A subscription without room overflows at once
+    no_room = Subscription(course_id=1, buffer=0)
+    no_room.offer(events[0])
+    assert no_room.overflowed
 
 
 # ---- many subscribers ---------------------------------------------------------------------

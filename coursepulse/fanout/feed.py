@@ -62,19 +62,19 @@ class Subscription:
         """Queue an event without waiting; a full queue marks the subscription overflowed."""
         if self.overflowed:
             return
-        if self._first is None:
+        more = self._more
+        waiting = 0 if self._first is None else 1 + (len(more) if more is not None else 0)
+        if waiting >= self.buffer:
+            # Nothing more is delivered: the events waiting would leave a gap behind the
+            # id the subscriber resumes from once it has noticed.
+            self.overflowed = True
+            self._first = self._more = None
+        elif self._first is None:
             self._first = event
+        elif more is None:
+            self._more = deque((event,))
         else:
-            more = self._more
-            if more is None:
-                more = self._more = deque()
-            if 1 + len(more) >= self.buffer:
-                # Nothing more is delivered: the events waiting would leave a gap behind
-                # the id the subscriber resumes from once it has noticed.
-                self.overflowed = True
-                self._first = self._more = None
-            else:
-                more.append(event)
+            more.append(event)
         self.interrupt()
 
     def interrupt(self) -> None:

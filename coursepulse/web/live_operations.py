@@ -28,6 +28,7 @@ counts towards the limits); `complete` or the socket closing ends it as it ends 
 
 import asyncio
 import contextvars
+import logging
 from contextlib import suppress
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -45,6 +46,8 @@ from coursepulse.fanout.stream import PARK, RESUME, LiveStream, Parking
 from coursepulse.schema.context import Context
 from coursepulse.schema.subscription import executed_event
 from coursepulse.web.next_frames import next_head, websocket_frame
+
+log = logging.getLogger("coursepulse.live")
 
 
 class Parked(BaseException):
@@ -230,7 +233,7 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 else:
                     await self._send_next(operation, result)  # type: ignore[arg-type]
             except Exception as error:  # ended in a task of its own, as any failure
-                self._fail_in_task(parked, error)
+                self.fail_in_task(parked, error)
                 return
         if not (parked.ended or parked.task is not None or stream.settle()):
             self.start_delivery(parked)  # the stream's end, or more than results
@@ -274,7 +277,7 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         try:
             transport.write(websocket_frame(head, rest))
         except Exception as error:
-            self._fail_in_task(parked, error)
+            self.fail_in_task(parked, error)
             return True
         stream.rest()  # nothing waits and it is not ending: `only_ready` said so
         return True
@@ -330,7 +333,7 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         transport = self.context.request.transport
         return transport is not None and _reads_along(transport)
 
-    def _fail_in_task(self, parked: ParkedOperation, error: Exception) -> None:
+    def fail_in_task(self, parked: ParkedOperation, error: Exception) -> None:
         """End, in a task of its own, a parked operation whose result could not be sent."""
         task = asyncio.create_task(self._fail(parked, error), context=parked.context)
         parked.task = parked.operation.task = task
@@ -447,14 +450,21 @@ class Deliveries:
                     key = getattr(parked.stream, "key", None)
                     if key is not None and key in executing:
                         waiting.append(parked)  # the usual case: thousands woken by one event
-                    elif not parked.handler.write_executed(parked, rests):
-                        await parked.handler.deliver_at_once(parked, executing)
+                        continue
+                    try:
+                        if not parked.handler.write_executed(parked, rests):
+                            await parked.handler.deliver_at_once(parked, executing)
+                    except Exception as error:
+                        _failed(parked, error)
                 if waiting:
                     await asyncio.wait(executing.values())
                     rests = SharedRests()
                     for parked in waiting:
-                        if not parked.handler.write_executed(parked, rests):
-                            await parked.handler.deliver_at_once(parked, {})
+                        try:
+                            if not parked.handler.write_executed(parked, rests):
+                                await parked.handler.deliver_at_once(parked, {})
+                        except Exception as error:
+                            _failed(parked, error)
         finally:
             self.task = None
             if self.woken:  # a round cancelled part-way: the rest go their own way
@@ -492,6 +502,15 @@ class SharedRests:
             rest_of = handler.view.next_rest(result.data)
         self.event, self.operation, self.key, self.rest_of = event, operation, key, rest_of
         return rest_of
+
+
+def _failed(parked: ParkedOperation, error: Exception) -> None:
+    """Delivering to `parked` failed unexpectedly: it ends, the others of its round still
+    get theirs."""
+    if parked.ended or parked.task is not None:
+        log.error("delivering a live event failed", exc_info=error)
+    else:
+        parked.handler.fail_in_task(parked, error)
 
 
 def _reads_along(transport: asyncio.Transport) -> bool:
