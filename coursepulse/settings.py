@@ -7,6 +7,9 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+#: The values PostgreSQL's plan_cache_mode takes.
+PlanCacheMode = Literal["auto", "force_generic_plan", "force_custom_plan"]
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./coursepulse.db"
 
 
@@ -74,9 +77,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     #: How PostgreSQL plans the service's statements (its plan_cache_mode): once per
     #: connection (`force_generic_plan`), or left to PostgreSQL's choice (`auto`).
-    db_plan_cache_mode: Literal["auto", "force_generic_plan", "force_custom_plan"] = (
-        "force_generic_plan"
-    )
+    db_plan_cache_mode: PlanCacheMode = "force_generic_plan"
 
     # ---- sign-in throttling (web/throttle.py), per process --------------------------------
     #: Length of the sliding window failed sign-ins are counted in.

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, get_args
 
 import asyncpg
 from sqlalchemy import text
@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL
 from coursepulse.models.slots import ConnectionUse, Slots
 from coursepulse.models.sql import Query
 from coursepulse.models.transactions import StatementObserver, Transaction
+from coursepulse.settings import PlanCacheMode
 
 log = logging.getLogger("coursepulse.postgres")
 
@@ -35,7 +36,7 @@ POOL_SIZE = 10
 #: generic plan look dearer: planning then costs more than running it.
 PLAN_CACHE_MODE = "force_generic_plan"
 #: The values PostgreSQL's plan_cache_mode takes.
-PLAN_CACHE_MODES = ("auto", "force_generic_plan", "force_custom_plan")
+PLAN_CACHE_MODES: tuple[str, ...] = get_args(PlanCacheMode)
 #: How long a connection may wait for its next transaction before it goes back to the
 #: pool, which closes it after asyncpg's own idle time (an idle process lets go of its
 #: connections).
