@@ -56,7 +56,7 @@ from coursepulse.schema.types import ProgressEvent as EventType
 from coursepulse.settings import Settings
 from coursepulse.web.graphql_view import CoursepulseGraphQLView
 from coursepulse.web.keys import BROKER
-from coursepulse.web.next_frames import next_head
+from coursepulse.web.next_frames import next_head, websocket_frame
 from coursepulse.web.revocation import ACCESS
 from coursepulse.web.ws_protocols import WS_QUOTA
 from tests.conftest import Account, School, graphql, make_course, make_user
@@ -1350,7 +1350,7 @@ async def test_a_next_websocket_frame_is_the_frame_aiohttp_sends() -> None:
     for title_length in (0, 200, 70_000):
         shared = {"courseActivity": {"id": "3", "title": "\u00e9" * title_length}}
         for operation_id in ("1", 'second "tab"'):
-            frame = view.next_websocket_frame(next_head(operation_id), shared)
+            frame = websocket_frame(next_head(operation_id), view.next_rest(shared))
             transport = _Collected()
             protocol = BaseProtocol(asyncio.get_running_loop())
             writer = WebSocketWriter(protocol, transport)

@@ -40,7 +40,7 @@ from coursepulse.web.keys import (
     WEBSOCKETS,
 )
 from coursepulse.web.metrics import METRICS
-from coursepulse.web.next_frames import TAIL, next_head, next_websocket_frame
+from coursepulse.web.next_frames import TAIL, next_head
 from coursepulse.web.revocation import ACCESS
 from coursepulse.web.throttle import client_address
 from coursepulse.web.websockets import WebSocketAdapter, WebSocketResponse
@@ -286,11 +286,6 @@ class CoursepulseGraphQLView(GraphQLView[Context, None]):
         `encode_json` writes for it."""
         return self._encoded.next_frame(operation_id, data)
 
-    def next_websocket_frame(self, head: bytes, data: Any) -> bytes:
-        """The `next` message of an error-free result, for the operation whose `next_head`
-        is `head`, as a whole websocket text frame (see `EncodedResults`)."""
-        return self._encoded.next_websocket_frame(head, data)
-
     def next_rest(self, data: Any) -> bytes:
         """What follows the head (`next_head`) in the `next` message of an error-free
         result: the same bytes for every subscriber of the result."""
@@ -394,12 +389,7 @@ class EncodedResults:
 
     def next_frame(self, operation_id: str, data: Any) -> bytes:
         """The `next` message of `data` for the operation, as UTF-8 (`next_message`'s text)."""
-        return next_head(operation_id) + self._encoded(data)[2] + TAIL
-
-    def next_websocket_frame(self, head: bytes, data: Any) -> bytes:
-        """The `next` message of `data` for the operation whose `next_head` is `head`, as
-        a whole websocket text frame (web/next_frames.py)."""
-        return next_websocket_frame(head, self._encoded(data)[2])
+        return next_head(operation_id) + self.next_rest(data)
 
     def next_rest(self, data: Any) -> bytes:
         """What follows the head in the `next` message of `data` (see the view's)."""

@@ -99,6 +99,14 @@ class ParkedOperation:
         #: Its loop's deliveries (it is made, and woken, on the socket's loop).
         self.deliveries = Deliveries.of_loop()
 
+    def frame(self, rest: bytes) -> bytes:
+        """The websocket frame of its `next` message whose part after the head is `rest`
+        (the view's `next_rest`)."""
+        head = self.head
+        if head is None:
+            head = self.head = next_head(self.operation.id)
+        return websocket_frame(head, rest)
+
     def wake(self) -> None:
         """The stream has something to deliver: deliver it with the others woken now,
         unless a task delivers to it already."""
@@ -270,12 +278,9 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         rest = rests.rest(self, stream, event)
         if rest is None:
             return False
-        head = parked.head
-        if head is None:
-            head = parked.head = next_head(operation.id)
         stream.consume(event)
         try:
-            transport.write(websocket_frame(head, rest))
+            transport.write(parked.frame(rest))
         except Exception as error:
             self.fail_in_task(parked, error)
             return True
@@ -297,10 +302,7 @@ class ParkingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         ws, transport = socket
         if ws.closed or not _reads_along(transport):
             return None
-        head = parked.head
-        if head is None:
-            head = parked.head = next_head(parked.operation.id)
-        return transport, websocket_frame(head, self.view.next_rest(result.data))
+        return transport, parked.frame(self.view.next_rest(result.data))
 
     async def _send_next(
         self, operation: Operation[Context, None], result: ExecutionResult

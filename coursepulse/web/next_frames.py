@@ -21,17 +21,11 @@ def next_head(operation_id: str) -> bytes:
     return b'{"id":%s,"type":"next","payload":{"data":' % json.dumps(operation_id).encode()
 
 
-def next_websocket_frame(head: bytes, data: bytes) -> bytes:
-    """The `next` message made of `head` (`next_head`) and the JSON `data` as a whole
-    websocket text frame the way a server sends one: unmasked, uncompressed, in one piece
-    (RFC 6455, 5.2)."""
-    return websocket_frame(head, data + TAIL)
-
-
 def websocket_frame(head: bytes, rest: bytes) -> bytes:
-    """The text message `head` + `rest` as a whole websocket frame (see
-    `next_websocket_frame`): for the subscribers of one result, `rest` (its data and
-    `TAIL`) is made once and only the head is their own."""
+    """The text message `head` + `rest` as a whole websocket frame the way a server sends
+    one: unmasked, uncompressed, in one piece (RFC 6455, 5.2). For the subscribers of one
+    result, `rest` (its JSON data and `TAIL`) is made once and only the head
+    (`next_head`) is their own."""
     length = len(head) + len(rest)
     if length < 126:
         header = _SHORT(_FIN_TEXT, length)
